@@ -1,0 +1,65 @@
+# atrest: the two commands a newcomer needs are `make demo` and `make test`.
+# Both create what they need (.venv for the code and tests, .venv-tools for the
+# SAM/template tooling) from pinned requirement files.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.12; use it locally too when it can be found (pyenv keeps
+# it off PATH unless selected), else any python3 >= 3.11 (the MPL's minimum).
+PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) /usr/bin/python3.12 python3.13 python3.11 python3; do \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then command -v $$p; break; fi; done)
+VENV := .venv
+TOOLS := .venv-tools
+BIN := $(VENV)/bin
+# `sam build` looks for the runtime's interpreter (python3.12) on PATH.
+PYDIR := $(dir $(PYTHON))
+export PATH := $(CURDIR)/$(BIN):$(PYDIR):$(PATH)
+
+.PHONY: help venv tools test test-fast demo local-up bench build lint clean
+
+help:
+	@echo "make demo   - run the encrypt pipeline end to end on the embedded AWS emulator"
+	@echo "make test   - run every test (unit, integration on the emulator, template checks)"
+	@echo "make bench  - run the benchmarks in bench/ (not part of make test)"
+	@echo "make build  - sam build (no container, offline)"
+
+$(BIN)/.installed: requirements-dev.txt layers/atrest/requirements.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: need Python >= 3.11 (3.12 preferred); install it and retry" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+$(TOOLS)/.installed: requirements-tools.txt
+	@test -n "$(PYTHON)" || { echo "error: need Python >= 3.11 (3.12 preferred); install it and retry" >&2; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.txt
+	@touch $@
+
+venv: $(BIN)/.installed
+tools: $(TOOLS)/.installed
+
+test: venv tools
+	ATREST_TOOLS_BIN=$(CURDIR)/$(TOOLS)/bin $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Unit and integration tests only, without the template tooling.
+test-fast: venv
+	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+demo: venv
+	$(BIN)/atrest demo
+
+local-up: venv
+	$(BIN)/atrest local up
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+build: tools
+	$(TOOLS)/bin/sam build --cached
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache

@@ -1,0 +1,81 @@
+"""EncryptObject: S3 "Object Created" events (via SQS, or bare from EventBridge) -> encrypted vault objects."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from atrest.clients import AwsClients
+from atrest.eventshapes import is_eventbridge_event, source_from_object_created, source_from_sqs_body
+from atrest.pipeline import EncryptPipeline, Outcome
+from atrest.settings import Settings
+from atrest.source import SourceObject
+
+logger = Logger()
+copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})
+tracer = Tracer()
+metrics = Metrics()
+
+settings = Settings.from_env()
+clients = AwsClients()
+pipeline = EncryptPipeline.from_settings(settings, clients)
+processor = BatchProcessor(event_type=EventType.SQS)
+idempotency = IdempotencyConfig(expires_after_seconds=24 * 3600)
+persistence = DynamoDBPersistenceLayer(
+    table_name=settings.idempotency_table or os.environ["ATREST_IDEMPOTENCY_TABLE"], boto3_client=clients.dynamodb
+)
+
+
+@idempotent_function(data_keyword_argument="source", persistence_store=persistence, config=idempotency)
+def encrypt(source: dict[str, Any]) -> dict[str, Any]:
+    kms_before = clients.calls["kms"]
+    outcome = pipeline.encrypt(SourceObject(**source))
+    metrics.add_metric(name="KmsCalls", unit=MetricUnit.Count, value=clients.calls["kms"] - kms_before)
+    if outcome.outcome is Outcome.ENCRYPTED and not outcome.repeated:
+        metrics.add_metric(name="ObjectsEncrypted", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="BytesEncrypted", unit=MetricUnit.Bytes, value=outcome.plaintext_size or 0)
+    elif outcome.outcome is Outcome.SKIPPED:
+        metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
+    return outcome.as_dict()
+
+
+def _encrypt_source(source: SourceObject) -> dict[str, Any]:
+    metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=1)
+    # Idempotency key: bucket + key + version (or etag when the bucket is unversioned).
+    identity = {"bucket": source.bucket, "key": source.key, "version_id": source.version_id, "etag": source.etag, "size": source.size}
+    try:
+        return encrypt(source=identity)
+    except Exception:
+        metrics.add_metric(name="EncryptFailures", unit=MetricUnit.Count, value=1)
+        logger.exception("encryption failed; the message will be retried, then dead-lettered",
+                         extra={"bucket": source.bucket, "key": source.key, "version_id": source.version_id})
+        raise
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    try:
+        source = source_from_sqs_body(record.body)
+    except Exception as error:
+        metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=1)
+        logger.error("malformed event; it will be dead-lettered after its retries",
+                     extra={"message_id": record.message_id, "reason": str(error)})
+        raise
+    return _encrypt_source(source)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    if is_eventbridge_event(event):
+        return _encrypt_source(source_from_object_created(event))
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,61 @@
+"""`AwsClients`: the one place boto3 clients are built.
+
+Region and endpoint come from the standard variables (AWS_REGION / AWS_DEFAULT_REGION,
+AWS_ENDPOINT_URL), so the same code talks to AWS or to the local emulator.
+Every client counts its calls per service, which feeds metrics and benchmarks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_RETRIES = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=5, read_timeout=60)
+
+
+@dataclass
+class AwsClients:
+    """Lazily built, counted boto3 clients sharing one session.
+
+    Not shared across threads for KMS work: the MPL's KMS components are not
+    thread-safe, so each thread or process builds its own `AwsClients`.
+    """
+
+    session: boto3.session.Session = field(default_factory=boto3.session.Session)
+    calls: Counter = field(default_factory=Counter)
+    _clients: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            existing = self._clients.get(service)
+            if existing is None:
+                existing = self.session.client(service, config=_RETRIES)
+                existing.meta.events.register(f"before-call.{existing.meta.service_model.service_id.hyphenize()}", self._count)
+                self._clients[service] = existing
+            return existing
+
+    def _count(self, model: Any = None, **_: Any) -> None:
+        service = model.service_model.service_name if model is not None else "unknown"
+        self.calls[service] += 1
+
+    @property
+    def s3(self) -> Any:
+        return self.client("s3")
+
+    @property
+    def dynamodb(self) -> Any:
+        return self.client("dynamodb")
+
+    @property
+    def kms(self) -> Any:
+        return self.client("kms")
+
+    @property
+    def region(self) -> str:
+        return self.session.region_name or "us-east-1"

@@ -1,0 +1,94 @@
+"""The message format: ESDK messages with a committing, non-signing suite and large frames,
+and the encryption context that binds each message to its source."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import aws_encryption_sdk
+from aws_encryption_sdk import CommitmentPolicy
+from aws_encryption_sdk.identifiers import Algorithm
+from aws_encryption_sdk.internal.formatting.deserialize import deserialize_header
+
+# Committing (key commitment) but not signing: every reader is also trusted to write,
+# so signatures add cost (an ECDSA key per message) without adding a guarantee.
+SUITE = Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
+HIERARCHY_PROVIDER_ID = "aws-kms-hierarchy"
+
+# Encryption context keys. Prefixed so they never collide with the ESDK's own (aws-crypto-*).
+CTX_ACCOUNT = "atrest:account"
+CTX_INSTANCE = "atrest:instance"
+CTX_DATA_CLASS = "atrest:data-class"
+CTX_SOURCE_BUCKET = "atrest:source-bucket"
+CTX_SOURCE_KEY = "atrest:source-key"
+
+
+def encryption_client() -> aws_encryption_sdk.EncryptionSDKClient:
+    # One data key per message: refusing more bounds the work a hostile message can cause.
+    return aws_encryption_sdk.EncryptionSDKClient(
+        commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT,
+        max_encrypted_data_keys=1,
+    )
+
+
+def encryption_context(
+    account_id: str, instance: str | None, data_class: str, source_bucket: str, source_key: str
+) -> dict[str, str]:
+    """What every object's message is bound to; decrypt must reproduce it exactly."""
+    context = {
+        CTX_ACCOUNT: account_id,
+        CTX_DATA_CLASS: data_class,
+        CTX_SOURCE_BUCKET: source_bucket,
+        CTX_SOURCE_KEY: source_key,
+    }
+    if instance:
+        context[CTX_INSTANCE] = instance
+    return context
+
+
+@dataclass(frozen=True)
+class MessageKey:
+    """Which branch key version wrapped a message's data key (read from its header)."""
+
+    branch_key_id: str
+    branch_key_version: str
+
+
+def message_key(header: Any) -> MessageKey:
+    """Read the branch key id and version from a hierarchical-keyring message header.
+
+    The EDK ciphertext is salt (16) | IV (12) | branch key version (16, UUID) | wrapped key,
+    per the Material Providers specification (aws-kms-hierarchical-keyring.md).
+    """
+    keys = [k for k in header.encrypted_data_keys if k.key_provider.provider_id == HIERARCHY_PROVIDER_ID]
+    if len(keys) != 1:
+        raise ValueError("message does not have exactly one hierarchical-keyring data key")
+    edk = keys[0]
+    version = uuid.UUID(bytes=bytes(edk.encrypted_data_key[28:44]))
+    return MessageKey(edk.key_provider.key_info.decode("utf-8"), str(version))
+
+
+def read_header(prefix: bytes) -> Any | None:
+    """Parse an ESDK message header from the first bytes of an object, or None if it is not one."""
+    if len(prefix) < 2 or prefix[0] not in (1, 2):
+        return None
+    try:
+        header, _ = deserialize_header(io.BytesIO(prefix), max_encrypted_data_keys=1)
+    except Exception:  # anything that is not a well-formed header is plaintext to us
+        return None
+    return header
+
+
+def is_atrest_message(prefix: bytes) -> bool:
+    """True when the bytes start an ESDK message that atrest wrote (its context names a data class)."""
+    header = read_header(prefix)
+    return header is not None and CTX_DATA_CLASS in header.encryption_context
+
+
+def context_differences(expected: Mapping[str, str], actual: Mapping[str, str]) -> list[str]:
+    """Names of atrest context keys whose values differ (ESDK-reserved keys are ignored)."""
+    names = {k for k in (*expected, *actual) if not k.startswith("aws-crypto-")}
+    return sorted(k for k in names if expected.get(k) != actual.get(k))

@@ -1,0 +1,259 @@
+"""`EncryptPipeline`: one source object version in, one recorded vault object out.
+
+Order of work, and why:
+1. classify the key (objects outside every data class are not ours to touch);
+2. stream the source version through the ESDK into a multipart upload to the vault;
+3. confirm S3's checksum of the ciphertext;
+4. commit the metadata record (conditional: a retry finds it and moves on);
+5. only then delete the plaintext, and only the version that was encrypted.
+A crash anywhere before 5 leaves the plaintext in place; the retried event repeats the
+missing steps and writes the same vault key, so nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from atrest.clients import AwsClients
+from atrest.data_classes import Classification, DataClassifier
+from atrest.envelope import SUITE, encryption_client, encryption_context, is_atrest_message, message_key
+from atrest.errors import SourceChangedError
+from atrest.keystore import BranchKeyStore
+from atrest.records import MetadataTable, ObjectRecord, ObjectStatus, utc_now
+from atrest.settings import Settings
+from atrest.source import PlaintextStream, SourceObject
+from atrest.vault import MultipartWriter, vault_key_for
+
+log = logging.getLogger(__name__)
+
+PEEK_BYTES = 64 * 1024  # enough for any ESDK header atrest writes (context includes a <=1024-byte key)
+_GONE = {"NoSuchKey", "NoSuchVersion", "404", "MethodNotAllowed"}  # MethodNotAllowed: version is a delete marker
+
+
+class Outcome(str, Enum):
+    ENCRYPTED = "encrypted"
+    SKIPPED = "skipped"
+
+
+class SkipReason(str, Enum):
+    NOT_INTAKE_BUCKET = "not-intake-bucket"
+    NO_DATA_CLASS = "no-data-class"
+    SOURCE_MISSING = "source-missing"
+    ALREADY_ATREST_MESSAGE = "already-atrest-message"
+
+
+@dataclass(frozen=True)
+class EncryptOutcome:
+    """What happened to one source object; safe to log (no content, no key material)."""
+
+    outcome: Outcome
+    source: SourceObject
+    reason: str | None = None
+    vault_key: str | None = None
+    data_class: str | None = None
+    scope: str | None = None
+    branch_key_version: str | None = None
+    plaintext_size: int | None = None
+    ciphertext_size: int | None = None
+    source_status: str | None = None
+    duration_ms: int | None = None
+    repeated: bool = False  # the object had already been encrypted by an earlier delivery
+
+    def as_dict(self) -> dict[str, Any]:
+        result = {k: v for k, v in self.__dict__.items() if v is not None and k != "source"}
+        result["outcome"] = self.outcome.value
+        result["source"] = self.source.as_dict()
+        return result
+
+
+class EncryptPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: AwsClients,
+        keystore: BranchKeyStore,
+        records: MetadataTable,
+        classifier: DataClassifier,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.keystore = keystore
+        self.records = records
+        self.classifier = classifier
+        self.esdk = encryption_client()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "EncryptPipeline":
+        clients = clients or AwsClients()
+        keystore = BranchKeyStore(
+            clients, settings.keystore_table, settings.keystore_name, settings.kms_key_arn, settings.cache_ttl_seconds
+        )
+        return cls(settings, clients, keystore, MetadataTable(clients.dynamodb, settings.metadata_table),
+                   DataClassifier.from_settings(settings))
+
+    def encrypt(self, source: SourceObject) -> EncryptOutcome:
+        started = time.monotonic()
+        if source.bucket != self.settings.intake_bucket:
+            return self._skip(source, SkipReason.NOT_INTAKE_BUCKET)
+        classification = self.classifier.classify(source.key)
+        if classification is None:
+            return self._skip(source, SkipReason.NO_DATA_CLASS)
+
+        vault_key = vault_key_for(classification.data_class.value, source.bucket, source.key, source.version_id)
+        existing = self.records.get_object(vault_key)
+        if existing is not None:
+            # An earlier delivery got as far as the record: only the source step can be missing.
+            return self._finish_source(existing, source, started, repeated=True)
+
+        try:
+            response = self._open(source)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _GONE:
+                return self._skip(source, SkipReason.SOURCE_MISSING)
+            raise
+        body = response["Body"]
+        try:
+            prefix = body.read(PEEK_BYTES)
+            if is_atrest_message(prefix):
+                # Someone copied a vault object into the intake: encrypting it again would
+                # hide it behind two keys, and deleting it would lose it. Leave it alone.
+                return self._skip(source, SkipReason.ALREADY_ATREST_MESSAGE)
+            version_id = source.version_id or _real_version(response.get("VersionId"))
+            record = self._encrypt_stream(source, version_id, classification, vault_key, PlaintextStream(prefix, body), started)
+        finally:
+            body.close()
+
+        if not self.records.put_object(record):
+            # A concurrent delivery recorded first; ours is a redundant copy of the same bytes.
+            self._discard_duplicate(record)
+            return self._finish_source(self.records.get_object(vault_key), source, started, repeated=True)
+        self.records.record_key_version(record.branch_key_id, record.branch_key_version)
+        return self._finish_source(record, source, started, repeated=False)
+
+    def _open(self, source: SourceObject) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
+        if source.version_id:
+            kwargs["VersionId"] = source.version_id
+        elif source.etag:
+            # Without a version id, only the bytes the event described will do.
+            kwargs["IfMatch"] = source.etag
+        try:
+            return self.clients.s3.get_object(**kwargs)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                raise SourceChangedError(
+                    f"{source.describe()} changed after its event (etag {source.etag}); its newer version has its own event"
+                ) from error
+            raise
+
+    def _encrypt_stream(
+        self,
+        source: SourceObject,
+        version_id: str | None,
+        classification: Classification,
+        vault_key: str,
+        plaintext: PlaintextStream,
+        started: float,
+    ) -> ObjectRecord:
+        context = encryption_context(
+            self.settings.account_id, classification.instance, classification.data_class.value, source.bucket, source.key
+        )
+        branch_key_id = classification.scope.branch_key_id
+        self.keystore.ensure(classification.scope)
+        keyring = self.keystore.keyring(branch_key_id)
+        metadata = {"atrest-data-class": classification.data_class.value, "atrest-format": "esdk"}
+        with MultipartWriter(self.clients.s3, self.settings.vault_bucket, vault_key, self.settings.part_size, metadata) as writer:
+            with self.esdk.stream(
+                mode="e",
+                source=plaintext,
+                keyring=keyring,
+                encryption_context=context,
+                frame_length=self.settings.frame_length,
+                algorithm=SUITE,
+            ) as encryptor:
+                while chunk := encryptor.read(self.settings.part_size):
+                    writer.write(chunk)
+                header = encryptor.header
+            stored = writer.close()
+        key = message_key(header)
+        return ObjectRecord(
+            vault_bucket=stored.bucket,
+            vault_key=stored.key,
+            vault_version_id=stored.version_id,
+            source_bucket=source.bucket,
+            source_key=source.key,
+            source_version_id=version_id,
+            source_etag=source.etag,
+            data_class=classification.data_class.value,
+            scope=branch_key_id,
+            branch_key_id=key.branch_key_id,
+            branch_key_version=key.branch_key_version,
+            suite=SUITE.name,
+            frame_length=self.settings.frame_length,
+            plaintext_size=plaintext.size,
+            ciphertext_size=stored.size,
+            plaintext_sha256=plaintext.sha256.hexdigest(),
+            ciphertext_sha256=stored.sha256,
+            s3_checksum=stored.s3_checksum,
+            encryption_context=context,
+            encrypted_at=utc_now(),
+            instance=classification.instance,
+            contact_id=classification.contact_id,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+
+    def _finish_source(self, record: ObjectRecord, source: SourceObject, started: float, repeated: bool) -> EncryptOutcome:
+        if record.status is ObjectStatus.ENCRYPTED:
+            if self.settings.keep_source or not record.source_version_id:
+                # Without a version id we cannot name the exact bytes we encrypted, so we keep them.
+                self.records.mark_source(record.vault_key, ObjectStatus.SOURCE_KEPT)
+                record.status = ObjectStatus.SOURCE_KEPT
+            else:
+                self._delete_source_version(record)
+                self.records.mark_source(record.vault_key, ObjectStatus.SOURCE_DELETED)
+                record.status = ObjectStatus.SOURCE_DELETED
+        outcome = EncryptOutcome(
+            outcome=Outcome.ENCRYPTED,
+            source=source,
+            vault_key=record.vault_key,
+            data_class=record.data_class,
+            scope=record.scope,
+            branch_key_version=record.branch_key_version,
+            plaintext_size=record.plaintext_size,
+            ciphertext_size=record.ciphertext_size,
+            source_status=record.status.value,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            repeated=repeated,
+        )
+        log.info("object encrypted", extra={"outcome": outcome.as_dict()})
+        return outcome
+
+    def _delete_source_version(self, record: ObjectRecord) -> None:
+        # Deleting by version id removes exactly the bytes we encrypted; a newer version of
+        # the same key, uploaded meanwhile, stays (it has an event of its own).
+        try:
+            self.clients.s3.delete_object(
+                Bucket=record.source_bucket, Key=record.source_key, VersionId=record.source_version_id
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in _GONE:
+                raise
+
+    def _discard_duplicate(self, record: ObjectRecord) -> None:
+        if record.vault_version_id and record.vault_version_id != "null":
+            self.clients.s3.delete_object(Bucket=record.vault_bucket, Key=record.vault_key, VersionId=record.vault_version_id)
+
+    def _skip(self, source: SourceObject, reason: SkipReason) -> EncryptOutcome:
+        outcome = EncryptOutcome(Outcome.SKIPPED, source, reason=reason.value)
+        log.info("object skipped", extra={"outcome": outcome.as_dict()})
+        return outcome
+
+
+def _real_version(version_id: str | None) -> str | None:
+    return None if version_id in (None, "null") else version_id

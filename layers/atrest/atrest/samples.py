@@ -1,0 +1,71 @@
+"""Real-shaped contact-center content for the demo and tests, made with the standard library.
+
+Nothing here is real customer data: the audio is tones and the transcript is scripted.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import struct
+import wave
+from datetime import datetime, timedelta, timezone
+
+
+def call_recording_wav(seconds: float = 3.0, rate: int = 8000) -> bytes:
+    """A stereo 16-bit PCM WAV like Amazon Connect's: customer on the left, agent on the right."""
+    frames = int(seconds * rate)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        samples = bytearray()
+        for n in range(frames):
+            t = n / rate
+            # Each side "speaks" in alternating half-second turns.
+            customer = 0.4 * math.sin(2 * math.pi * 440 * t) if int(t * 2) % 2 == 0 else 0.0
+            agent = 0.4 * math.sin(2 * math.pi * 660 * t) if int(t * 2) % 2 == 1 else 0.0
+            samples += struct.pack("<hh", int(customer * 32767), int(agent * 32767))
+        wav.writeframes(bytes(samples))
+    return out.getvalue()
+
+
+def chat_transcript(account_id: str, instance_id: str, contact_id: str, started: datetime | None = None) -> bytes:
+    """An Amazon Connect chat transcript (the JSON Connect writes under ChatTranscripts/)."""
+    start = started or datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
+    customer, agent, system = "c1a2b3c4-0000-4000-8000-000000000001", "a1b2c3d4-0000-4000-8000-000000000002", "s1"
+
+    def at(seconds: int) -> str:
+        return (start + timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    items = [
+        {"AbsoluteTime": at(0), "ContentType": "application/vnd.amazonaws.connect.event.participant.joined",
+         "Id": "e-1", "Type": "EVENT", "ParticipantId": customer, "DisplayName": "Customer", "ParticipantRole": "CUSTOMER"},
+        {"AbsoluteTime": at(2), "Content": "Hello, I would like to update the card on my account.", "ContentType": "text/plain",
+         "Id": "m-1", "Type": "MESSAGE", "ParticipantId": customer, "DisplayName": "Customer", "ParticipantRole": "CUSTOMER"},
+        {"AbsoluteTime": at(5), "ContentType": "application/vnd.amazonaws.connect.event.participant.joined",
+         "Id": "e-2", "Type": "EVENT", "ParticipantId": agent, "DisplayName": "Agent", "ParticipantRole": "AGENT"},
+        {"AbsoluteTime": at(9), "Content": "Of course. Can you confirm the phone number on file?", "ContentType": "text/plain",
+         "Id": "m-2", "Type": "MESSAGE", "ParticipantId": agent, "DisplayName": "Agent", "ParticipantRole": "AGENT"},
+        {"AbsoluteTime": at(15), "Content": "+1 206 555 0100", "ContentType": "text/plain",
+         "Id": "m-3", "Type": "MESSAGE", "ParticipantId": customer, "DisplayName": "Customer", "ParticipantRole": "CUSTOMER"},
+        {"AbsoluteTime": at(20), "ContentType": "application/vnd.amazonaws.connect.event.chat.ended",
+         "Id": "e-3", "Type": "EVENT", "ParticipantRole": "SYSTEM", "ParticipantId": system},
+    ]
+    transcript = {
+        "Version": "2019-08-26",
+        "AWSAccountId": account_id,
+        "InstanceId": instance_id,
+        "InitialContactId": contact_id,
+        "ContactId": contact_id,
+        "Participants": [{"ParticipantId": customer}, {"ParticipantId": agent}],
+        "Transcript": items,
+    }
+    return json.dumps(transcript, indent=2).encode("utf-8")
+
+
+def connect_key(prefix: str, alias: str, folder: str, contact_id: str, when: datetime, extension: str) -> str:
+    """The key Amazon Connect writes: <prefix><alias>/<folder>/YYYY/MM/DD/<contact>_<YYYYMMDDTHH:MM>_UTC.<ext>."""
+    return f"{prefix}{alias}/{folder}/{when:%Y/%m/%d}/{contact_id}_{when:%Y%m%dT%H:%M}_UTC.{extension}"

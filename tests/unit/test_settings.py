@@ -1,0 +1,59 @@
+import pytest
+
+from atrest.errors import ConfigurationError
+from atrest.settings import Settings
+
+BASE = {
+    "ATREST_ACCOUNT_ID": "111122223333",
+    "ATREST_INTAKE_BUCKET": "intake",
+    "ATREST_VAULT_BUCKET": "vault",
+    "ATREST_KEYSTORE_TABLE": "atrest-keystore",
+    "ATREST_METADATA_TABLE": "atrest-metadata",
+    "ATREST_KMS_KEY_ARN": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+}
+
+
+def test_defaults_are_the_documented_ones():
+    settings = Settings.from_env(BASE)
+    assert settings.cache_ttl_seconds == 300
+    assert settings.frame_length == 1024 * 1024
+    assert settings.connect_prefix == "connect/"
+    assert settings.knowledge_prefix == "knowledge/"
+    assert settings.keep_source is False
+    assert settings.keystore_name == "atrest-keystore"
+
+
+def test_every_missing_variable_is_named_in_one_error():
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env({})
+    for name in BASE:
+        assert name in str(error.value)
+
+
+@pytest.mark.parametrize("ttl", ["10", "59", "0"])
+def test_cache_ttl_below_a_minute_is_refused_because_short_ttls_cache_nothing(ttl):
+    with pytest.raises(ConfigurationError, match="ATREST_CACHE_TTL_SECONDS"):
+        Settings.from_env({**BASE, "ATREST_CACHE_TTL_SECONDS": ttl})
+
+
+def test_part_size_below_the_s3_minimum_is_refused():
+    with pytest.raises(ConfigurationError, match="ATREST_PART_SIZE"):
+        Settings.from_env({**BASE, "ATREST_PART_SIZE": str(1024 * 1024)})
+
+
+def test_non_numeric_and_non_boolean_values_are_explained():
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env({**BASE, "ATREST_FRAME_LENGTH": "big", "ATREST_KEEP_SOURCE": "maybe"})
+    assert "ATREST_FRAME_LENGTH='big'" in str(error.value)
+    assert "ATREST_KEEP_SOURCE='maybe'" in str(error.value)
+
+
+def test_a_key_alias_instead_of_an_arn_is_refused():
+    with pytest.raises(ConfigurationError, match="full key ARN"):
+        Settings.from_env({**BASE, "ATREST_KMS_KEY_ARN": "alias/atrest"})
+
+
+def test_prefixes_gain_a_trailing_slash_so_a_prefix_cannot_match_a_sibling_folder():
+    settings = Settings.from_env({**BASE, "ATREST_CONNECT_PREFIX": "cc", "ATREST_KEEP_SOURCE": "true"})
+    assert settings.connect_prefix == "cc/"
+    assert settings.keep_source is True
