@@ -24,11 +24,11 @@ help:
 	@echo "make bench  - run the benchmarks in bench/ (not part of make test)"
 	@echo "make build  - sam build (no container, offline)"
 
-$(BIN)/.installed: requirements-dev.txt layers/atrest/requirements.txt pyproject.toml
+$(BIN)/.installed: requirements-dev.txt constraints.txt layers/atrest/requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: need Python >= 3.11 (3.12 preferred); install it and retry" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 

@@ -28,7 +28,8 @@ settings = Settings.from_env()
 clients = AwsClients()
 pipeline = EncryptPipeline.from_settings(settings, clients)
 processor = BatchProcessor(event_type=EventType.SQS)
-idempotency = IdempotencyConfig(expires_after_seconds=24 * 3600)
+# One source object version is one piece of work, however often S3/EventBridge/SQS deliver it.
+idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, version_id, etag]", expires_after_seconds=24 * 3600)
 persistence = DynamoDBPersistenceLayer(
     table_name=settings.idempotency_table or os.environ["ATREST_IDEMPOTENCY_TABLE"], boto3_client=clients.dynamodb
 )
@@ -49,10 +50,8 @@ def encrypt(source: dict[str, Any]) -> dict[str, Any]:
 
 def _encrypt_source(source: SourceObject) -> dict[str, Any]:
     metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=1)
-    # Idempotency key: bucket + key + version (or etag when the bucket is unversioned).
-    identity = {"bucket": source.bucket, "key": source.key, "version_id": source.version_id, "etag": source.etag, "size": source.size}
     try:
-        return encrypt(source=identity)
+        return encrypt(source=source.as_dict())
     except Exception:
         metrics.add_metric(name="EncryptFailures", unit=MetricUnit.Count, value=1)
         logger.exception("encryption failed; the message will be retried, then dead-lettered",

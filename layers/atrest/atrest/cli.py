@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from atrest.errors import AtrestError
 
@@ -44,6 +47,12 @@ def run_decrypt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_demo(args: argparse.Namespace) -> int:
+    from atrest.demo import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atrest", description="Encryption at rest for contact-center data on AWS.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -55,21 +64,35 @@ def build_parser() -> argparse.ArgumentParser:
     decrypt.set_defaults(run=run_decrypt)
 
     demo = commands.add_parser("demo", help="run the pipeline end to end on the embedded emulator")
-    demo.set_defaults(run=lambda args: __import__("atrest.demo", fromlist=["run"]).run(args))
+    demo.set_defaults(run=_run_demo)
 
-    from atrest.local import cli as local_cli
-
-    local_cli.register(commands)
+    try:
+        from atrest.local import cli as local_cli
+    except ImportError as error:  # the emulator's extras (moto, PyYAML) are not installed
+        local = commands.add_parser("local", help="the local emulator (needs: pip install 'atrest[local]')")
+        local.set_defaults(run=lambda _args: _missing_local(error))
+    else:
+        local_cli.register(commands)
     return parser
+
+
+def _missing_local(error: ImportError) -> int:
+    raise AtrestError(f"the local emulator is not installed ({error}); run `pip install 'atrest[local]'` or `make demo`")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args: Any = parser.parse_args(argv)
+    # The ESDK logs a traceback of its own when a refused message is closed; atrest says why instead.
+    logging.getLogger("aws_encryption_sdk").setLevel(logging.CRITICAL)
     try:
         return int(args.run(args) or 0)
     except AtrestError as error:
         print(f"atrest: error: {error}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as error:
+        print(f"atrest: error: AWS refused or could not be reached: {error}. "
+              "Check your credentials and region (or that `atrest local up` is running).", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("atrest: interrupted", file=sys.stderr)

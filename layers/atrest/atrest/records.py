@@ -6,7 +6,7 @@ One item per encrypted object (`ObjectRecord`) and one per branch key version
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
@@ -81,8 +81,8 @@ class ObjectRecord:
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "ObjectRecord":
         plain = _plain(item)
-        names = {f.name for f in fields(cls)}
-        record = cls(**{k: v for k, v in plain.items() if k in names})
+        # Absent attributes were None when written (to_item drops them).
+        record = cls(**{f.name: plain.get(f.name) for f in fields(cls) if f.name in plain or f.default is MISSING})
         record.status = ObjectStatus(record.status)
         return record
 

@@ -1,0 +1,373 @@
+"""`Runner`: the event flow Lambda provides on AWS, for the functions of a local stack.
+
+- SQS event sources: receive up to BatchSize messages (with all attributes), invoke the
+  handler with the Lambda SQS event, delete the messages that succeeded. With
+  `ReportBatchItemFailures`, the ones listed in `batchItemFailures` stay; a handler that
+  raises (or times out, or returns an invalid failure list) leaves the whole batch.
+  Messages that stay are made visible again after `retry_delay_seconds` (the queue's
+  own visibility timeout is for deployed functions, and far too long to wait for
+  locally); the queue's redrive policy moves them to the dead-letter queue after
+  maxReceiveCount receives, as SQS does.
+- EventBridge rule events: each event the rule's relay queue receives is one
+  asynchronous invocation (three attempts, then the relay's dead-letter queue).
+- Schedules: moto never fires them; `fire_schedules()` (or `schedule_every_seconds` in
+  background mode) invokes every scheduled function with a "Scheduled Event".
+
+One worker: functions run one at a time (`os.environ` is process-wide). `drain()` runs
+the flow in the calling thread until every mapped queue is empty; `start()` runs it in
+a background thread until `stop()`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, TextIO
+
+from atrest.local.emulator import emulator_client, emulator_environment
+from atrest.local.lambda_runtime import InProcessFunction, Invocation
+from atrest.local.stack import EventBridgeSource, LocalStackState, ScheduleSource, SqsEventSource, queue_backlog
+
+log = logging.getLogger(__name__)
+
+SQS_RECEIVE_LIMIT = 10  # ReceiveMessage returns at most 10 messages
+
+
+class DrainTimeout(TimeoutError):
+    """Queues still held messages when `Runner.drain` gave up; `backlog` says how many, per queue URL."""
+
+    def __init__(self, backlog: Mapping[str, int], timeout: float):
+        self.backlog = dict(backlog)
+        waiting = ", ".join(f"{url.rsplit('/', 1)[-1]}: {n}" for url, n in self.backlog.items() if n)
+        super().__init__(f"queues not empty after {timeout:.1f} s ({waiting})")
+
+
+@dataclass
+class RunnerStats:
+    """Counts since the runner was created."""
+
+    invocations: int = 0
+    failed_invocations: int = 0
+    messages_deleted: int = 0
+    messages_returned: int = 0
+    scheduled_invocations: int = 0
+    errors: list[Invocation] = field(default_factory=list)
+
+
+def sqs_record(message: Mapping[str, Any], source: SqsEventSource, region: str) -> dict[str, Any]:
+    """One record of the event Lambda gives a function for an SQS message."""
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": {
+            name: _lambda_message_attribute(value) for name, value in (message.get("MessageAttributes") or {}).items()
+        },
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": source.queue_arn,
+        "awsRegion": region,
+    }
+    if message.get("MD5OfMessageAttributes"):
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    return record
+
+
+def _lambda_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    # Lambda writes attribute names in camelCase and binary values in base64.
+    def encoded(data: Any) -> str:
+        return base64.b64encode(data).decode() if isinstance(data, (bytes, bytearray)) else str(data)
+
+    attribute: dict[str, Any] = {
+        "stringListValues": list(value.get("StringListValues") or []),
+        "binaryListValues": [encoded(item) for item in value.get("BinaryListValues") or []],
+        "dataType": value["DataType"],
+    }
+    if "StringValue" in value:
+        attribute["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        attribute["binaryValue"] = encoded(value["BinaryValue"])
+    return attribute
+
+
+def scheduled_event(source: ScheduleSource, account_id: str, region: str, now: datetime | None = None) -> Any:
+    """What EventBridge sends a function on a schedule: the configured Input, else a Scheduled Event."""
+    if source.input is not None:
+        return source.input
+    now = now or datetime.now(timezone.utc)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account_id,
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [source.rule_arn],
+        "detail": {},
+    }
+
+
+def failed_message_ids(response: Any, message_ids: Iterable[str]) -> set[str] | None:
+    """The message ids a ReportBatchItemFailures response marks as failed, or None when the
+    response is invalid (then Lambda treats the whole batch as failed)."""
+    ids = set(message_ids)
+    if response is None:
+        return set()
+    if not isinstance(response, dict):
+        return None
+    failures = response.get("batchItemFailures")
+    if failures is None:
+        return set()
+    if not isinstance(failures, list):
+        return None
+    failed: set[str] = set()
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not identifier or identifier not in ids:
+            return None
+        failed.add(identifier)
+    return failed
+
+
+class Runner:
+    """Runs the functions of `state` on the events their sources deliver.
+
+    `aws_environment`: the variables that point the functions' SDK at the emulator
+    (default: the state's endpoint with the emulator's test credentials).
+    `retry_delay_seconds`: how long a failed message stays invisible before its retry.
+    `function_stdout`: where function output goes (None: this process's stdout).
+    `functions`: the logical ids to run (default: all of them).
+    """
+
+    def __init__(
+        self,
+        state: LocalStackState,
+        *,
+        aws_environment: Mapping[str, str] | None = None,
+        retry_delay_seconds: int = 2,
+        idle_poll_seconds: float = 0.1,
+        schedule_every_seconds: float | None = None,
+        function_stdout: TextIO | None = None,
+        functions: Iterable[str] | None = None,
+    ) -> None:
+        self.state = state
+        self.aws_environment = dict(aws_environment) if aws_environment is not None else emulator_environment(state.endpoint, state.region)
+        self.retry_delay_seconds = int(retry_delay_seconds)
+        self.idle_poll_seconds = idle_poll_seconds
+        self.schedule_every_seconds = schedule_every_seconds
+        self.stats = RunnerStats()
+        selected = set(functions) if functions is not None else set(state.functions)
+        unknown = selected - set(state.functions)
+        if unknown:
+            raise KeyError(f"no function(s) {', '.join(sorted(unknown))}; functions: {', '.join(sorted(state.functions))}")
+        self._functions = {
+            logical_id: InProcessFunction(function, self.aws_environment, stdout=function_stdout)
+            for logical_id, function in state.functions.items()
+            if logical_id in selected
+        }
+        self._sqs = emulator_client("sqs", endpoint=state.endpoint, region=state.region)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_schedule: float | None = None
+
+    # -- what runs --------------------------------------------------------------------
+
+    def function(self, logical_id: str) -> InProcessFunction:
+        if logical_id not in self._functions:
+            raise KeyError(f"no function {logical_id} in this runner; functions: {', '.join(sorted(self._functions))}")
+        return self._functions[logical_id]
+
+    def _sqs_mappings(self) -> list[tuple[InProcessFunction, SqsEventSource]]:
+        return [
+            (runtime, source)
+            for runtime in self._functions.values()
+            for source in runtime.function.sqs_sources
+            if source.enabled
+        ]
+
+    def _eventbridge_mappings(self) -> list[tuple[InProcessFunction, EventBridgeSource]]:
+        return [
+            (runtime, source)
+            for runtime in self._functions.values()
+            for source in runtime.function.eventbridge_sources
+            if source.relay_queue_url
+        ]
+
+    def watched_queue_urls(self) -> list[str]:
+        """Every queue the runner takes events from."""
+        return [source.queue_url for _, source in self._sqs_mappings()] + [
+            source.relay_queue_url for _, source in self._eventbridge_mappings()
+        ]
+
+    # -- one round ---------------------------------------------------------------------
+
+    def invoke(self, logical_id: str, event: Any) -> Invocation:
+        """Invoke one function directly (as `sam local invoke` / `atrest local invoke` do)."""
+        return self._record(self.function(logical_id).invoke(event))
+
+    def _record(self, invocation: Invocation) -> Invocation:
+        self.stats.invocations += 1
+        if not invocation.succeeded:
+            self.stats.failed_invocations += 1
+            self.stats.errors.append(invocation)
+        return invocation
+
+    def process_once(self) -> int:
+        """Take one batch from every event source and run it; returns how many messages were taken."""
+        taken = 0
+        for runtime, source in self._sqs_mappings():
+            taken += self._process_sqs_batch(runtime, source)
+        for runtime, eventbridge_source in self._eventbridge_mappings():
+            taken += self._process_relayed_events(runtime, eventbridge_source)
+        return taken
+
+    def _receive(self, queue_url: str, limit: int) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while len(messages) < limit:
+            received = self._sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=min(SQS_RECEIVE_LIMIT, limit - len(messages)),
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not received:
+                break
+            messages.extend(received)
+        return messages
+
+    def _process_sqs_batch(self, runtime: InProcessFunction, source: SqsEventSource) -> int:
+        messages = self._receive(source.queue_url, source.batch_size)
+        if not messages:
+            return 0
+        event = {"Records": [sqs_record(message, source, self.state.region) for message in messages]}
+        invocation = self._record(runtime.invoke(event))
+        by_id = {message["MessageId"]: message for message in messages}
+        if not invocation.succeeded:
+            failed = set(by_id)
+        elif source.report_batch_item_failures:
+            reported = failed_message_ids(invocation.response, by_id)
+            if reported is None:
+                log.warning("%s returned an invalid batchItemFailures response; the whole batch will be retried",
+                            runtime.function.logical_id)
+                failed = set(by_id)
+            else:
+                failed = reported
+        else:
+            failed = set()
+        self._settle(source.queue_url, [m for i, m in by_id.items() if i not in failed], [by_id[i] for i in failed])
+        return len(messages)
+
+    def _process_relayed_events(self, runtime: InProcessFunction, source: EventBridgeSource) -> int:
+        messages = self._receive(source.relay_queue_url, SQS_RECEIVE_LIMIT)
+        for message in messages:
+            invocation = self._record(runtime.invoke(json.loads(message["Body"])))
+            if invocation.succeeded:
+                self._settle(source.relay_queue_url, [message], [])
+            else:
+                self._settle(source.relay_queue_url, [], [message])
+        return len(messages)
+
+    def _settle(self, queue_url: str, succeeded: list[dict[str, Any]], failed: list[dict[str, Any]]) -> None:
+        for start in range(0, len(succeeded), SQS_RECEIVE_LIMIT):
+            chunk = succeeded[start:start + SQS_RECEIVE_LIMIT]
+            self._sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+        for start in range(0, len(failed), SQS_RECEIVE_LIMIT):
+            chunk = failed[start:start + SQS_RECEIVE_LIMIT]
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.retry_delay_seconds}
+                    for i, m in enumerate(chunk)
+                ],
+            )
+        self.stats.messages_deleted += len(succeeded)
+        self.stats.messages_returned += len(failed)
+
+    def fire_schedules(self) -> list[Invocation]:
+        """Invoke every enabled scheduled function once, as its schedule would."""
+        invocations = []
+        for runtime in self._functions.values():
+            for source in runtime.function.schedule_sources:
+                if source.enabled:
+                    event = scheduled_event(source, self.state.account_id, self.state.region)
+                    invocations.append(self._record(runtime.invoke(event)))
+                    self.stats.scheduled_invocations += 1
+        return invocations
+
+    # -- until the queues are empty ----------------------------------------------------
+
+    def backlog(self) -> dict[str, int]:
+        """Messages (visible, in flight, delayed) in every queue the runner takes events from."""
+        return {url: queue_backlog(self._sqs, url) for url in self.watched_queue_urls()}
+
+    def drain(self, timeout: float = 30.0) -> RunnerStats:
+        """Run until every watched queue is empty (failed messages retried until they
+        succeed or reach their dead-letter queue). Raises `DrainTimeout` after `timeout`
+        seconds. While the background thread runs, only waits for it to empty them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            taken = 0 if self.running else self.process_once()
+            if taken:
+                continue
+            backlog = self.backlog()
+            if not any(backlog.values()):
+                return self.stats
+            if time.monotonic() >= deadline:
+                raise DrainTimeout(backlog, timeout)
+            time.sleep(self.idle_poll_seconds)
+
+    # -- in the background -------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> "Runner":
+        """Run the event flow (and schedules, if `schedule_every_seconds`) in a background thread."""
+        if self.running:
+            return self
+        self._stop.clear()
+        if self.schedule_every_seconds:
+            self._next_schedule = time.monotonic() + self.schedule_every_seconds
+        self._thread = threading.Thread(target=self._run, name="atrest-local-runner", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the batch in progress."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> "Runner":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._next_schedule is not None and time.monotonic() >= self._next_schedule:
+                    self._next_schedule = time.monotonic() + float(self.schedule_every_seconds or 0)
+                    self.fire_schedules()
+                taken = self.process_once()
+            except Exception:
+                # The emulator may be going away, or answer once with an error: keep polling.
+                log.exception("local runner: polling failed")
+                taken = 0
+            if not taken:
+                self._stop.wait(self.idle_poll_seconds)

@@ -1,0 +1,990 @@
+"""Provisioning `template.yaml` into the emulator, and the resulting `LocalStackState`.
+
+`provision()` creates, in dependency order, the resources the template declares that
+the emulator can hold (KMS keys and aliases, S3 buckets and bucket policies, DynamoDB
+tables, SQS queues and queue policies, EventBridge pattern rules with their SQS
+targets). Functions and layers are recorded, not created: Lambda needs Docker, so the
+runner (`atrest.local.runner`) calls handlers in this process. Schedule rules are
+recorded and played by the runner. Everything else (IAM, log groups, alarms) is
+recorded with the names and ARNs CloudFormation would give it, so references resolve.
+
+Provisioning is idempotent: names are derived from stack and logical id, the KMS key
+is found again by its tags, and existing resources are reconfigured, not duplicated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+from botocore.exceptions import ClientError
+
+from atrest.local.template import (
+    SERVERLESS_FUNCTION,
+    SERVERLESS_LAYER,
+    ResourceRecord,
+    SamTemplate,
+    TemplateError,
+    TemplateEvaluator,
+    generated_name,
+)
+
+STATE_FORMAT = "atrest-local-stack/1"
+DEFAULT_STATE_FILE = Path(".atrest") / "local-stack.json"
+
+# The tags CloudFormation puts on what it creates; provisioning finds its KMS key by them.
+STACK_NAME_TAG = "aws:cloudformation:stack-name"
+LOGICAL_ID_TAG = "aws:cloudformation:logical-id"
+
+
+class AwsEndpoint(Protocol):
+    """What provisioning needs from an emulator (`atrest.local.emulator.Emulator` is one)."""
+
+    endpoint: str
+    region: str
+    account_id: str
+
+    def client(self, service: str) -> Any: ...
+
+
+# -- what the runner needs to know about functions ---------------------------------------
+
+
+@dataclass
+class SqsEventSource:
+    """An SQS event source mapping (a SAM `Type: SQS` event or an `AWS::Lambda::EventSourceMapping`)."""
+
+    event_id: str
+    queue_logical_id: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int = 10
+    maximum_batching_window_seconds: int = 0
+    function_response_types: list[str] = field(default_factory=list)
+    enabled: bool = True
+
+    @property
+    def report_batch_item_failures(self) -> bool:
+        return "ReportBatchItemFailures" in self.function_response_types
+
+
+@dataclass
+class ScheduleSource:
+    """A schedule that invokes a function (SAM `Schedule`/`ScheduleV2` events, or a schedule
+    `AWS::Events::Rule` targeting it). The runner plays it; moto never fires schedules."""
+
+    event_id: str
+    expression: str
+    rule_name: str
+    rule_arn: str
+    input: Any = None
+    enabled: bool = True
+
+
+@dataclass
+class EventBridgeSource:
+    """A pattern rule that invokes a function (SAM `EventBridgeRule`/`CloudWatchEvent` events).
+
+    moto cannot invoke Lambda targets, so the rule targets a relay queue instead; the runner
+    invokes the function with each event (asynchronously: up to 3 attempts, then the
+    event goes to the relay's dead-letter queue)."""
+
+    event_id: str
+    rule_name: str
+    rule_arn: str
+    relay_queue_url: str
+    relay_queue_arn: str
+    relay_dead_letter_queue_url: str
+
+
+@dataclass
+class LocalFunction:
+    """A function of the template as the runner runs it: code, handler, settings and the
+    environment with every reference resolved against the local stack."""
+
+    logical_id: str
+    function_name: str
+    arn: str
+    code_dir: str
+    handler: str
+    runtime: str
+    timeout: int
+    memory_size: int
+    environment: dict[str, str]
+    layer_dirs: list[str] = field(default_factory=list)
+    log_group_name: str = ""
+    sqs_sources: list[SqsEventSource] = field(default_factory=list)
+    schedule_sources: list[ScheduleSource] = field(default_factory=list)
+    eventbridge_sources: list[EventBridgeSource] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "LocalFunction":
+        values = dict(data)
+        values["sqs_sources"] = [SqsEventSource(**item) for item in data.get("sqs_sources", [])]
+        values["schedule_sources"] = [ScheduleSource(**item) for item in data.get("schedule_sources", [])]
+        values["eventbridge_sources"] = [EventBridgeSource(**item) for item in data.get("eventbridge_sources", [])]
+        return cls(**values)
+
+
+# -- the provisioned stack ---------------------------------------------------------------
+
+
+@dataclass
+class LocalStackState:
+    """A stack provisioned into an emulator: every resource's physical name and attributes,
+    the evaluated template outputs and the functions the runner runs. Written as JSON to
+    the state file (`.atrest/local-stack.json`) by `atrest local up` for `atrest local invoke`."""
+
+    stack_name: str
+    region: str
+    account_id: str
+    endpoint: str
+    template_path: str
+    parameters: dict[str, Any]
+    resources: dict[str, ResourceRecord]
+    outputs: dict[str, Any]
+    functions: dict[str, LocalFunction]
+    notes: list[str] = field(default_factory=list)
+
+    def physical_id(self, logical_id: str) -> str:
+        """What `Ref` gives for a resource (bucket/table name, queue URL, KMS key id, ...)."""
+        return self._record(logical_id).physical_id
+
+    def attribute(self, logical_id: str, name: str) -> Any:
+        """What `Fn::GetAtt` gives (`Arn`, `QueueName`, `StreamArn`, ...)."""
+        record = self._record(logical_id)
+        if name not in record.attributes:
+            raise KeyError(f"{logical_id} has no attribute {name}; it has {', '.join(sorted(record.attributes))}")
+        return record.attributes[name]
+
+    def function(self, logical_id: str) -> LocalFunction:
+        if logical_id not in self.functions:
+            known = ", ".join(sorted(self.functions)) or "none"
+            raise KeyError(f"no function {logical_id} in stack {self.stack_name}; functions: {known}")
+        return self.functions[logical_id]
+
+    def _record(self, logical_id: str) -> ResourceRecord:
+        if logical_id not in self.resources:
+            raise KeyError(f"no resource {logical_id} in stack {self.stack_name}")
+        return self.resources[logical_id]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "stack_name": self.stack_name,
+            "region": self.region,
+            "account_id": self.account_id,
+            "endpoint": self.endpoint,
+            "template_path": self.template_path,
+            "parameters": self.parameters,
+            "resources": {logical_id: record.to_json() for logical_id, record in self.resources.items()},
+            "outputs": self.outputs,
+            "functions": {logical_id: function.to_json() for logical_id, function in self.functions.items()},
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "LocalStackState":
+        if data.get("format") != STATE_FORMAT:
+            raise ValueError(f"not an atrest local stack state (format {data.get('format')!r}, expected {STATE_FORMAT})")
+        return cls(
+            stack_name=data["stack_name"],
+            region=data["region"],
+            account_id=data["account_id"],
+            endpoint=data["endpoint"],
+            template_path=data["template_path"],
+            parameters=dict(data.get("parameters") or {}),
+            resources={lid: ResourceRecord.from_json(lid, rec) for lid, rec in (data.get("resources") or {}).items()},
+            outputs=dict(data.get("outputs") or {}),
+            functions={lid: LocalFunction.from_json(fn) for lid, fn in (data.get("functions") or {}).items()},
+            notes=list(data.get("notes") or []),
+        )
+
+    def write(self, path: str | Path = DEFAULT_STATE_FILE) -> Path:
+        """Write the state file atomically (readers never see half a file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        partial.replace(path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path = DEFAULT_STATE_FILE) -> "LocalStackState":
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+# -- provisioning ------------------------------------------------------------------------
+
+
+def provision(
+    template_path: str | Path,
+    emulator: AwsEndpoint,
+    *,
+    stack_name: str = "atrest",
+    parameters: Mapping[str, Any] | None = None,
+) -> LocalStackState:
+    """Create the stack of `template_path` in `emulator`; returns what was created.
+
+    Calling it again with the same stack name on the same emulator finds and
+    reconfigures the same resources. Raises `TemplateError` for templates it cannot
+    evaluate (the message names the resource) and botocore's `ClientError` when the
+    emulator refuses a resource.
+    """
+    template = SamTemplate.load(template_path)
+    records: dict[str, ResourceRecord] = {}
+    evaluator = TemplateEvaluator(
+        template,
+        stack_name=stack_name,
+        region=emulator.region,
+        account_id=emulator.account_id,
+        parameter_overrides=dict(parameters or {}),
+        resources=records,
+    )
+    builder = _StackBuilder(emulator, template, evaluator, records, stack_name)
+    # SAM's implicit function roles have no dependencies; key and bucket policies may name them.
+    for logical_id, definition in template.implicit_resources.items():
+        if evaluator.is_active(logical_id):
+            records[logical_id] = builder.record_only(logical_id, definition["Type"], {})
+    active = [logical_id for logical_id in template.resources if evaluator.is_active(logical_id)]
+    for logical_id in template.creation_order(active):
+        definition = template.resources[logical_id]
+        try:
+            properties = evaluator.resolve(definition.get("Properties") or {})
+            records[logical_id] = builder.build(logical_id, definition["Type"], properties)
+        except TemplateError as error:
+            raise TemplateError(f"{logical_id}: {error}") from None
+        except ClientError as error:
+            error.add_note(f"while creating {logical_id} ({definition['Type']}) of {template.path.name}")
+            raise
+    functions = local_functions(template, evaluator)
+    for function in functions.values():
+        builder.connect_event_sources(function)
+    return LocalStackState(
+        stack_name=stack_name,
+        region=emulator.region,
+        account_id=emulator.account_id,
+        endpoint=emulator.endpoint,
+        template_path=str(template.path),
+        parameters=evaluator.parameters,
+        resources=records,
+        outputs=evaluator.outputs(),
+        functions=functions,
+        notes=[f"{r.logical_id} ({r.type}): {r.note}" for r in records.values() if r.note],
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _arn(region: str, account_id: str, service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{region}:{account_id}:{resource}"
+
+
+def _tags(properties: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [{"Key": str(tag["Key"]), "Value": str(tag["Value"])} for tag in properties.get("Tags") or []]
+
+
+def _has_error_code(error: ClientError, *codes: str) -> bool:
+    return error.response.get("Error", {}).get("Code") in codes
+
+
+class _StackBuilder:
+    """Creates one resource at a time; each `_<type>` method returns its `ResourceRecord`."""
+
+    def __init__(
+        self,
+        emulator: AwsEndpoint,
+        template: SamTemplate,
+        evaluator: TemplateEvaluator,
+        records: dict[str, ResourceRecord],
+        stack_name: str,
+    ):
+        self.emulator = emulator
+        self.template = template
+        self.evaluator = evaluator
+        self.records = records
+        self.stack_name = stack_name
+        self.region = emulator.region
+        self.account_id = emulator.account_id
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.emulator.client(service)
+        return self._clients[service]
+
+    def name(self, logical_id: str, max_length: int, *, lowercase: bool = False) -> str:
+        return generated_name(self.stack_name, logical_id, max_length, lowercase=lowercase)
+
+    def build(self, logical_id: str, resource_type: str, properties: dict[str, Any]) -> ResourceRecord:
+        method: Callable[[str, dict[str, Any]], ResourceRecord] | None = getattr(
+            self, "_" + resource_type.replace("::", "_").lower(), None
+        )
+        if method is None:
+            return self.record_only(logical_id, resource_type, properties)
+        return method(logical_id, properties)
+
+    # -- resources that are recorded, not created ------------------------------------------
+
+    def record_only(self, logical_id: str, resource_type: str, properties: Mapping[str, Any]) -> ResourceRecord:
+        """A resource the emulator does not hold: the name and ARN CloudFormation would give it."""
+        region, account = self.region, self.account_id
+        if resource_type == "AWS::IAM::Role":
+            name = properties.get("RoleName") or self.name(logical_id, 64)
+            path = properties.get("Path") or "/"
+            role_id = "AROA" + hashlib.sha256(name.encode()).hexdigest()[:17].upper()
+            return ResourceRecord(
+                logical_id, resource_type, name,
+                {"Arn": f"arn:aws:iam::{account}:role{path}{name}", "RoleId": role_id},
+                status="recorded", note="IAM is not enforced locally",
+            )
+        if resource_type == "AWS::IAM::ManagedPolicy":
+            name = properties.get("ManagedPolicyName") or self.name(logical_id, 128)
+            arn = f"arn:aws:iam::{account}:policy/{name}"
+            return ResourceRecord(logical_id, resource_type, arn, {"PolicyArn": arn}, "recorded", "IAM is not enforced locally")
+        if resource_type == "AWS::IAM::Policy":
+            return ResourceRecord(logical_id, resource_type, self.name(logical_id, 128), {}, "recorded", "IAM is not enforced locally")
+        if resource_type == "AWS::Logs::LogGroup":
+            name = properties.get("LogGroupName") or self.name(logical_id, 512)
+            arn = _arn(region, account, "logs", f"log-group:{name}:*")
+            return ResourceRecord(logical_id, resource_type, name, {"Arn": arn}, "recorded",
+                                  "function logs go to the runner's stderr")
+        if resource_type == SERVERLESS_LAYER:
+            name = properties.get("LayerName") or logical_id
+            arn = _arn(region, account, "lambda", f"layer:{name}:1")
+            return ResourceRecord(logical_id, resource_type, arn, {}, "recorded",
+                                  "layer code is imported from its ContentUri (the atrest package is installed editable)")
+        if resource_type == SERVERLESS_FUNCTION:
+            name = properties.get("FunctionName") or self.name(logical_id, 64)
+            return ResourceRecord(logical_id, resource_type, name, {"Arn": _arn(region, account, "lambda", f"function:{name}")},
+                                  "recorded", "run in-process by the local runner (Lambda needs Docker)")
+        # Alarms, dashboards, SNS topics, ...: not emulated, but references to them resolve.
+        service = resource_type.split("::")[1].lower() if resource_type.count("::") >= 2 else "unknown"
+        name = self.name(logical_id, 255)
+        return ResourceRecord(
+            logical_id, resource_type, name,
+            {"Arn": _arn(region, account, service, f"{logical_id.lower()}/{name}")},
+            status="skipped", note="not emulated locally",
+        )
+
+    # -- KMS ----------------------------------------------------------------------------
+
+    def _aws_kms_key(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        kms = self.client("kms")
+        key_policy = properties.get("KeyPolicy")
+        note = None
+        if key_policy and _has_deny_statement(key_policy):
+            key_policy, note = None, f"key policy: {_DENY_NOTE}"
+        key_id = self._find_key(logical_id)
+        if key_id is None:
+            request: dict[str, Any] = {
+                "Description": properties.get("Description", ""),
+                "KeyUsage": properties.get("KeyUsage", "ENCRYPT_DECRYPT"),
+                "KeySpec": properties.get("KeySpec", "SYMMETRIC_DEFAULT"),
+                "MultiRegion": bool(properties.get("MultiRegion", False)),
+                "Tags": [
+                    {"TagKey": STACK_NAME_TAG, "TagValue": self.stack_name},
+                    {"TagKey": LOGICAL_ID_TAG, "TagValue": logical_id},
+                    *({"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in _tags(properties)),
+                ],
+            }
+            if key_policy:
+                request["Policy"] = _text(key_policy)
+            key_id = kms.create_key(**request)["KeyMetadata"]["KeyId"]
+        elif key_policy:
+            kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=_text(key_policy))
+        if properties.get("EnableKeyRotation"):
+            rotation: dict[str, Any] = {"KeyId": key_id}
+            if properties.get("RotationPeriodInDays"):
+                rotation["RotationPeriodInDays"] = int(properties["RotationPeriodInDays"])
+            kms.enable_key_rotation(**rotation)
+        if properties.get("Enabled") is False or str(properties.get("Enabled")).lower() == "false":
+            kms.disable_key(KeyId=key_id)  # moto refuses a full ARN here: use the key id
+        arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+        return ResourceRecord(logical_id, "AWS::KMS::Key", key_id, {"Arn": arn, "KeyId": key_id}, note=note)
+
+    def _find_key(self, logical_id: str) -> str | None:
+        kms = self.client("kms")
+        for page in kms.get_paginator("list_keys").paginate():
+            for key in page["Keys"]:
+                tags = {tag["TagKey"]: tag["TagValue"] for tag in kms.list_resource_tags(KeyId=key["KeyId"]).get("Tags", [])}
+                if tags.get(STACK_NAME_TAG) == self.stack_name and tags.get(LOGICAL_ID_TAG) == logical_id:
+                    return str(key["KeyId"])
+        return None
+
+    def _aws_kms_alias(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        kms = self.client("kms")
+        alias, target = properties["AliasName"], properties["TargetKeyId"]
+        existing = {a["AliasName"] for page in kms.get_paginator("list_aliases").paginate() for a in page["Aliases"]}
+        if alias in existing:
+            kms.update_alias(AliasName=alias, TargetKeyId=target)
+        else:
+            kms.create_alias(AliasName=alias, TargetKeyId=target)
+        return ResourceRecord(logical_id, "AWS::KMS::Alias", alias, {})
+
+    # -- S3 -----------------------------------------------------------------------------
+
+    def _aws_s3_bucket(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        s3 = self.client("s3")
+        name = properties.get("BucketName") or self.name(logical_id, 63, lowercase=True)
+        try:
+            s3.head_bucket(Bucket=name)
+        except ClientError as error:
+            if not _has_error_code(error, "404", "NoSuchBucket", "NotFound"):
+                raise
+            request: dict[str, Any] = {"Bucket": name}
+            if self.region != "us-east-1":
+                request["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+            if properties.get("ObjectLockEnabled"):
+                request["ObjectLockEnabledForBucket"] = True
+            s3.create_bucket(**request)
+        if "VersioningConfiguration" in properties:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": properties["VersioningConfiguration"]["Status"]})
+        if "PublicAccessBlockConfiguration" in properties:
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"])
+        if "BucketEncryption" in properties:
+            rules = [
+                {("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v for k, v in rule.items()}
+                for rule in properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        if "OwnershipControls" in properties:
+            s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls={"Rules": properties["OwnershipControls"]["Rules"]})
+        if "LifecycleConfiguration" in properties:
+            rules = [_lifecycle_rule(rule) for rule in properties["LifecycleConfiguration"]["Rules"]]
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
+        if properties.get("Tags"):
+            s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags(properties)})
+        note = None
+        if "NotificationConfiguration" in properties:
+            configuration, note = self._notification_configuration(properties["NotificationConfiguration"])
+            s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration=configuration)
+        attributes = {
+            "Arn": f"arn:aws:s3:::{name}",
+            "DomainName": f"{name}.s3.amazonaws.com",
+            "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
+            "DualStackDomainName": f"{name}.s3.dualstack.{self.region}.amazonaws.com",
+            "WebsiteURL": f"http://{name}.s3-website-{self.region}.amazonaws.com",
+        }
+        return ResourceRecord(logical_id, "AWS::S3::Bucket", name, attributes, note=note)
+
+    @staticmethod
+    def _notification_configuration(cfn: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+        configuration: dict[str, Any] = {}
+        note = None
+        if str((cfn.get("EventBridgeConfiguration") or {}).get("EventBridgeEnabled", "false")).lower() == "true":
+            configuration["EventBridgeConfiguration"] = {}
+
+        def converted(items: list[Mapping[str, Any]], target_key: str, api_key: str) -> list[dict[str, Any]]:
+            result = []
+            for item in items:
+                entry: dict[str, Any] = {api_key: item[target_key], "Events": [item["Event"]]}
+                rules = ((item.get("Filter") or {}).get("S3Key") or {}).get("Rules")
+                if rules:
+                    entry["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
+                result.append(entry)
+            return result
+
+        if cfn.get("QueueConfigurations"):
+            configuration["QueueConfigurations"] = converted(cfn["QueueConfigurations"], "Queue", "QueueArn")
+        if cfn.get("TopicConfigurations"):
+            configuration["TopicConfigurations"] = converted(cfn["TopicConfigurations"], "Topic", "TopicArn")
+        if cfn.get("LambdaConfigurations"):
+            note = "LambdaConfigurations are not delivered locally (moto cannot invoke Lambda without Docker)"
+        return configuration, note
+
+    def _aws_s3_bucketpolicy(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        bucket = properties["Bucket"]
+        if _has_deny_statement(properties["PolicyDocument"]):
+            return ResourceRecord(logical_id, "AWS::S3::BucketPolicy", bucket, {}, status="recorded", note=_DENY_NOTE)
+        self.client("s3").put_bucket_policy(Bucket=bucket, Policy=_text(properties["PolicyDocument"]))
+        return ResourceRecord(logical_id, "AWS::S3::BucketPolicy", bucket, {}, note="stored, not enforced by the emulator")
+
+    # -- DynamoDB -----------------------------------------------------------------------
+
+    def _aws_dynamodb_table(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        dynamodb = self.client("dynamodb")
+        name = properties.get("TableName") or self.name(logical_id, 255)
+        try:
+            description = dynamodb.describe_table(TableName=name)["Table"]
+        except ClientError as error:
+            if not _has_error_code(error, "ResourceNotFoundException"):
+                raise
+            description = dynamodb.create_table(**_create_table_request(name, properties))["TableDescription"]
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl and str(ttl.get("Enabled", "false")).lower() == "true":
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+            )
+        pitr = properties.get("PointInTimeRecoverySpecification")
+        if pitr is not None:
+            enabled = str(pitr.get("PointInTimeRecoveryEnabled", "false")).lower() == "true"
+            dynamodb.update_continuous_backups(
+                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": enabled}
+            )
+        attributes = {"Arn": description["TableArn"]}
+        if description.get("LatestStreamArn"):
+            attributes["StreamArn"] = description["LatestStreamArn"]
+        return ResourceRecord(logical_id, "AWS::DynamoDB::Table", name, attributes)
+
+    # -- SQS ----------------------------------------------------------------------------
+
+    def _aws_sqs_queue(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        sqs = self.client("sqs")
+        fifo = str(properties.get("FifoQueue", "false")).lower() == "true"
+        name = properties.get("QueueName") or self.name(logical_id, 75 if fifo else 80) + (".fifo" if fifo else "")
+        attributes = _queue_attributes(properties)
+        try:
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except ClientError as error:
+            if not _has_error_code(error, "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+                raise
+            request: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
+            if properties.get("Tags"):
+                request["tags"] = {tag["Key"]: tag["Value"] for tag in _tags(properties)}
+            url = sqs.create_queue(**request)["QueueUrl"]
+        else:
+            mutable = {k: v for k, v in attributes.items() if k not in ("FifoQueue",)}
+            if mutable:
+                sqs.set_queue_attributes(QueueUrl=url, Attributes=mutable)
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return ResourceRecord(logical_id, "AWS::SQS::Queue", url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+    def _aws_sqs_queuepolicy(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        sqs = self.client("sqs")
+        for url in properties["Queues"]:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": _text(properties["PolicyDocument"])})
+        return ResourceRecord(logical_id, "AWS::SQS::QueuePolicy", self.name(logical_id, 128), {},
+                              note="stored, not enforced by the emulator")
+
+    # -- EventBridge --------------------------------------------------------------------
+
+    def _aws_events_rule(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        name = properties.get("Name") or self.name(logical_id, 64)
+        bus = _event_bus_name(properties.get("EventBusName"))
+        rule_path = name if bus == "default" else f"{bus}/{name}"
+        arn = _arn(self.region, self.account_id, "events", f"rule/{rule_path}")
+        if properties.get("ScheduleExpression") and not properties.get("EventPattern"):
+            # Not created: moto never fires schedules, and a schedule rule with a Lambda target
+            # would take part in (and break) S3 event delivery. The runner plays schedules.
+            return ResourceRecord(logical_id, "AWS::Events::Rule", name, {"Arn": arn}, status="recorded",
+                                  note=f"schedule {properties['ScheduleExpression']} is played by the runner (--schedule-every)")
+        events = self.client("events")
+        request: dict[str, Any] = {"Name": name, "EventBusName": bus, "State": properties.get("State", "ENABLED")}
+        if properties.get("EventPattern"):
+            pattern = properties["EventPattern"]
+            request["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)
+        if properties.get("Description"):
+            request["Description"] = properties["Description"]
+        if properties.get("RoleArn"):
+            request["RoleArn"] = properties["RoleArn"]
+        arn = events.put_rule(**request)["RuleArn"]
+        deliverable, undeliverable = [], []
+        for target in properties.get("Targets") or []:
+            service = str(target.get("Arn", "")).split(":")[2:3]
+            if service and service[0] in ("sqs", "logs", "events"):
+                deliverable.append({k: v for k, v in target.items() if k in _TARGET_KEYS})
+            else:
+                undeliverable.append(str(target.get("Id")))
+        if deliverable:
+            events.put_targets(Rule=name, EventBusName=bus, Targets=deliverable)
+        note = None
+        if undeliverable:
+            note = f"targets {', '.join(undeliverable)} not delivered locally (the emulator delivers to SQS, Logs and event buses)"
+        return ResourceRecord(logical_id, "AWS::Events::Rule", name, {"Arn": arn}, note=note)
+
+    # -- SAM ----------------------------------------------------------------------------
+
+    def _aws_serverless_function(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        return self.record_only(logical_id, SERVERLESS_FUNCTION, properties)
+
+    def _aws_serverless_layerversion(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        return self.record_only(logical_id, SERVERLESS_LAYER, properties)
+
+    def connect_event_sources(self, function: LocalFunction) -> None:
+        """Create what a function's EventBridgeRule events need locally: the rule, a relay
+        queue it targets (moto cannot invoke Lambda) and the relay's dead-letter queue."""
+        definition = self.template.resources[function.logical_id]
+        events = (definition.get("Properties") or {}).get("Events") or {}
+        for source in function.eventbridge_sources:
+            event_properties = self.evaluator.resolve(events[source.event_id].get("Properties") or {})
+            prefix = f"{function.logical_id}{source.event_id}"
+            dead_letters = self._aws_sqs_queue(f"{prefix}RelayDLQ", {})
+            relay = self._aws_sqs_queue(
+                f"{prefix}Relay",
+                {"RedrivePolicy": {"deadLetterTargetArn": dead_letters.attributes["Arn"], "maxReceiveCount": 3}},
+            )
+            target: dict[str, Any] = {"Id": "LocalRelay", "Arn": relay.attributes["Arn"]}
+            for key in ("Input", "InputPath", "InputTransformer"):
+                if key in event_properties:
+                    target[key] = event_properties[key]
+            pattern = event_properties.get("Pattern")
+            rule = self._aws_events_rule(
+                prefix,
+                {
+                    "Name": source.rule_name,
+                    "EventBusName": event_properties.get("EventBusName"),
+                    "EventPattern": pattern,
+                    "State": event_properties.get("State", "ENABLED"),
+                    "Targets": [target],
+                },
+            )
+            source.rule_arn = rule.attributes["Arn"]
+            source.relay_queue_url = relay.physical_id
+            source.relay_queue_arn = relay.attributes["Arn"]
+            source.relay_dead_letter_queue_url = dead_letters.physical_id
+            for record in (dead_letters, relay, rule):
+                record.note = f"local relay for {function.logical_id} event {source.event_id} (moto cannot invoke Lambda targets)"
+                self.records[record.logical_id] = record
+
+
+_DENY_NOTE = (
+    "not stored in the emulator: moto 5.2.5 applies Deny statements without evaluating their conditions "
+    "(Bool, ArnNotEquals, ...), which would refuse requests AWS allows; policies are not enforced locally"
+)
+
+
+def _has_deny_statement(policy: Any) -> bool:
+    document = json.loads(policy) if isinstance(policy, str) else policy
+    statements = document.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    return any(str(statement.get("Effect", "")).lower() == "deny" for statement in statements)
+
+
+_TARGET_KEYS = ("Id", "Arn", "Input", "InputPath", "InputTransformer", "RoleArn", "SqsParameters", "RetryPolicy", "DeadLetterConfig")
+
+
+def _event_bus_name(value: Any) -> str:
+    if not value:
+        return "default"
+    text = str(value)
+    return text.split("event-bus/", 1)[1] if "event-bus/" in text else text
+
+
+def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule in the shape of the S3 API."""
+    api: dict[str, Any] = {"Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+    if rule.get("Id"):
+        api["ID"] = rule["Id"]
+    expiration: dict[str, Any] = {}
+    if "ExpirationInDays" in rule:
+        expiration["Days"] = int(rule["ExpirationInDays"])
+    if "ExpirationDate" in rule:
+        expiration["Date"] = rule["ExpirationDate"]
+    if "ExpiredObjectDeleteMarker" in rule:
+        expiration["ExpiredObjectDeleteMarker"] = bool(rule["ExpiredObjectDeleteMarker"])
+    if expiration:
+        api["Expiration"] = expiration
+    if "NoncurrentVersionExpiration" in rule:
+        api["NoncurrentVersionExpiration"] = {k: int(v) for k, v in rule["NoncurrentVersionExpiration"].items()}
+    elif "NoncurrentVersionExpirationInDays" in rule:
+        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        api["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        }
+    if rule.get("Transitions"):
+        api["Transitions"] = [
+            {"StorageClass": t["StorageClass"], **({"Days": int(t["TransitionInDays"])} if "TransitionInDays" in t else {"Date": t["TransitionDate"]})}
+            for t in rule["Transitions"]
+        ]
+    if rule.get("NoncurrentVersionTransitions"):
+        api["NoncurrentVersionTransitions"] = [
+            {"StorageClass": t["StorageClass"], "NoncurrentDays": int(t["TransitionInDays"])}
+            for t in rule["NoncurrentVersionTransitions"]
+        ]
+    return api
+
+
+def _create_table_request(name: str, properties: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation `AWS::DynamoDB::Table` as a CreateTable request (keys, indexes,
+    billing, streams and encryption exactly as the template declares them)."""
+    billing = properties.get("BillingMode", "PROVISIONED")
+    request: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": properties["KeySchema"],
+        "AttributeDefinitions": properties["AttributeDefinitions"],
+        "BillingMode": billing,
+    }
+
+    def throughput(spec: Mapping[str, Any] | None) -> dict[str, int]:
+        spec = spec or {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+        return {"ReadCapacityUnits": int(spec["ReadCapacityUnits"]), "WriteCapacityUnits": int(spec["WriteCapacityUnits"])}
+
+    if billing == "PROVISIONED":
+        request["ProvisionedThroughput"] = throughput(properties.get("ProvisionedThroughput"))
+    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if properties.get(key):
+            indexes = []
+            for index in properties[key]:
+                api_index = {k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index}
+                if key == "GlobalSecondaryIndexes" and billing == "PROVISIONED":
+                    api_index["ProvisionedThroughput"] = throughput(index.get("ProvisionedThroughput"))
+                indexes.append(api_index)
+            request[key] = indexes
+    if properties.get("StreamSpecification"):
+        request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": properties["StreamSpecification"]["StreamViewType"]}
+    sse = properties.get("SSESpecification")
+    if sse:
+        api_sse: dict[str, Any] = {"Enabled": str(sse.get("SSEEnabled", "false")).lower() == "true"}
+        if sse.get("SSEType"):
+            api_sse["SSEType"] = sse["SSEType"]
+        if sse.get("KMSMasterKeyId"):
+            api_sse["KMSMasterKeyId"] = sse["KMSMasterKeyId"]
+        request["SSESpecification"] = api_sse
+    if properties.get("TableClass"):
+        request["TableClass"] = properties["TableClass"]
+    if "DeletionProtectionEnabled" in properties:
+        request["DeletionProtectionEnabled"] = str(properties["DeletionProtectionEnabled"]).lower() == "true"
+    if properties.get("Tags"):
+        request["Tags"] = _tags(properties)
+    return request
+
+
+_QUEUE_ATTRIBUTES = (
+    "DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout", "RedrivePolicy", "RedriveAllowPolicy", "FifoQueue", "ContentBasedDeduplication",
+    "DeduplicationScope", "FifoThroughputLimit", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+)
+
+
+def _queue_attributes(properties: Mapping[str, Any]) -> dict[str, str]:
+    attributes = {key: _text(properties[key]) for key in _QUEUE_ATTRIBUTES if key in properties}
+    if "RedrivePolicy" in properties and isinstance(properties["RedrivePolicy"], dict):
+        policy = dict(properties["RedrivePolicy"])
+        policy["maxReceiveCount"] = int(policy["maxReceiveCount"])
+        attributes["RedrivePolicy"] = json.dumps(policy)
+    return attributes
+
+
+# -- functions ---------------------------------------------------------------------------
+
+
+def local_functions(template: SamTemplate, evaluator: TemplateEvaluator) -> dict[str, LocalFunction]:
+    """Every active `AWS::Serverless::Function` of `template`, resolved against the
+    resources `evaluator` knows (a fresh provisioning, or a state file's records), with
+    its SQS event sources, schedules and EventBridge rules."""
+    records = evaluator.resources
+    queues_by_arn = {
+        r.attributes.get("Arn"): r for r in records.values() if r.type == "AWS::SQS::Queue"
+    }
+    layer_dirs_by_arn = {
+        r.physical_id: str((template.directory / str((template.resources[r.logical_id].get("Properties") or {}).get("ContentUri", ""))).resolve())
+        for r in records.values()
+        if r.type == SERVERLESS_LAYER and r.logical_id in template.resources
+    }
+    functions: dict[str, LocalFunction] = {}
+    for logical_id, definition in template.resources.items():
+        if definition["Type"] != SERVERLESS_FUNCTION or not evaluator.is_active(logical_id):
+            continue
+        try:
+            functions[logical_id] = _local_function(template, evaluator, logical_id, definition, queues_by_arn, layer_dirs_by_arn)
+        except TemplateError as error:
+            raise TemplateError(f"{logical_id}: {error}") from None
+    by_arn = {function.arn: function for function in functions.values()}
+    by_name = {function.function_name: function for function in functions.values()}
+    # Plain CloudFormation wiring: event source mappings and schedule rules naming a function.
+    for logical_id, definition in template.resources.items():
+        if not evaluator.is_active(logical_id) or logical_id not in records:
+            continue
+        if definition["Type"] == "AWS::Lambda::EventSourceMapping":
+            properties = evaluator.resolve(definition.get("Properties") or {})
+            target = by_arn.get(properties.get("FunctionName")) or by_name.get(properties.get("FunctionName"))
+            queue = queues_by_arn.get(properties.get("EventSourceArn"))
+            if target is not None and queue is not None:
+                target.sqs_sources.append(_sqs_source(logical_id, queue, properties))
+        elif definition["Type"] == "AWS::Events::Rule":
+            properties = evaluator.resolve(definition.get("Properties") or {})
+            if not properties.get("ScheduleExpression"):
+                continue
+            for target_spec in properties.get("Targets") or []:
+                target = by_arn.get(target_spec.get("Arn"))
+                if target is not None:
+                    record = records[logical_id]
+                    target.schedule_sources.append(ScheduleSource(
+                        event_id=logical_id,
+                        expression=properties["ScheduleExpression"],
+                        rule_name=record.physical_id,
+                        rule_arn=record.attributes["Arn"],
+                        input=json.loads(target_spec["Input"]) if target_spec.get("Input") else None,
+                        enabled=properties.get("State", "ENABLED") == "ENABLED",
+                    ))
+    return functions
+
+
+def _sqs_source(event_id: str, queue: ResourceRecord, properties: Mapping[str, Any]) -> SqsEventSource:
+    return SqsEventSource(
+        event_id=event_id,
+        queue_logical_id=queue.logical_id,
+        queue_url=queue.physical_id,
+        queue_arn=queue.attributes["Arn"],
+        batch_size=int(properties.get("BatchSize", 10)),
+        maximum_batching_window_seconds=int(properties.get("MaximumBatchingWindowInSeconds", 0)),
+        function_response_types=list(properties.get("FunctionResponseTypes") or []),
+        enabled=str(properties.get("Enabled", "true")).lower() == "true",
+    )
+
+
+def _local_function(
+    template: SamTemplate,
+    evaluator: TemplateEvaluator,
+    logical_id: str,
+    definition: Mapping[str, Any],
+    queues_by_arn: Mapping[str, ResourceRecord],
+    layer_dirs_by_arn: Mapping[str, str],
+) -> LocalFunction:
+    properties = evaluator.resolve({k: v for k, v in (definition.get("Properties") or {}).items() if k != "Events"})
+    record = evaluator.resources[logical_id]
+    notes: list[str] = []
+    code_uri = properties.get("CodeUri")
+    if not isinstance(code_uri, str):
+        raise TemplateError("CodeUri must be a local directory for the local runner (InlineCode and S3 locations are not run)")
+    layer_dirs = []
+    for layer in properties.get("Layers") or []:
+        if layer in layer_dirs_by_arn:
+            layer_dirs.append(layer_dirs_by_arn[layer])
+        else:
+            notes.append(f"layer {layer} is not part of this template and is not available locally")
+    variables = (properties.get("Environment") or {}).get("Variables") or {}
+    environment = {str(name): _text(value) for name, value in variables.items()}
+    log_group = (properties.get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{record.physical_id}"
+    function = LocalFunction(
+        logical_id=logical_id,
+        function_name=record.physical_id,
+        arn=record.attributes["Arn"],
+        code_dir=str((template.directory / code_uri).resolve()),
+        handler=str(properties.get("Handler", "")),
+        runtime=str(properties.get("Runtime", "")),
+        timeout=int(properties.get("Timeout", 3)),
+        memory_size=int(properties.get("MemorySize", 128)),
+        environment=environment,
+        layer_dirs=layer_dirs,
+        log_group_name=str(log_group),
+        notes=notes,
+    )
+    events = (definition.get("Properties") or {}).get("Events") or {}
+    for event_id, event in events.items():
+        event_type = event.get("Type")
+        event_properties = evaluator.resolve(event.get("Properties") or {})
+        if event_type == "SQS":
+            queue = queues_by_arn.get(event_properties.get("Queue"))
+            if queue is None:
+                raise TemplateError(f"event {event_id}: queue {event_properties.get('Queue')} is not a queue of this stack")
+            if event_properties.get("FilterCriteria"):
+                notes.append(f"event {event_id}: FilterCriteria are not applied locally (every message is delivered)")
+            function.sqs_sources.append(_sqs_source(event_id, queue, event_properties))
+        elif event_type in ("Schedule", "ScheduleV2"):
+            expression = event_properties.get("Schedule") or event_properties.get("ScheduleExpression")
+            enabled = str(event_properties.get("Enabled", "true")).lower() == "true" and event_properties.get("State", "ENABLED") == "ENABLED"
+            rule_name = event_properties.get("Name") or generated_name(evaluator.stack_name, f"{logical_id}{event_id}", 64)
+            raw_input = event_properties.get("Input")
+            function.schedule_sources.append(ScheduleSource(
+                event_id=event_id,
+                expression=str(expression),
+                rule_name=rule_name,
+                rule_arn=_arn(evaluator.region, evaluator.account_id, "events" if event_type == "Schedule" else "scheduler",
+                              f"rule/{rule_name}" if event_type == "Schedule" else f"schedule/default/{rule_name}"),
+                input=json.loads(raw_input) if isinstance(raw_input, str) and raw_input else raw_input,
+                enabled=enabled,
+            ))
+        elif event_type in ("EventBridgeRule", "CloudWatchEvent"):
+            rule_name = event_properties.get("RuleName") or generated_name(evaluator.stack_name, f"{logical_id}{event_id}", 64)
+            relay = evaluator.resources.get(f"{logical_id}{event_id}Relay")
+            relay_dlq = evaluator.resources.get(f"{logical_id}{event_id}RelayDLQ")
+            function.eventbridge_sources.append(EventBridgeSource(
+                event_id=event_id,
+                rule_name=rule_name,
+                rule_arn=_arn(evaluator.region, evaluator.account_id, "events", f"rule/{rule_name}"),
+                relay_queue_url=relay.physical_id if relay else "",
+                relay_queue_arn=relay.attributes["Arn"] if relay else "",
+                relay_dead_letter_queue_url=relay_dlq.physical_id if relay_dlq else "",
+            ))
+        else:
+            notes.append(f"event {event_id} ({event_type}) is not emulated locally; invoke the function with `atrest local invoke`")
+    return function
+
+
+# -- emptying a stack between tests ------------------------------------------------------
+
+
+def empty_stack(state: LocalStackState, emulator: AwsEndpoint) -> None:
+    """Delete every object version, item and message in the stack's buckets, tables and
+    queues, keeping the resources. Messages in flight are purged with the rest."""
+    s3, dynamodb, sqs = emulator.client("s3"), emulator.client("dynamodb"), emulator.client("sqs")
+    for record in state.resources.values():
+        if record.status != "created":
+            continue
+        if record.type == "AWS::S3::Bucket":
+            _empty_bucket(s3, record.physical_id)
+        elif record.type == "AWS::DynamoDB::Table":
+            _empty_table(dynamodb, record.physical_id)
+        elif record.type == "AWS::SQS::Queue":
+            _empty_queue(sqs, record.physical_id)
+
+
+def _empty_bucket(s3: Any, bucket: str) -> None:
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        doomed = [
+            {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+        ]
+        for start in range(0, len(doomed), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + 1000], "Quiet": True})
+    for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+
+
+def _empty_table(dynamodb: Any, table: str) -> None:
+    key_names = [k["AttributeName"] for k in dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]]
+    projection = ", ".join(f"#k{i}" for i in range(len(key_names)))
+    names = {f"#k{i}": name for i, name in enumerate(key_names)}
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table, ProjectionExpression=projection, ExpressionAttributeNames=names):
+        items = page.get("Items", [])
+        for start in range(0, len(items), 25):
+            requests = [{"DeleteRequest": {"Key": item}} for item in items[start:start + 25]]
+            while requests:
+                unprocessed = dynamodb.batch_write_item(RequestItems={table: requests}).get("UnprocessedItems", {})
+                requests = unprocessed.get(table, [])
+
+
+def queue_backlog(sqs: Any, queue_url: str) -> int:
+    """Messages a queue still holds: visible, in flight and delayed."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def _empty_queue(sqs: Any, queue_url: str) -> None:
+    if queue_backlog(sqs, queue_url) == 0:
+        return  # SQS allows one purge a minute per queue; skip the purge when there is nothing to purge
+    try:
+        sqs.purge_queue(QueueUrl=queue_url)
+    except ClientError as error:
+        if not _has_error_code(error, "AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"):
+            raise
+        # Purged less than a minute ago: take the visible messages one batch at a time instead.
+        while True:
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30).get("Messages", [])
+            if not messages:
+                break
+            sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )

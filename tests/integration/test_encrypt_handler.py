@@ -1,0 +1,108 @@
+"""The EncryptObject Lambda handler: batches, bare events, retries, logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+
+from atrest.samples import chat_transcript, connect_key
+
+WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
+
+
+def object_created(bucket, key, version_id, size=0, encode=True):
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3",
+        "account": "123456789012", "time": "2026-11-30T05:00:00Z", "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {"version": "0", "bucket": {"name": bucket},
+                   "object": {"key": quote_plus(key, safe="/") if encode else key, "size": size,
+                              "etag": "0" * 32, "version-id": version_id, "sequencer": "0"},
+                   "request-id": "R", "requester": "123456789012", "reason": "PutObject"},
+    }
+
+
+def sqs_batch(*bodies):
+    return {"Records": [
+        {"messageId": f"m{n}", "receiptHandle": f"h{n}", "body": body if isinstance(body, str) else json.dumps(body),
+         "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0", "SenderId": "x", "ApproximateFirstReceiveTimestamp": "0"},
+         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+        for n, body in enumerate(bodies)]}
+
+
+def transcript_key(settings):
+    return connect_key(settings.connect_prefix, "acme", "ChatTranscripts", str(uuid.uuid4()), WHEN, "json")
+
+
+def put(settings, key, body):
+    return boto3.client("s3").put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
+
+
+def test_one_bad_message_fails_alone_and_the_rest_of_the_batch_is_processed(settings, encrypt_handler):
+    good_key = transcript_key(settings)
+    good = object_created(settings.intake_bucket, good_key, put(settings, good_key, b"{}"))
+    ignored = object_created(settings.intake_bucket, "exports/today.csv", put(settings, "exports/today.csv", b"x"))
+
+    response = encrypt_handler(sqs_batch(good, "this is not an event", ignored))
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    versions = boto3.client("s3").list_object_versions(Bucket=settings.intake_bucket, Prefix=good_key).get("Versions", [])
+    assert versions == []  # encrypted, then its plaintext removed
+    assert boto3.client("s3").list_object_versions(Bucket=settings.intake_bucket, Prefix="exports/today.csv")["Versions"]
+
+
+def test_a_bare_eventbridge_event_is_accepted_so_sample_events_replay_directly(settings, encrypt_handler):
+    key = transcript_key(settings)
+    result = encrypt_handler(object_created(settings.intake_bucket, key, put(settings, key, b"{}")))
+    assert result["outcome"] == "encrypted" and result["data_class"] == "chat-transcript"
+
+
+def test_the_same_event_delivered_twice_encrypts_once(settings, encrypt_handler):
+    key = transcript_key(settings)
+    event = object_created(settings.intake_bucket, key, put(settings, key, b"{}"))
+    first = encrypt_handler(sqs_batch(event))
+    second = encrypt_handler(sqs_batch(event))
+    assert first == second == {"batchItemFailures": []}
+    bare = encrypt_handler(event)
+    listing = boto3.client("s3").list_object_versions(Bucket=settings.vault_bucket, Prefix=bare["vault_key"])
+    assert len(listing["Versions"]) == 1
+
+
+def test_url_encoded_keys_with_unicode_and_plus_are_found_and_encrypted(settings, encrypt_handler):
+    key = f"{settings.knowledge_prefix}FAQ + réponses 5:00.md"
+    event = object_created(settings.intake_bucket, key, put(settings, key, b"# FAQ"))
+    assert "%3A" in event["detail"]["object"]["key"] and "+%2B+" in event["detail"]["object"]["key"]
+    result = encrypt_handler(event)
+    assert result["outcome"] == "encrypted" and result["source"]["key"] == key
+
+
+def test_a_deleted_source_is_skipped_and_not_retried(settings, encrypt_handler):
+    key = transcript_key(settings)
+    version = put(settings, key, b"{}")
+    boto3.client("s3").delete_object(Bucket=settings.intake_bucket, Key=key, VersionId=version)
+    response = encrypt_handler(sqs_batch(object_created(settings.intake_bucket, key, version)))
+    assert response == {"batchItemFailures": []}
+
+
+def test_logs_carry_no_transcript_text_or_phone_numbers(settings, encrypt_handler):
+    transcript = chat_transcript(settings.account_id, "instance-1", "contact-1")
+    key = transcript_key(settings)
+    handler = logging.getLogger("atrest").handlers[0]  # Powertools' handler: what Lambda would ship to CloudWatch
+    captured = io.StringIO()
+    previous = handler.setStream(captured)
+    try:
+        encrypt_handler(sqs_batch(object_created(settings.intake_bucket, key, put(settings, key, transcript))))
+    finally:
+        handler.setStream(previous)
+    logs = captured.getvalue()
+    assert "object encrypted" in logs  # the handler did log, and to where we looked
+    for secret in ("+1 206 555 0100", "update the card", "phone number on file"):
+        assert secret not in logs
