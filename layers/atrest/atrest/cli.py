@@ -1,71 +1,24 @@
-"""The `atrest` operator command."""
+"""The `atrest` operator command. Subcommands live in atrest.commands (one module per group)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from atrest.commands import COMMAND_MODULES
 from atrest.errors import AtrestError
-
-
-def _stack_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", dest="stack_name", help="CloudFormation stack name (default: a running local stack, else 'atrest')")
-    parser.add_argument("--state-file", type=Path, help="state file of a local stack (default .atrest/local-stack.json)")
-
-
-def _parse_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise AtrestError(f"{uri!r} is not an s3://bucket/key URI")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket or not key:
-        raise AtrestError(f"{uri!r} is not an s3://bucket/key URI")
-    return bucket, key
-
-
-def run_decrypt(args: argparse.Namespace) -> int:
-    from atrest.deployment import resolve
-    from atrest.progress import ByteProgress, human_bytes
-    from atrest.reader import VaultReader
-
-    bucket, key = _parse_s3_uri(args.uri)
-    settings = resolve(args.stack_name, args.state_file)
-    reader = VaultReader.from_settings(settings)
-    record = reader.record_for(bucket, key)
-    progress = ByteProgress(f"decrypting {args.uri}", record.plaintext_size)
-    result = reader.decrypt_to_file(bucket, key, args.output, progress=progress)
-    progress.finish()
-    print(
-        f"decrypted {args.uri} -> {result.output} ({human_bytes(result.plaintext_size)}; "
-        f"{record.data_class} from s3://{record.source_bucket}/{record.source_key}; "
-        f"key {record.branch_key_id} version {record.branch_key_version})"
-    )
-    return 0
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from atrest.demo import run
-
-    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atrest", description="Encryption at rest for contact-center data on AWS.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    decrypt = commands.add_parser("decrypt", help="decrypt a vault object you are allowed to read")
-    decrypt.add_argument("uri", help="s3://<vault-bucket>/<key>")
-    decrypt.add_argument("-o", "--output", required=True, type=Path, help="where to write the plaintext")
-    _stack_options(decrypt)
-    decrypt.set_defaults(run=run_decrypt)
-
-    demo = commands.add_parser("demo", help="run the pipeline end to end on the embedded emulator")
-    demo.set_defaults(run=_run_demo)
-
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
     try:
         from atrest.local import cli as local_cli
     except ImportError as error:  # the emulator's extras (moto, PyYAML) are not installed

@@ -1,0 +1,10 @@
+"""The `atrest` command's subcommands, one module per command group.
+
+Each module has `register(subparsers)`, adding its parsers with `set_defaults(run=...)`;
+`run(args)` returns the exit code. Add a module here and to `COMMAND_MODULES`.
+"""
+
+COMMAND_MODULES = [
+    "atrest.commands.decrypt",
+    "atrest.commands.demo",
+]
