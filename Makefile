@@ -16,10 +16,11 @@ BIN := $(VENV)/bin
 PYDIR := $(dir $(PYTHON))
 export PATH := $(CURDIR)/$(BIN):$(PYDIR):$(PATH)
 
-.PHONY: help venv tools test test-fast demo local-up bench build lint clean
+.PHONY: help venv tools test test-fast demo demo-rekey local-up bench build lint clean
 
 help:
 	@echo "make demo   - run the encrypt pipeline end to end on the embedded AWS emulator"
+	@echo "make demo-rekey - switch the KMS key on existing data (atrest rekey) on the emulator"
 	@echo "make test   - run every test (unit, integration on the emulator, template checks)"
 	@echo "make bench  - run the benchmarks in bench/ (not part of make test)"
 	@echo "make build  - sam build (no container, offline)"
@@ -52,11 +53,17 @@ test-fast: venv
 demo: venv
 	$(BIN)/atrest demo
 
+# Bring your own key: re-wrap every branch key under a second KMS key (docs/byok.md).
+demo-rekey: venv
+	$(BIN)/python -m atrest.demo_rekey
+
 local-up: venv
 	$(BIN)/atrest local up
 
+# BENCH_ARGS: --quick (smoke run, ~2 min), --big (adds 1 GiB peak RSS runs), --runs N.
 bench: venv
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m pip install --quiet --no-deps -r bench/requirements.txt
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 build: tools
 	$(TOOLS)/bin/sam build --cached

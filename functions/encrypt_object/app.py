@@ -14,7 +14,13 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atrest.clients import AwsClients
-from atrest.eventshapes import is_eventbridge_event, source_from_object_created, source_from_sqs_body
+from atrest.eventshapes import (
+    is_backfill_batch,
+    is_eventbridge_event,
+    source_from_object_created,
+    source_from_sqs_body,
+    sources_from_backfill_batch,
+)
 from atrest.pipeline import EncryptPipeline, Outcome
 from atrest.settings import Settings
 from atrest.source import SourceObject
@@ -70,6 +76,28 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     return _encrypt_source(source)
 
 
+def _encrypt_backfill_batch(sources: list[SourceObject]) -> dict[str, Any]:
+    """A Distributed Map batch: every object is tried; if any failed, the batch fails so the
+    state machine retries it (finished objects are passed over) and counts it against its threshold."""
+    outcomes: dict[str, int] = {}
+    failed: list[str] = []
+    for source in sources:
+        try:
+            result = _encrypt_source(source)
+        except Exception:  # already logged with its reason by _encrypt_source
+            failed.append(source.key)
+            continue
+        label = result.get("reason") or result["outcome"]
+        outcomes[label] = outcomes.get(label, 0) + 1
+    if failed:
+        raise BackfillBatchError(f"{len(failed)} of {len(sources)} objects failed: {', '.join(failed[:5])}")
+    return {"objects": len(sources), "outcomes": outcomes}
+
+
+class BackfillBatchError(Exception):
+    """Some objects of a backfill batch failed (the batch is retried by the state machine)."""
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -77,4 +105,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     idempotency.register_lambda_context(context)
     if is_eventbridge_event(event):
         return _encrypt_source(source_from_object_created(event))
+    if is_backfill_batch(event):
+        return _encrypt_backfill_batch(sources_from_backfill_batch(event))
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

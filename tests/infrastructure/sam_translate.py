@@ -24,7 +24,11 @@ PSEUDO = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Pa
 
 
 # Local code locations become S3 URIs, as `sam package` would make them.
-CODE_PROPERTIES = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
+CODE_PROPERTIES = {
+    "AWS::Serverless::Function": "CodeUri",
+    "AWS::Serverless::LayerVersion": "ContentUri",
+    "AWS::Serverless::StateMachine": "DefinitionUri",
+}
 
 
 def as_packaged(template: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +36,7 @@ def as_packaged(template: dict[str, Any]) -> dict[str, Any]:
         prop = CODE_PROPERTIES.get(resource.get("Type"))
         properties = resource.get("Properties", {})
         if prop and isinstance(properties.get(prop), str) and not properties[prop].startswith("s3://"):
-            properties[prop] = f"s3://atrest-artifacts/{logical_id}.zip"
+            properties[prop] = f"s3://atrest-artifacts/{logical_id}.zip"  # a state machine definition too: SAM accepts its S3 location
     return template
 
 

@@ -148,10 +148,11 @@ def test_no_identity_policy_grants_data_actions_on_any_resource(resources):
     assert not offenders, "\n".join(offenders)
 
 
-def _actions_by_resource(resources) -> dict[str, set[str]]:
+def _actions_by_resource(resources, role: str = "EncryptObjectFunctionRole") -> dict[str, set[str]]:
+    """What one role's identity policies allow, by resource."""
     granted: dict[str, set[str]] = {}
-    for _, stmt in identity_policy_statements(resources):
-        if stmt.get("Effect") == "Allow":
+    for where, stmt in identity_policy_statements(resources):
+        if where.split("/")[0] == role and stmt.get("Effect") == "Allow":
             for resource in as_list(stmt["Resource"]):
                 granted.setdefault(repr(resource), set()).update(as_list(stmt["Action"]))
     return granted
@@ -169,11 +170,49 @@ def test_function_reads_and_deletes_intake_sources_only_under_data_class_prefixe
     )
 
 
+def _key_store_actions_by_role(resources) -> dict[str, set[str]]:
+    granted: dict[str, set[str]] = {}
+    for where, stmt in identity_policy_statements(resources):
+        if stmt.get("Effect") == "Allow" and {"Fn::GetAtt": ["KeyStoreTable", "Arn"]} in as_list(stmt["Resource"]):
+            granted.setdefault(where.split("/")[0], set()).update(as_list(stmt["Action"]))
+    return granted
+
+
 def test_key_store_access_is_what_the_mpl_needs(resources):
-    granted = _actions_by_resource(resources)
-    keystore = granted[repr({"Fn::GetAtt": ["KeyStoreTable", "Arn"]})]
+    granted = _key_store_actions_by_role(resources)
     # GetActiveBranchKey/GetBranchKeyVersion: GetItem; CreateKey: TransactWriteItems of Puts.
-    assert keystore == {"dynamodb:GetItem", "dynamodb:PutItem"}
+    assert granted["EncryptObjectFunctionRole"] == {"dynamodb:GetItem", "dynamodb:PutItem"}
+    assert granted["ProtectContactFunctionRole"] == {"dynamodb:GetItem", "dynamodb:PutItem"}
+
+
+def test_only_expire_keys_may_delete_key_store_items(resources):
+    granted = _key_store_actions_by_role(resources)
+    deleters = {role for role, actions in granted.items() if "dynamodb:DeleteItem" in actions or "dynamodb:*" in actions}
+    assert deleters == {"ExpireKeysFunctionRole"}
+    # VersionKey: GetItem + TransactWriteItems of Puts; listing versions: Scan/Query; shredding: DeleteItem.
+    assert granted["ExpireKeysFunctionRole"] == {
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:DeleteItem",
+    }
+    (kms,) = [s for where, s in identity_policy_statements(resources) if where == "ExpireKeysKmsPolicy"]
+    assert set(as_list(kms["Action"])) == {"kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncrypt*"}
+
+
+def test_expire_keys_runs_on_a_schedule_from_a_parameter(template, resources):
+    (event,) = resources["ExpireKeysFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "Schedule" and event["Properties"]["Schedule"] == {"Ref": "ExpiryScheduleRate"}
+    params = template["Parameters"]
+    assert params["ExpiryScheduleRate"]["Default"] == "rate(1 hour)"
+    assert params["InstanceKeyRotationHours"]["Default"] == 24 and params["AccountKeyRotationDays"]["Default"] == 365
+    assert params["InstanceKeyRetentionDays"]["Default"] == 90
+    assert params["ShredInstanceKeys"]["Default"] == "true" and params["ShredAccountKeys"]["Default"] == "false"
+
+
+def test_protect_contact_takes_connect_contact_events_with_a_dead_letter_queue(resources):
+    props = resources["ProtectContactFunction"]["Properties"]
+    (event,) = props["Events"].values()
+    assert event["Type"] == "EventBridgeRule"
+    assert event["Properties"]["Pattern"] == {"source": ["aws.connect"], "detail-type": ["Amazon Connect Contact Event"]}
+    assert props["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["ContactEventDeadLetterQueue", "Arn"]}}
 
 
 def test_function_role_is_only_assumable_by_lambda(resources):
@@ -259,7 +298,7 @@ def test_vault_policy_leaves_bucket_management_to_administrators(resources):
     for stmt in bucket_policy_for(resources, "VaultBucket"):
         if stmt["Effect"] == "Deny" and "ArnNotEquals" in stmt.get("Condition", {}):
             for action in as_list(stmt["Action"]):
-                assert action.startswith(("s3:PutObject", "s3:GetObject")), action
+                assert action in ("s3:PutObject", "s3:ReplicateObject") or action.startswith("s3:GetObject"), action
 
 
 def test_key_policy_grants_decryptors_only_when_given(resources, template):
@@ -417,3 +456,28 @@ def test_outputs_name_every_resource_an_operator_needs(template):
         "IntakeBucketName", "VaultBucketName", "KeyStoreTableName", "MetadataTableName", "IdempotencyTableName",
         "EncryptQueueUrl", "EncryptDeadLetterQueueUrl", "KmsKeyArn", "EncryptObjectFunctionArn",
     }
+
+
+# --------------------------------------------------------------------------- bring your own key
+
+
+def test_a_customer_key_gets_grants_for_each_function_role_limited_to_key_store_operations(resources):
+    grants = resources["KmsGrants"]
+    assert grants["Condition"] == resources["KmsGrantFunction"]["Condition"] == "UseCustomerKey"
+    props = grants["Properties"]
+    assert props["KeyArn"] == {"Ref": "CustomerManagedKeyArn"} and props["KeyStoreName"] == {"Ref": "KeyStoreTable"}
+    assert props["RetiringPrincipal"] == {"Fn::GetAtt": ["KmsGrantFunctionRole", "Arn"]}
+    operations = {g["RoleArn"]["Fn::GetAtt"][0]: set(g["Operations"]) for g in props["Grantees"]}
+    read_write = {"Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
+    assert operations == {"EncryptObjectFunctionRole": read_write, "ProtectContactFunctionRole": read_write,
+                          "ExpireKeysFunctionRole": read_write - {"Decrypt"}}
+
+
+def test_the_grant_function_may_only_create_grants_constrained_to_the_key_store_on_the_customer_key(resources):
+    kms = [s for where, s in identity_policy_statements(resources)
+           if where.startswith("KmsGrantFunctionRole") and any(str(a).startswith("kms:") for a in as_list(s["Action"]))]
+    (stmt,) = kms
+    assert as_list(stmt["Action"]) == ["kms:CreateGrant"] and stmt["Resource"] == {"Ref": "CustomerManagedKeyArn"}
+    assert stmt["Condition"]["StringEquals"]["kms:EncryptionContext:tablename"] == {"Ref": "KeyStoreTable"}
+    assert set(stmt["Condition"]["ForAllValues:StringEquals"]["kms:GrantOperations"]) == {
+        "Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}

@@ -35,3 +35,20 @@ def encrypt_handler(encrypt_function: Any) -> Callable[[Any], Any]:
         return invocation.response
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def cli_environment(settings: Settings) -> dict[str, str]:
+    """The environment an operator's `atrest` command runs with against this stack:
+    the emulator's standard AWS variables plus the stack's ATREST_* settings."""
+    import os
+
+    return {
+        **os.environ,
+        "ATREST_ACCOUNT_ID": settings.account_id,
+        "ATREST_INTAKE_BUCKET": settings.intake_bucket,
+        "ATREST_VAULT_BUCKET": settings.vault_bucket,
+        "ATREST_KEYSTORE_TABLE": settings.keystore_table,
+        "ATREST_METADATA_TABLE": settings.metadata_table,
+        "ATREST_KMS_KEY_ARN": settings.kms_key_arn,
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
@@ -15,16 +14,7 @@ from atrest.samples import call_recording_wav, connect_key
 from atrest.source import SourceObject
 
 
-def atrest(settings, *args, cwd):
-    env = {
-        **os.environ,
-        "ATREST_ACCOUNT_ID": settings.account_id,
-        "ATREST_INTAKE_BUCKET": settings.intake_bucket,
-        "ATREST_VAULT_BUCKET": settings.vault_bucket,
-        "ATREST_KEYSTORE_TABLE": settings.keystore_table,
-        "ATREST_METADATA_TABLE": settings.metadata_table,
-        "ATREST_KMS_KEY_ARN": settings.kms_key_arn,
-    }
+def atrest(env, *args, cwd):
     return subprocess.run([sys.executable, "-m", "atrest.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
@@ -37,27 +27,27 @@ def encrypted_recording(settings):
     return outcome, audio
 
 
-def test_decrypt_writes_the_original_bytes_and_says_what_it_decrypted(settings, tmp_path):
+def test_decrypt_writes_the_original_bytes_and_says_what_it_decrypted(settings, cli_environment, tmp_path):
     outcome, audio = encrypted_recording(settings)
-    result = atrest(settings, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav", cwd=tmp_path)
+    result = atrest(cli_environment, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "call.wav").read_bytes() == audio
     assert "call-recording" in result.stdout and outcome.source.key in result.stdout
 
 
-def test_decrypt_refuses_with_a_reason_and_a_non_zero_exit_when_the_record_disagrees(settings, tmp_path):
+def test_decrypt_refuses_with_a_reason_and_a_non_zero_exit_when_the_record_disagrees(settings, cli_environment, tmp_path):
     outcome, _ = encrypted_recording(settings)
     boto3.client("dynamodb").update_item(
         TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{outcome.vault_key}"}, "sk": {"S": "OBJECT"}},
         UpdateExpression="SET encryption_context.#k = :v", ExpressionAttributeNames={"#k": "atrest:instance"},
         ExpressionAttributeValues={":v": {"S": "another-instance"}})
-    result = atrest(settings, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav", cwd=tmp_path)
+    result = atrest(cli_environment, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav", cwd=tmp_path)
     assert result.returncode == 1
     assert "encryption context does not match its record" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_malformed_uri_is_explained(settings, tmp_path):
-    result = atrest(settings, "decrypt", "vault/key", "-o", "x", cwd=tmp_path)
+def test_a_malformed_uri_is_explained(cli_environment, tmp_path):
+    result = atrest(cli_environment, "decrypt", "vault/key", "-o", "x", cwd=tmp_path)
     assert result.returncode == 1 and "not an s3://bucket/key URI" in result.stderr

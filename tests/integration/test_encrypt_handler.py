@@ -106,3 +106,28 @@ def test_logs_carry_no_transcript_text_or_phone_numbers(settings, encrypt_handle
     assert "object encrypted" in logs  # the handler did log, and to where we looked
     for secret in ("+1 206 555 0100", "update the card", "phone number on file"):
         assert secret not in logs
+
+
+def test_a_backfill_batch_from_the_state_machine_encrypts_its_listed_objects(settings, encrypt_handler):
+    s3 = boto3.client("s3")
+    keys = [transcript_key(settings) for _ in range(3)]
+    for key in keys:
+        put(settings, key, b'{"Transcript": []}')
+    listing = s3.list_objects_v2(Bucket=settings.intake_bucket, Prefix=settings.connect_prefix)["Contents"]
+    items = [{"Key": o["Key"], "Etag": o["ETag"], "Size": o["Size"], "LastModified": o["LastModified"].isoformat()}
+             for o in listing if o["Key"] in keys]
+    items.append({"Key": "exports/not-ours.csv", "Etag": '"0"', "Size": 1, "LastModified": "2026-01-01T00:00:00Z"})
+
+    result = encrypt_handler({"Items": items, "BatchInput": {"bucket": settings.intake_bucket, "since": ""}})
+
+    assert result == {"objects": 4, "outcomes": {"encrypted": 3, "no-data-class": 1}}
+    for key in keys:
+        assert s3.list_object_versions(Bucket=settings.intake_bucket, Prefix=key).get("Versions", []) == []
+
+
+def test_a_backfill_batch_passes_over_objects_older_than_since(settings, encrypt_handler):
+    key = transcript_key(settings)
+    put(settings, key, b"{}")
+    items = [{"Key": key, "Etag": '"x"', "Size": 2, "LastModified": "2020-01-01T00:00:00.000Z"}]
+    result = encrypt_handler({"Items": items, "BatchInput": {"bucket": settings.intake_bucket, "since": "2021-01-01T00:00:00Z"}})
+    assert result == {"objects": 0, "outcomes": {}}

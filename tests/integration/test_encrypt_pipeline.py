@@ -283,3 +283,23 @@ class TestDecryptRefusals:
 
         with pytest.raises(RecordNotFoundError, match="no atrest record"):
             VaultReader.from_settings(settings).decrypt_to_file(settings.vault_bucket, "call-recording/xx/none.esdk", tmp_path / "x")
+
+
+def test_a_source_named_without_a_version_gets_the_same_identity_as_its_event(settings, pipeline):
+    key = recording_key(settings)
+    with_version = upload(settings, key, b"listed, not announced")
+    listed = SourceObject(settings.intake_bucket, key, None, with_version.etag)
+
+    outcome = pipeline.encrypt(listed)
+
+    assert outcome.outcome is Outcome.ENCRYPTED
+    assert pipeline.encrypt(with_version).repeated  # the event for the same version finds the record
+
+
+def test_bytes_overwritten_since_the_listing_are_skipped_and_the_replacement_is_kept(settings, pipeline):
+    key = recording_key(settings)
+    first = upload(settings, key, b"first")
+    second = upload(settings, key, b"second")
+    outcome = pipeline.encrypt(SourceObject(settings.intake_bucket, key, None, first.etag))
+    assert outcome.reason == SkipReason.SOURCE_REPLACED.value
+    assert versions_of(settings.intake_bucket, key) == [second.version_id, first.version_id]

@@ -1,14 +1,19 @@
-"""`atrest demo`: the encrypt pipeline end to end on the embedded emulator.
+"""`atrest demo`: the encrypt pipeline and time-limited instance keys, end to end on the
+embedded emulator.
 
-Starts the emulator, provisions template.yaml, uploads a call recording and a chat
-transcript under the Amazon Connect layout, lets S3 -> EventBridge -> SQS -> the
-EncryptObject handler do the work, then reads every record back, decrypts every vault
-object and compares it with what was uploaded.
+Starts the emulator, provisions template.yaml, sends an Amazon Connect contact event
+(ProtectContact encrypts its PII under the instance key and learns the instance alias),
+uploads a call recording and a chat transcript under the Amazon Connect layout, lets
+S3 -> EventBridge -> SQS -> the EncryptObject handler do the work, then reads every
+record back, decrypts every vault object and compares it with what was uploaded.
+Then, on a manual clock, ExpireKeys rotates the instance key (+25 h) and, 90 days
+later, shreds the old version: the first contact's PII is refused with the date.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -16,14 +21,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from atrest.deployment import settings_from_outputs
 from atrest.progress import human_bytes
 from atrest.records import ObjectRecord
+from atrest.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO_ALIAS = "acme-support"
-DEMO_INSTANCE_ID = "f75946c0-bc38-4252-8174-468f6ac2543d"
+DEMO_PHONE = "+12065550100"
 
 
 @dataclass
@@ -73,13 +80,16 @@ def run(args: argparse.Namespace | None = None) -> int:
     from atrest.local.stack import provision
     from atrest.reader import VaultReader
     from atrest.records import MetadataTable
-    from atrest.samples import call_recording_wav, chat_transcript, connect_key
+    from atrest.samples import call_recording_wav, chat_transcript, connect_key, contact_event
     from atrest.vault import vault_key_for
 
     template = Path(getattr(args, "template", None) or ROOT / "template.yaml")
     print("atrest demo: encryption at rest on the embedded AWS emulator", flush=True)
     work = Path(tempfile.mkdtemp(prefix="atrest-demo-"))
-    with Emulator() as emulator:
+    # The functions' log handlers keep writing to it after their invocations (atrest's loggers
+    # share their configuration), so it stays open until the demo ends.
+    function_log = (work / "functions.log").open("w")
+    with Emulator() as emulator, function_log:
         os.environ.update(emulator.environment())
         _say("emulator", f"{emulator.endpoint} (moto server on loopback, in this process)")
         state = provision(template, emulator, stack_name="atrest")
@@ -88,11 +98,20 @@ def run(args: argparse.Namespace | None = None) -> int:
 
         s3 = boto3.client("s3")
         contact = str(uuid.uuid4())
+        # Amazon Connect's side: the instance (its alias names the S3 prefix) and a contact event.
+        instance_id = boto3.client("connect").create_instance(
+            IdentityManagementType="CONNECT_MANAGED", InstanceAlias=DEMO_ALIAS, InboundCallsEnabled=True,
+            OutboundCallsEnabled=True)["Id"]
+        put_contact_event(contact_event(settings.account_id, state.region, instance_id, contact, "CONNECTED_TO_AGENT",
+                                        phone=DEMO_PHONE, attributes={"customerName": "Jane Doe"}))
+        # Contact events come first (a recording lands after its call ends): this one teaches the alias.
+        Runner(state, function_stdout=function_log, functions=["ProtectContactFunction"]).drain(timeout=60)
+        _say("contact", f"event {contact[:8]} of instance {instance_id} (alias {DEMO_ALIAS}) protected by ProtectContactFunction")
         when = datetime.now(timezone.utc).replace(second=0, microsecond=0)
         objects = [
             (connect_key(settings.connect_prefix, DEMO_ALIAS, "CallRecordings", contact, when, "wav"), call_recording_wav(3.0)),
             (connect_key(settings.connect_prefix, DEMO_ALIAS, "ChatTranscripts", contact, when, "json"),
-             chat_transcript(settings.account_id, DEMO_INSTANCE_ID, contact, when)),
+             chat_transcript(settings.account_id, instance_id, contact, when)),
         ]
         uploads = []
         for key, body in objects:
@@ -100,11 +119,9 @@ def run(args: argparse.Namespace | None = None) -> int:
             uploads.append(Upload(key, body, version))
         _say("uploaded", f"{len(uploads)} objects to s3://{settings.intake_bucket}/{settings.connect_prefix}{DEMO_ALIAS}/")
 
-        log_path = work / "functions.log"
+        log_path = Path(function_log.name)
         started = time.monotonic()
-        with log_path.open("w") as function_log:
-            runner = Runner(state, function_stdout=function_log)
-            stats = runner.drain(timeout=120)
+        stats = Runner(state, function_stdout=function_log).drain(timeout=120)
         _say("processed", f"{stats.invocations} invocation(s) of EncryptObjectFunction via S3 -> EventBridge -> SQS "
                           f"in {time.monotonic() - started:.1f} s (function logs: {log_path})")
 
@@ -136,4 +153,71 @@ def run(args: argparse.Namespace | None = None) -> int:
         plaintext_note = "no plaintext is left in the intake bucket" if not leftover else f"{len(leftover)} source version(s) kept"
         print(f"every object decrypted back to its original bytes ({verified} of {len(uploads)}); {plaintext_note}")
         print(f"vault objects are in s3://{settings.vault_bucket}/ as ESDK messages; records in {settings.metadata_table}")
+        tied = {r.instance_id for r in records}
+        print(f"recordings under connect/{DEMO_ALIAS}/ are tied to instance {instance_id}: "
+              f"{'yes' if tied == {instance_id} else 'NO'} (learned from the contact event)")
+        return show_instance_key_lifetimes(state, settings, instance_id, contact, function_log)
+
+
+def put_contact_event(event: dict) -> None:
+    import boto3
+
+    boto3.client("events").put_events(Entries=[{
+        "Source": event["source"], "DetailType": event["detail-type"], "Resources": event["resources"],
+        "Detail": json.dumps(event["detail"]), "EventBusName": "default",
+    }])
+
+
+def show_instance_key_lifetimes(state: Any, settings: Settings, instance_id: str, contact: str, function_log: Any) -> int:
+    """Rotation and shredding of the instance key, on a manual clock (hours and days in no time)."""
+    from atrest.clock import ManualClock
+    from atrest.commands.keys import render_versions
+    from atrest.contacts import ContactReader
+    from atrest.errors import DecryptRefusedError
+    from atrest.expiry import KeyExpiry
+    from atrest.local.runner import Runner
+    from atrest.samples import contact_event
+
+    print()
+    print(f"contact PII under the time-limited key instance/{instance_id}:")
+    reader = ContactReader.from_settings(settings)
+    first = reader.reveal(instance_id, contact)
+    version = first.key_versions["customerEndpoint"]
+    _say("protected", f"contact {contact[:8]}: customerEndpoint, systemEndpoint, attributes stored as ESDK messages "
+                      f"(version {version[:8]}); channel, queue, agent readable")
+    _say("revealed", f"customer {first.pii['customerEndpoint']['address']} (decrypted on request, never logged)")
+
+    clock = ManualClock()
+    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    clock.advance(hours=25)
+    rotated = [r for r in expiry.run().rotated if r.branch_key_id == f"instance/{instance_id}"]
+    if not rotated:
+        print("FAILED: the instance key was not rotated after 25 h")
+        return 1
+    _say("rotated", f"+25 h: ExpireKeys retired {rotated[0].retired_version[:8]}, new data uses {rotated[0].active_version[:8]}")
+
+    later = str(uuid.uuid4())
+    put_contact_event(contact_event(settings.account_id, state.region, instance_id, later, phone="+12065550177"))
+    Runner(state, function_stdout=function_log, functions=["ProtectContactFunction"]).drain(timeout=60)
+    second = reader.reveal(instance_id, later)
+    _say("protected", f"contact {later[:8]} under version {second.key_versions['customerEndpoint'][:8]} (a new function instance)")
+
+    clock.advance(days=90, hours=1)
+    shredded = expiry.run().shredded
+    _say("shredded", f"+90 d after retirement: version {version[:8]} deleted from the key store, "
+                     f"{sum(s.objects_unreadable for s in shredded)} contact(s) made unreadable")
+    try:
+        reader.reveal(instance_id, contact)
+    except DecryptRefusedError as refused:
+        _say("refused", str(refused))
+    else:
+        print("FAILED: PII under a shredded version still decrypted")
+        return 1
+    if reader.reveal(instance_id, later).pii["customerEndpoint"]["address"] != "+12065550177":
+        print("FAILED: PII under a newer version no longer decrypts")
+        return 1
+    _say("unaffected", f"contact {later[:8]} (newer version) still decrypts to what was sent")
+    print()
+    print("$ atrest keys list")
+    print(render_versions(expiry.inventory()))
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,6 +34,13 @@ PARAMETER_VARIABLES = {
     "BranchKeyCacheTtlSeconds": "ATREST_CACHE_TTL_SECONDS",
     "FrameLengthBytes": "ATREST_FRAME_LENGTH",
     "KeepSourceObjects": "ATREST_KEEP_SOURCE",
+    # Key lifetimes: `atrest keys` applies the stack's own policy.
+    "InstanceKeyRotationHours": "ATREST_INSTANCE_KEY_ROTATION_HOURS",
+    "AccountKeyRotationDays": "ATREST_ACCOUNT_KEY_ROTATION_DAYS",
+    "InstanceKeyRetentionDays": "ATREST_INSTANCE_KEY_RETENTION_DAYS",
+    "AccountKeyRetentionDays": "ATREST_ACCOUNT_KEY_RETENTION_DAYS",
+    "ShredInstanceKeys": "ATREST_SHRED_INSTANCE_KEYS",
+    "ShredAccountKeys": "ATREST_SHRED_ACCOUNT_KEYS",
 }
 
 
@@ -58,18 +66,33 @@ def apply_local_endpoint(state: Mapping[str, Any], environ: dict[str, str] | os.
     environ["AWS_DEFAULT_REGION"] = environ["AWS_REGION"] = state.get("region", "us-east-1")
 
 
-def resolve(stack_name: str | None = None, state_file: Path | None = None, clients: Any = None) -> Settings:
+@dataclass(frozen=True)
+class Deployment:
+    """A stack as the CLI sees it: its settings, its outputs, and where it runs."""
+
+    settings: Settings
+    outputs: Mapping[str, str]
+    on_aws: bool  # False for ATREST_* variables and for a local stack
+
+
+def resolve_deployment(stack_name: str | None = None, state_file: Path | None = None, clients: Any = None) -> Deployment:
     if stack_name is None and os.environ.get("ATREST_VAULT_BUCKET"):
-        return Settings.from_env()
+        outputs = {name: os.environ[variable] for name, variable in OUTPUT_VARIABLES.items() if variable in os.environ}
+        return Deployment(Settings.from_env(), outputs, on_aws=False)
     state_path = state_file or DEFAULT_STATE_FILE
     if stack_name is None and (state_file is not None or state_path.exists()):
         state = load_local_state(state_path)
         apply_local_endpoint(state)
-        return settings_from_outputs(state["outputs"], state["account_id"], state.get("parameters"))
-    return settings_from_cloudformation(stack_name or DEFAULT_STACK, clients)
+        settings = settings_from_outputs(state["outputs"], state["account_id"], state.get("parameters"))
+        return Deployment(settings, state["outputs"], on_aws=False)
+    return deployment_from_cloudformation(stack_name or DEFAULT_STACK, clients)
 
 
-def settings_from_cloudformation(stack_name: str, clients: Any = None) -> Settings:
+def resolve(stack_name: str | None = None, state_file: Path | None = None, clients: Any = None) -> Settings:
+    return resolve_deployment(stack_name, state_file, clients).settings
+
+
+def deployment_from_cloudformation(stack_name: str, clients: Any = None) -> Deployment:
     from atrest.clients import AwsClients
 
     clients = clients or AwsClients()
@@ -83,4 +106,4 @@ def settings_from_cloudformation(stack_name: str, clients: Any = None) -> Settin
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
     account_id = stack["StackId"].split(":")[4]
-    return settings_from_outputs(outputs, account_id, parameters)
+    return Deployment(settings_from_outputs(outputs, account_id, parameters), outputs, on_aws=True)

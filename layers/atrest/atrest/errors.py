@@ -15,10 +15,6 @@ class MalformedEventError(AtrestError):
     """An event does not have the shape of the event it claims to be."""
 
 
-class SourceChangedError(AtrestError):
-    """The source object changed between the event and the read (retry later)."""
-
-
 class StorageVerificationError(AtrestError):
     """The stored ciphertext does not match what was written; nothing is deleted."""
 

@@ -8,9 +8,12 @@ here, once, and the domain only ever sees real keys.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
+import re
 from typing import Any, Mapping
 from urllib.parse import unquote_plus
 
+from atrest.contacts import ContactEvent
 from atrest.errors import MalformedEventError
 from atrest.source import SourceObject
 
@@ -60,3 +63,77 @@ def source_from_sqs_body(body: str) -> SourceObject:
     except (TypeError, ValueError) as error:
         raise MalformedEventError(f"SQS message body is not JSON ({error.__class__.__name__})") from error
     return source_from_object_created(event)
+
+
+CONTACT_EVENT = "Amazon Connect Contact Event"
+_INSTANCE_ARN = re.compile(r"^arn:aws[a-z-]*:connect:[a-z0-9-]+:(?P<account>\d{12}):instance/(?P<id>[A-Za-z0-9-]{1,128})$")
+
+
+def contact_event_from_eventbridge(event: Mapping[str, Any]) -> ContactEvent:
+    """The contact an Amazon Connect Contact Event is about.
+
+    Accepts both spellings of the instance ARN seen in the wild (`instanceArn` in real
+    events, `instanceARN` in some documentation samples). Raises MalformedEventError
+    naming the missing or wrong field.
+    """
+    if not isinstance(event, Mapping):
+        raise MalformedEventError(f"expected an EventBridge event object, got {type(event).__name__}")
+    if event.get("source") != "aws.connect" or event.get("detail-type") != CONTACT_EVENT:
+        raise MalformedEventError(
+            f"expected source aws.connect and detail-type {CONTACT_EVENT!r}, "
+            f"got {event.get('source')!r} / {event.get('detail-type')!r}"
+        )
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        raise MalformedEventError("event has no detail object")
+    arn = detail.get("instanceArn") or detail.get("instanceARN")
+    found = _INSTANCE_ARN.match(str(arn or ""))
+    if not found:
+        raise MalformedEventError(f"detail.instanceArn {arn!r} is not an Amazon Connect instance ARN")
+    contact_id, event_type = detail.get("contactId"), detail.get("eventType")
+    if not contact_id or not isinstance(contact_id, str) or not event_type or not isinstance(event_type, str):
+        raise MalformedEventError("event detail lacks contactId or eventType")
+    return ContactEvent(
+        account_id=str(event.get("account") or found["account"]),
+        instance_id=found["id"],
+        instance_arn=str(arn),
+        contact_id=contact_id,
+        event_type=event_type,
+        time=event.get("time"),
+        detail=dict(detail),
+    )
+
+
+def is_backfill_batch(event: Mapping[str, Any]) -> bool:
+    """A batch from the backfill state machine's Distributed Map (ItemBatcher: Items + BatchInput)."""
+    return isinstance(event, Mapping) and isinstance(event.get("Items"), list) and isinstance(event.get("BatchInput"), Mapping)
+
+
+def sources_from_backfill_batch(event: Mapping[str, Any]) -> list[SourceObject]:
+    """The objects of a backfill batch: S3 ListObjectsV2 items (keys are not URL-encoded
+    there), without those last modified before the batch's `since`."""
+    batch = event.get("BatchInput") or {}
+    bucket = batch.get("bucket")
+    if not bucket:
+        raise MalformedEventError("backfill batch has no BatchInput.bucket")
+    since = _timestamp(batch.get("since"), "BatchInput.since")
+    sources = []
+    for item in event.get("Items", []):
+        if not isinstance(item, Mapping) or not item.get("Key"):
+            raise MalformedEventError("backfill batch item lacks Key")
+        modified = _timestamp(item.get("LastModified"), "LastModified")
+        if since and modified and modified < since:
+            continue
+        etag = item.get("Etag") or item.get("ETag")
+        sources.append(SourceObject(str(bucket), str(item["Key"]), None, str(etag).strip('"') if etag else None, item.get("Size")))
+    return sources
+
+
+def _timestamp(value: Any, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as error:
+        raise MalformedEventError(f"{name} {value!r} is not an ISO 8601 time") from error
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -3,12 +3,20 @@
 Branch keys are created on first use. Two processes creating the same scope at once
 is expected (a burst of first uploads): the key store's CreateKey writes with a
 condition, so exactly one wins and the loser reads the winner's key.
+
+Rotation is the key store's own VersionKey. Shredding is the one operation the MPL
+does not offer, so it is the one place atrest writes key store items by hand: it
+deletes a version's item (`branch:version:<v>`), and for an instance that is forgotten
+every item of its branch key. Nothing else touches the table directly; reads of the
+raw items (versions and create times) need no KMS call.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aws_cryptographic_material_providers.keystore import KeyStore
@@ -17,6 +25,7 @@ from aws_cryptographic_material_providers.keystore.models import (
     CreateKeyInput,
     GetActiveBranchKeyInput,
     KMSConfigurationKmsKeyArn,
+    VersionKeyInput,
 )
 from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
 from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
@@ -27,7 +36,10 @@ from aws_cryptographic_material_providers.mpl.models import (
 )
 
 from atrest.clients import AwsClients
+from atrest.clock import from_text
+from atrest.errors import AtrestError
 from atrest.scopes import BranchKeyScope
+from atrest.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +48,21 @@ log = logging.getLogger(__name__)
 SCOPE_CONTEXT_KEY = "atrest-scope"
 
 _NOT_FOUND = "No item found for corresponding branch key identifier"
+
+
+ACTIVE_TYPE = "branch:ACTIVE"
+BEACON_TYPE = "beacon:ACTIVE"
+VERSION_TYPE_PREFIX = "branch:version:"
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A branch key version as the key store holds it (no key material)."""
+
+    branch_key_id: str
+    version: str
+    created: datetime
+    active: bool = False
 
 
 def _is_not_found(error: Exception) -> bool:
@@ -65,6 +92,7 @@ class BranchKeyStore:
         self.kms_key_arn = kms_key_arn
         self.cache_ttl_seconds = cache_ttl_seconds
         self.cache_entries = cache_entries
+        self.key_store_ddb = clients.dynamodb
         self.key_store = KeyStore(
             config=KeyStoreConfig(
                 ddb_table_name=table_name,
@@ -78,6 +106,10 @@ class BranchKeyStore:
         self._keyrings: dict[str, Any] = {}
         self._known: set[str] = set()
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clients: AwsClients) -> "BranchKeyStore":
+        return cls(clients, settings.keystore_table, settings.keystore_name, settings.kms_key_arn, settings.cache_ttl_seconds)
 
     def active_version(self, scope: BranchKeyScope) -> str | None:
         """The active version of the scope's branch key, or None when it has none yet."""
@@ -133,3 +165,109 @@ class BranchKeyStore:
                 )
                 self._keyrings[branch_key_id] = keyring
             return keyring
+
+    # -- versions: list, rotate, shred -------------------------------------------------
+
+    def _item_version(self, item: dict[str, Any], active: bool) -> StoredVersion:
+        version = item["version"]["S"] if active else item["type"]["S"]
+        return StoredVersion(
+            item["branch-key-id"]["S"], version.removeprefix(VERSION_TYPE_PREFIX), from_text(item["create-time"]["S"]), active
+        )
+
+    def active_keys(self) -> list[StoredVersion]:
+        """The active version of every branch key in the store (a Scan: the table holds a
+        few items per scope, never data)."""
+        dynamodb = self.key_store_ddb
+        found = []
+        for page in dynamodb.get_paginator("scan").paginate(
+            TableName=self.table_name,
+            FilterExpression="#type = :active",
+            ExpressionAttributeNames={"#type": "type"},
+            ExpressionAttributeValues={":active": {"S": ACTIVE_TYPE}},
+            ConsistentRead=True,
+        ):
+            found += [self._item_version(item, active=True) for item in page.get("Items", [])]
+        return sorted(found, key=lambda v: v.branch_key_id)
+
+    def describe_active(self, branch_key_id: str) -> StoredVersion | None:
+        item = self.key_store_ddb.get_item(
+            TableName=self.table_name,
+            Key={"branch-key-id": {"S": branch_key_id}, "type": {"S": ACTIVE_TYPE}},
+            ConsistentRead=True,
+        ).get("Item")
+        return self._item_version(item, active=True) if item else None
+
+    def versions(self, branch_key_id: str) -> list[StoredVersion]:
+        """Every version of a branch key still in the store (shredded ones are gone), oldest first."""
+        active = self.describe_active(branch_key_id)
+        items = []
+        for page in self.key_store_ddb.get_paginator("query").paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="#id = :id AND begins_with(#type, :prefix)",
+            ExpressionAttributeNames={"#id": "branch-key-id", "#type": "type"},
+            ExpressionAttributeValues={":id": {"S": branch_key_id}, ":prefix": {"S": VERSION_TYPE_PREFIX}},
+            ConsistentRead=True,
+        ):
+            items += page.get("Items", [])
+        versions = [self._item_version(item, active=False) for item in items]
+        marked = [StoredVersion(v.branch_key_id, v.version, v.created, active is not None and v.version == active.version)
+                  for v in versions]
+        return sorted(marked, key=lambda v: v.created)
+
+    def rotate(self, branch_key_id: str) -> str:
+        """VersionKey: a new active version; older versions keep decrypting. Returns the new version.
+
+        The MPL's VersionKey overwrites the ACTIVE item without comparing it with what it
+        read, so two at once would make two versions: callers serialize (atrest.expiry).
+        """
+        self.key_store.version_key(VersionKeyInput(branch_key_identifier=branch_key_id))
+        self._keyrings.pop(branch_key_id, None)  # this process encrypts under the new version at once
+        active = self.describe_active(branch_key_id)
+        assert active is not None
+        return active.version
+
+    def shred(self, branch_key_id: str, version: str) -> bool:
+        """Delete one retired version's item: data under it can never be decrypted again
+        (once every process's cache of it has expired: `cache_ttl_seconds`).
+
+        Refuses the active version (its copy lives on in the ACTIVE item): rotate first,
+        or `forget` the whole branch key. True when this call deleted it.
+        """
+        active = self.describe_active(branch_key_id)
+        if active is not None and active.version == version:
+            raise AtrestError(
+                f"{branch_key_id} version {version} is the active version; rotate first "
+                f"(`atrest keys rotate {branch_key_id}`) or forget the instance (`atrest forget-instance`)"
+            )
+        deleted = self._delete(branch_key_id, VERSION_TYPE_PREFIX + version)
+        self._keyrings.pop(branch_key_id, None)
+        return deleted
+
+    def forget(self, branch_key_id: str) -> list[str]:
+        """Delete every item of a branch key: every version, the ACTIVE copy and the beacon
+        key. Returns the versions deleted. The next use of the scope creates a new key."""
+        versions = [v.version for v in self.versions(branch_key_id)]
+        active = self.describe_active(branch_key_id)
+        if active is not None and active.version not in versions:
+            versions.append(active.version)
+        for version in versions:
+            self._delete(branch_key_id, VERSION_TYPE_PREFIX + version)
+        # The ACTIVE item holds a copy of the active version's key: it goes too.
+        self._delete(branch_key_id, ACTIVE_TYPE)
+        self._delete(branch_key_id, BEACON_TYPE)
+        self._keyrings.pop(branch_key_id, None)
+        self._known.discard(branch_key_id)
+        return versions
+
+    def forget_cached(self, branch_key_id: str) -> None:
+        """Drop this process's knowledge of a branch key (after it was forgotten elsewhere)."""
+        self._keyrings.pop(branch_key_id, None)
+        self._known.discard(branch_key_id)
+
+    def _delete(self, branch_key_id: str, item_type: str) -> bool:
+        response = self.key_store_ddb.delete_item(
+            TableName=self.table_name,
+            Key={"branch-key-id": {"S": branch_key_id}, "type": {"S": item_type}},
+            ReturnValues="ALL_OLD",
+        )
+        return "Attributes" in response

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -22,18 +22,23 @@ from botocore.exceptions import ClientError
 
 from atrest.clients import AwsClients
 from atrest.data_classes import Classification, DataClassifier
-from atrest.envelope import SUITE, encryption_client, encryption_context, is_atrest_message, message_key
-from atrest.errors import SourceChangedError
+from atrest.envelope import (
+    SUITE, context_differences, encryption_client, encryption_context, is_atrest_message, message_key, read_header,
+)
+from atrest.instances import InstanceDirectory
 from atrest.keystore import BranchKeyStore
 from atrest.records import MetadataTable, ObjectRecord, ObjectStatus, utc_now
 from atrest.settings import Settings
 from atrest.source import PlaintextStream, SourceObject
-from atrest.vault import MultipartWriter, vault_key_for
+from atrest.vault import MultipartWriter, abort_open_uploads, other_versions, part_size_for, vault_key_for
 
 log = logging.getLogger(__name__)
 
 PEEK_BYTES = 64 * 1024  # enough for any ESDK header atrest writes (context includes a <=1024-byte key)
 _GONE = {"NoSuchKey", "NoSuchVersion", "404", "MethodNotAllowed"}  # MethodNotAllowed: version is a delete marker
+# Unversioned bytes overwritten since the event/listing: what it described no longer exists,
+# and the replacement has an event of its own.
+_REPLACED = {"PreconditionFailed", "412"}
 
 
 class Outcome(str, Enum):
@@ -45,6 +50,7 @@ class SkipReason(str, Enum):
     NOT_INTAKE_BUCKET = "not-intake-bucket"
     NO_DATA_CLASS = "no-data-class"
     SOURCE_MISSING = "source-missing"
+    SOURCE_REPLACED = "source-replaced"
     ALREADY_ATREST_MESSAGE = "already-atrest-message"
 
 
@@ -87,6 +93,9 @@ class EncryptPipeline:
         self.records = records
         self.classifier = classifier
         self.esdk = encryption_client()
+        self._recorded_versions: set[tuple[str, str]] = set()
+        # Recordings sit under connect/<alias>/; contact events teach which instance that is.
+        self.instances = InstanceDirectory(records.dynamodb, records.table_name)
 
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "EncryptPipeline":
@@ -105,6 +114,14 @@ class EncryptPipeline:
         if classification is None:
             return self._skip(source, SkipReason.NO_DATA_CLASS)
 
+        if source.version_id is None:
+            # Listings and some events name no version: pin the version the ETag names, so the
+            # event path and the backfill path agree on one identity (and one vault key).
+            try:
+                source = self._pin_version(source)
+            except ClientError as error:
+                return self._skip_unavailable(source, error)
+
         vault_key = vault_key_for(classification.data_class.value, source.bucket, source.key, source.version_id)
         existing = self.records.get_object(vault_key)
         if existing is not None:
@@ -114,9 +131,12 @@ class EncryptPipeline:
         try:
             response = self._open(source)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in _GONE:
-                return self._skip(source, SkipReason.SOURCE_MISSING)
-            raise
+            # A concurrent delivery may have recorded it and deleted the plaintext since our check.
+            if (recorded := self.records.get_object(vault_key)) is not None:
+                return self._finish_source(recorded, source, started, repeated=True)
+            return self._skip_unavailable(source, error)
+        # The stored size, not the event's claim, decides the part size (S3 allows 10,000 parts).
+        source = replace(source, size=response.get("ContentLength", source.size))
         body = response["Body"]
         try:
             prefix = body.read(PEEK_BYTES)
@@ -125,6 +145,8 @@ class EncryptPipeline:
                 # hide it behind two keys, and deleting it would lose it. Leave it alone.
                 return self._skip(source, SkipReason.ALREADY_ATREST_MESSAGE)
             version_id = source.version_id or _real_version(response.get("VersionId"))
+            # Ciphertext already at our vault key without a record: an attempt died after its upload.
+            earlier_write = self._vault_object_exists(vault_key)
             record = self._encrypt_stream(source, version_id, classification, vault_key, PlaintextStream(prefix, body), started)
         finally:
             body.close()
@@ -133,8 +155,18 @@ class EncryptPipeline:
             # A concurrent delivery recorded first; ours is a redundant copy of the same bytes.
             self._discard_duplicate(record)
             return self._finish_source(self.records.get_object(vault_key), source, started, repeated=True)
-        self.records.record_key_version(record.branch_key_id, record.branch_key_version)
-        return self._finish_source(record, source, started, repeated=False)
+        version = (record.branch_key_id, record.branch_key_version)
+        if version not in self._recorded_versions:  # one conditional write per version per process, not per object
+            self.records.record_key_version(*version)
+            self._recorded_versions.add(version)
+        return self._finish_source(record, source, started, repeated=False, earlier_write=earlier_write)
+
+    def _pin_version(self, source: SourceObject) -> SourceObject:
+        kwargs: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
+        if source.etag:
+            kwargs["IfMatch"] = f'"{source.etag}"'  # the quoted form HTTP defines (S3 accepts both; moto only this)
+        head = self.clients.s3.head_object(**kwargs)
+        return replace(source, version_id=_real_version(head.get("VersionId")), etag=source.etag or head["ETag"].strip('"'))
 
     def _open(self, source: SourceObject) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
@@ -142,15 +174,8 @@ class EncryptPipeline:
             kwargs["VersionId"] = source.version_id
         elif source.etag:
             # Without a version id, only the bytes the event described will do.
-            kwargs["IfMatch"] = source.etag
-        try:
-            return self.clients.s3.get_object(**kwargs)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
-                raise SourceChangedError(
-                    f"{source.describe()} changed after its event (etag {source.etag}); its newer version has its own event"
-                ) from error
-            raise
+            kwargs["IfMatch"] = f'"{source.etag}"'
+        return self.clients.s3.get_object(**kwargs)
 
     def _encrypt_stream(
         self,
@@ -168,7 +193,10 @@ class EncryptPipeline:
         self.keystore.ensure(classification.scope)
         keyring = self.keystore.keyring(branch_key_id)
         metadata = {"atrest-data-class": classification.data_class.value, "atrest-format": "esdk"}
-        with MultipartWriter(self.clients.s3, self.settings.vault_bucket, vault_key, self.settings.part_size, metadata) as writer:
+        # Ciphertext = header (< PEEK_BYTES) + per frame at most 36 bytes (sequence, IV, tag, final length).
+        expected = None if source.size is None else source.size + (source.size // self.settings.frame_length + 1) * 36 + PEEK_BYTES
+        part_size = part_size_for(expected, self.settings.part_size)
+        with MultipartWriter(self.clients.s3, self.settings.vault_bucket, vault_key, part_size, metadata) as writer:
             with self.esdk.stream(
                 mode="e",
                 source=plaintext,
@@ -177,7 +205,10 @@ class EncryptPipeline:
                 frame_length=self.settings.frame_length,
                 algorithm=SUITE,
             ) as encryptor:
-                while chunk := encryptor.read(self.settings.part_size):
+                # Read a frame at a time: asked for more, the ESDK builds its answer by
+                # concatenating frames and re-slicing the rest (quadratic copying); frame-sized
+                # reads run the crypto core ~5x faster (bench/results.md). The writer batches parts.
+                while chunk := encryptor.read(self.settings.frame_length):
                     writer.write(chunk)
                 header = encryptor.header
             stored = writer.close()
@@ -205,10 +236,13 @@ class EncryptPipeline:
             encrypted_at=utc_now(),
             instance=classification.instance,
             contact_id=classification.contact_id,
+            instance_id=self.instances.instance_id_for_alias(classification.instance) if classification.instance else None,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
 
-    def _finish_source(self, record: ObjectRecord, source: SourceObject, started: float, repeated: bool) -> EncryptOutcome:
+    def _finish_source(self, record: ObjectRecord, source: SourceObject, started: float, repeated: bool,
+                       earlier_write: bool = False) -> EncryptOutcome:
+        self._remove_unrecorded_ciphertext(record, look_for_versions=repeated or earlier_write)
         if record.status is ObjectStatus.ENCRYPTED:
             if self.settings.keep_source or not record.source_version_id:
                 # Without a version id we cannot name the exact bytes we encrypted, so we keep them.
@@ -247,7 +281,67 @@ class EncryptPipeline:
 
     def _discard_duplicate(self, record: ObjectRecord) -> None:
         if record.vault_version_id and record.vault_version_id != "null":
-            self.clients.s3.delete_object(Bucket=record.vault_bucket, Key=record.vault_key, VersionId=record.vault_version_id)
+            try:
+                self.clients.s3.delete_object(Bucket=record.vault_bucket, Key=record.vault_key, VersionId=record.vault_version_id)
+            except ClientError as error:  # the winner's clean-up may have removed it already
+                if error.response.get("Error", {}).get("Code") not in _GONE:
+                    raise
+
+    def _vault_object_exists(self, vault_key: str) -> bool:
+        try:
+            self.clients.s3.head_object(Bucket=self.settings.vault_bucket, Key=vault_key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _GONE:
+                return False
+            raise
+        return True
+
+    def _remove_unrecorded_ciphertext(self, record: ObjectRecord, look_for_versions: bool) -> None:
+        """Leave exactly one ciphertext at the vault key: the version the record names.
+
+        An attempt that died after its upload but before its record (or mid-upload) left
+        a ciphertext version (or an open multipart upload) that no record names; the retry
+        then wrote its own. Once a record exists, those leftovers are redundant copies of
+        recorded bytes. A version is deleted only when it is provably such a copy: not the
+        recorded version, and an atrest message bound to the same source (its header's
+        encryption context equals the record's). Anything else is left alone and logged.
+        Running this only after the record is committed keeps it safe against concurrent
+        deliveries: whatever they still write at this key is already redundant.
+
+        Versions are listed only when some may exist (`look_for_versions`): a repeated
+        delivery, or a first one that found ciphertext at its key before uploading. A
+        first delivery that found none has nothing to list (ListObjectVersions is a LIST
+        request on AWS, and costs the local emulator a copy of the whole bucket).
+        """
+        s3, bucket, key = self.clients.s3, record.vault_bucket, record.vault_key
+        # Smaller ciphertext goes up in one PutObject: no attempt at it opened a multipart upload.
+        if record.ciphertext_size >= self.settings.part_size and abort_open_uploads(s3, bucket, key):
+            log.info("aborted unfinished uploads of an earlier attempt", extra={"vault_key": key})
+        if not look_for_versions or not record.vault_version_id or record.vault_version_id == "null":
+            return  # nothing else was written here, or an unversioned vault keeps one object per key anyway
+        for version_id in other_versions(s3, bucket, key, keep=record.vault_version_id):
+            try:
+                head = s3.get_object(Bucket=bucket, Key=key, VersionId=version_id, Range=f"bytes=0-{PEEK_BYTES - 1}")
+                header = read_header(head["Body"].read())
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in _GONE:
+                    continue  # a concurrent delivery discarded its own copy meanwhile
+                raise
+            if header is None or context_differences(record.encryption_context, header.encryption_context):
+                log.warning("left a vault version that is not a copy of this record alone",
+                            extra={"vault_key": key, "version_id": version_id})
+                continue
+            self._discard_duplicate(replace(record, vault_version_id=version_id))
+            log.info("removed ciphertext of an earlier attempt", extra={"vault_key": key, "version_id": version_id})
+
+    def _skip_unavailable(self, source: SourceObject, error: ClientError) -> EncryptOutcome:
+        """Skip a source whose described bytes no longer exist; re-raise anything else (retried)."""
+        code = error.response.get("Error", {}).get("Code")
+        if code in _GONE:
+            return self._skip(source, SkipReason.SOURCE_MISSING)
+        if code in _REPLACED:
+            return self._skip(source, SkipReason.SOURCE_REPLACED)
+        raise error
 
     def _skip(self, source: SourceObject, reason: SkipReason) -> EncryptOutcome:
         outcome = EncryptOutcome(Outcome.SKIPPED, source, reason=reason.value)

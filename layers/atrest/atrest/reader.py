@@ -21,7 +21,7 @@ from atrest.clients import AwsClients
 from atrest.envelope import context_differences, encryption_client
 from atrest.errors import DecryptRefusedError, RecordNotFoundError
 from atrest.keystore import BranchKeyStore
-from atrest.records import MetadataTable, ObjectRecord
+from atrest.records import KeyVersionState, MetadataTable, ObjectRecord
 from atrest.settings import Settings
 
 CHUNK = 1024 * 1024
@@ -73,9 +73,20 @@ class VaultReader:
             )
         return record
 
+    def refuse_if_shredded(self, record: ObjectRecord) -> None:
+        """Say when and that the key is gone, from the metadata, before the key store is asked."""
+        version = self.records.key_version(record.branch_key_id, record.branch_key_version)
+        if version is not None and version.state is KeyVersionState.SHREDDED:
+            raise DecryptRefusedError(
+                f"refusing to decrypt s3://{record.vault_bucket}/{record.vault_key}: key {record.branch_key_id} "
+                f"version {record.branch_key_version} was shredded on {version.shredded_at}; this object is "
+                "permanently unreadable (see `atrest keys list`)"
+            )
+
     def decrypt_to_file(self, bucket: str, key: str, output: str | os.PathLike[str],
                         progress: Callable[[int], None] | None = None) -> DecryptResult:
         record = self.record_for(bucket, key)
+        self.refuse_if_shredded(record)
         target = Path(output)
         kwargs = {"VersionId": record.vault_version_id} if record.vault_version_id not in (None, "null") else {}
         try:

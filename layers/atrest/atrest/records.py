@@ -63,6 +63,7 @@ class ObjectRecord:
     contact_id: str | None = None
     source_removed_at: str | None = None
     duration_ms: int | None = None
+    instance_id: str | None = None  # the Connect instance the alias belongs to, once a contact event taught it
 
     @property
     def pk(self) -> str:
@@ -89,25 +90,51 @@ class ObjectRecord:
 
 @dataclass
 class KeyVersionRecord:
+    """One branch key version: ACTIVE (encrypts) -> RETIRED (decrypts only) -> SHREDDED (gone).
+
+    `rotation_*` are set while an expiry run (or `atrest keys rotate`) holds the right to
+    rotate this version: the lease makes two runs at once produce one rotation, and lets
+    the next run take over from one that died (docs/keys.md).
+    """
+
     branch_key_id: str
     version: str
     state: KeyVersionState = KeyVersionState.ACTIVE
     created_at: str = field(default_factory=utc_now)
+    expires_at: str | None = None
+    retired_at: str | None = None
+    shred_after: str | None = None
+    shredded_at: str | None = None
+    objects_unreadable: int | None = None
+    rotation_started_at: str | None = None
+    rotation_lease_until: str | None = None
+    rotation_run: str | None = None
 
     def to_item(self) -> dict[str, Any]:
-        return {
-            "pk": {"S": f"KEY#{self.branch_key_id}"},
-            "sk": {"S": f"V#{self.version}"},
-            "branch_key_id": {"S": self.branch_key_id},
-            "version": {"S": self.version},
-            "state": {"S": self.state.value},
-            "created_at": {"S": self.created_at},
-        }
+        plain = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items() if v is not None}
+        plain.update(pk=key_version_pk(self.branch_key_id), sk=key_version_sk(self.version))
+        return {k: _serializer.serialize(v) for k, v in plain.items()}
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "KeyVersionRecord":
         plain = _plain(item)
-        return cls(plain["branch_key_id"], plain["version"], KeyVersionState(plain["state"]), plain["created_at"])
+        record = cls(**{f.name: plain[f.name] for f in fields(cls) if f.name in plain})
+        record.state = KeyVersionState(record.state)
+        return record
+
+
+# Retired versions that will be shredded sit in the by-key-version index under one
+# partition, sorted by when they may be shredded, so an expiry run finds the due ones
+# with one range query. (Versions are few: one per scope per rotation period.)
+SHRED_DUE_GSI = "SHRED-DUE"
+
+
+def key_version_pk(branch_key_id: str) -> str:
+    return f"KEY#{branch_key_id}"
+
+
+def key_version_sk(version: str) -> str:
+    return f"V#{version}"
 
 
 def object_pk(vault_key: str) -> str:
@@ -162,23 +189,123 @@ class MetadataTable:
             ExpressionAttributeValues={":status": {"S": status.value}, ":at": {"S": at or utc_now()}},
         )
 
-    def record_key_version(self, branch_key_id: str, version: str) -> bool:
+    def record_key_version(self, branch_key_id: str, version: str, created_at: str | None = None,
+                           expires_at: str | None = None) -> bool:
         """Record a branch key version the first time it is seen. True when this call added it."""
+        record = KeyVersionRecord(branch_key_id, version, created_at=created_at or utc_now(), expires_at=expires_at)
         try:
             self.dynamodb.put_item(
-                TableName=self.table_name,
-                Item=KeyVersionRecord(branch_key_id, version).to_item(),
-                ConditionExpression="attribute_not_exists(pk)",
+                TableName=self.table_name, Item=record.to_item(), ConditionExpression="attribute_not_exists(pk)"
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
+    def key_version(self, branch_key_id: str, version: str) -> KeyVersionRecord | None:
+        item = self.dynamodb.get_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": key_version_pk(branch_key_id)}, "sk": {"S": key_version_sk(version)}},
+            ConsistentRead=True,
+        ).get("Item")
+        return KeyVersionRecord.from_item(item) if item else None
+
     def key_versions(self, branch_key_id: str) -> list[KeyVersionRecord]:
         items = self._query(
-            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"KEY#{branch_key_id}"}}
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
+            ExpressionAttributeValues={":pk": {"S": key_version_pk(branch_key_id)}, ":v": {"S": "V#"}},
+            ConsistentRead=True,
         )
         return [KeyVersionRecord.from_item(item) for item in items]
+
+    def claim_rotation(self, branch_key_id: str, version: str, run_id: str, now: str, lease_until: str) -> bool:
+        """Take the right to rotate an ACTIVE version (nobody holds it, or the holder's lease ran out)."""
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table_name,
+                Key=self._version_key(branch_key_id, version),
+                UpdateExpression="SET rotation_run = :run, rotation_started_at = :now, rotation_lease_until = :lease",
+                ConditionExpression="#state = :active AND (attribute_not_exists(rotation_lease_until) OR rotation_lease_until < :now)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":run": {"S": run_id}, ":now": {"S": now}, ":lease": {"S": lease_until},
+                    ":active": {"S": KeyVersionState.ACTIVE.value},
+                },
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def retire_key_version(self, branch_key_id: str, version: str, retired_at: str, shred_after: str | None) -> bool:
+        """ACTIVE -> RETIRED. False when it was already retired (another run finished it)."""
+        names = {"#state": "state"}
+        values: dict[str, Any] = {
+            ":retired": {"S": KeyVersionState.RETIRED.value}, ":at": {"S": retired_at},
+            ":active": {"S": KeyVersionState.ACTIVE.value},
+        }
+        update = "SET #state = :retired, retired_at = :at"
+        if shred_after:
+            update += ", shred_after = :shred, gsi1pk = :due, gsi1sk = :sort"
+            values.update({
+                ":shred": {"S": shred_after}, ":due": {"S": SHRED_DUE_GSI},
+                ":sort": {"S": f"{shred_after}#{branch_key_id}#{version}"},
+            })
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table_name,
+                Key=self._version_key(branch_key_id, version),
+                UpdateExpression=update + " REMOVE rotation_lease_until",
+                ConditionExpression="#state = :active",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def mark_shredded(self, branch_key_id: str, version: str, shredded_at: str, objects_unreadable: int) -> bool:
+        """-> SHREDDED (from any state; creates the record if the version was never recorded).
+        False when it was already SHREDDED: the first shred's time and count stand."""
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table_name,
+                Key=self._version_key(branch_key_id, version),
+                UpdateExpression=(
+                    "SET #state = :shredded, shredded_at = :at, objects_unreadable = :n, branch_key_id = :id, "
+                    "version = :v, created_at = if_not_exists(created_at, :at) REMOVE gsi1pk, gsi1sk, rotation_lease_until"
+                ),
+                ConditionExpression="attribute_not_exists(#state) OR #state <> :shredded",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":shredded": {"S": KeyVersionState.SHREDDED.value}, ":at": {"S": shredded_at},
+                    ":n": {"N": str(objects_unreadable)}, ":id": {"S": branch_key_id}, ":v": {"S": version},
+                },
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def shred_due(self, now: str) -> list[KeyVersionRecord]:
+        """RETIRED versions whose `shred_after` is at or before `now`, oldest first."""
+        items = self._query(
+            IndexName=BY_KEY_VERSION_INDEX,
+            KeyConditionExpression="gsi1pk = :due AND gsi1sk <= :now",
+            ExpressionAttributeValues={":due": {"S": SHRED_DUE_GSI}, ":now": {"S": now + "#\uffff"}},
+        )
+        return [KeyVersionRecord.from_item(item) for item in items]
+
+    def count_under(self, branch_key_id: str, version: str) -> int:
+        """How many items (vault objects and contact records) depend on one branch key version."""
+        paginator = self.dynamodb.get_paginator("query")
+        return sum(
+            page["Count"]
+            for page in paginator.paginate(
+                TableName=self.table_name,
+                IndexName=BY_KEY_VERSION_INDEX,
+                KeyConditionExpression="gsi1pk = :v",
+                ExpressionAttributeValues={":v": {"S": key_version_gsi(branch_key_id, version)}},
+                Select="COUNT",
+            )
+        )
 
     def objects_under(self, branch_key_id: str, version: str) -> Iterator[ObjectRecord]:
         """Every object encrypted under one branch key version, oldest first."""
@@ -188,7 +315,11 @@ class MetadataTable:
             ExpressionAttributeValues={":v": {"S": key_version_gsi(branch_key_id, version)}},
         )
         for item in items:
-            yield ObjectRecord.from_item(item)
+            if item.get("sk", {}).get("S") == "OBJECT":  # contact records share the index
+                yield ObjectRecord.from_item(item)
+
+    def _version_key(self, branch_key_id: str, version: str) -> dict[str, Any]:
+        return {"pk": {"S": key_version_pk(branch_key_id)}, "sk": {"S": key_version_sk(version)}}
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         paginator = self.dynamodb.get_paginator("query")

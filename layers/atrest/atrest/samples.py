@@ -9,6 +9,7 @@ import io
 import json
 import math
 import struct
+import uuid
 import wave
 from datetime import datetime, timedelta, timezone
 
@@ -69,3 +70,27 @@ def chat_transcript(account_id: str, instance_id: str, contact_id: str, started:
 def connect_key(prefix: str, alias: str, folder: str, contact_id: str, when: datetime, extension: str) -> str:
     """The key Amazon Connect writes: <prefix><alias>/<folder>/YYYY/MM/DD/<contact>_<YYYYMMDDTHH:MM>_UTC.<ext>."""
     return f"{prefix}{alias}/{folder}/{when:%Y/%m/%d}/{contact_id}_{when:%Y%m%dT%H:%M}_UTC.{extension}"
+
+
+def contact_event(account_id: str, region: str, instance_id: str, contact_id: str, event_type: str = "INITIATED",
+                  phone: str = "+12065550100", attributes: dict[str, str] | None = None,
+                  when: datetime | None = None, arn_key: str = "instanceArn") -> dict:
+    """An Amazon Connect Contact Event as EventBridge delivers it (`arn_key="instanceARN"`
+    gives the spelling of some documentation samples)."""
+    moment = when or datetime.now(timezone.utc)
+    instance_arn = f"arn:aws:connect:{region}:{account_id}:instance/{instance_id}"
+    detail: dict = {
+        "contactId": contact_id, "initialContactId": contact_id, "channel": "VOICE", arn_key: instance_arn,
+        "initiationMethod": "INBOUND", "eventType": event_type,
+        "initiationTimestamp": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "customerEndpoint": {"type": "TELEPHONE_NUMBER", "address": phone},
+        "systemEndpoint": {"type": "TELEPHONE_NUMBER", "address": "+18005550199"},
+        "queueInfo": {"queueArn": f"{instance_arn}/queue/6c1b5d0e-93f1-4a2c-8f4e-2b7d9a0c3e11", "queueType": "STANDARD"},
+    }
+    if attributes is not None:
+        detail["attributes"] = attributes
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Amazon Connect Contact Event", "source": "aws.connect",
+        "account": account_id, "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
+        "resources": [instance_arn, f"{instance_arn}/contact/{contact_id}"], "detail": detail,
+    }

@@ -11,6 +11,10 @@ from atrest.errors import ConfigurationError
 MIN_CACHE_TTL_SECONDS = 60  # below ~10 s the MPL cache silently caches nothing; 60 s keeps KMS calls rare
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum multipart part size
 MAX_FRAME_LENGTH = 2**31 - 1
+# Amazon Connect contact event fields that carry customer data: encrypted under the
+# instance key. Everything else in an event (ids, timestamps, queue and agent ARNs) is
+# stored readable so contacts can be found without decrypting.
+DEFAULT_CONTACT_PII_FIELDS = ("customerEndpoint", "systemEndpoint", "attributes", "contactDetails", "customerId")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,14 @@ class Settings:
     frame_length: int = 1024 * 1024
     part_size: int = 8 * 1024 * 1024
     keep_source: bool = False
+    # Key lifetimes (docs/keys.md): instance keys protect contact PII and are short-lived.
+    instance_key_rotation_hours: int = 24
+    account_key_rotation_days: int = 365
+    instance_key_retention_days: int = 90
+    account_key_retention_days: int = 365
+    shred_instance_keys: bool = True
+    shred_account_keys: bool = False
+    contact_pii_fields: tuple[str, ...] = DEFAULT_CONTACT_PII_FIELDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -77,6 +89,16 @@ class Settings:
                 problems.append(f"{name}={value!r} must not start with '/' (S3 keys have no leading slash)")
             return value if value.endswith("/") else value + "/"
 
+        def names(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+            raw = env.get(name)
+            if raw is None or not raw.strip():
+                return default
+            found = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+            bad = [part for part in found if not part.replace("_", "").isalnum()]
+            if bad:
+                problems.append(f"{name} has invalid field names {bad} (comma-separated event field names, e.g. customerEndpoint)")
+            return found
+
         keystore_table = required("ATREST_KEYSTORE_TABLE")
         kms_key_arn = required("ATREST_KMS_KEY_ARN")
         if kms_key_arn and not kms_key_arn.startswith("arn:"):
@@ -96,6 +118,13 @@ class Settings:
             frame_length=integer("ATREST_FRAME_LENGTH", 1024 * 1024, 1024, MAX_FRAME_LENGTH),
             part_size=integer("ATREST_PART_SIZE", 8 * 1024 * 1024, MIN_PART_SIZE),
             keep_source=boolean("ATREST_KEEP_SOURCE", False),
+            instance_key_rotation_hours=integer("ATREST_INSTANCE_KEY_ROTATION_HOURS", 24, 1, 24 * 366),
+            account_key_rotation_days=integer("ATREST_ACCOUNT_KEY_ROTATION_DAYS", 365, 1, 3650),
+            instance_key_retention_days=integer("ATREST_INSTANCE_KEY_RETENTION_DAYS", 90, 1, 36500),
+            account_key_retention_days=integer("ATREST_ACCOUNT_KEY_RETENTION_DAYS", 365, 1, 36500),
+            shred_instance_keys=boolean("ATREST_SHRED_INSTANCE_KEYS", True),
+            shred_account_keys=boolean("ATREST_SHRED_ACCOUNT_KEYS", False),
+            contact_pii_fields=names("ATREST_CONTACT_PII_FIELDS", DEFAULT_CONTACT_PII_FIELDS),
         )
         if problems:
             raise ConfigurationError(

@@ -13,6 +13,22 @@ from atrest.errors import StorageVerificationError
 log = logging.getLogger(__name__)
 
 VAULT_SUFFIX = ".esdk"
+MIB = 1024 * 1024
+MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
+MAX_PART_SIZE = 5 * 1024 * MIB  # S3's largest part
+
+
+def part_size_for(expected_size: int | None, configured: int) -> int:
+    """The part size for an upload of about `expected_size` bytes.
+
+    The configured size (8 MiB by default: 640 parts for a 5 GiB object) unless S3's
+    10,000-part limit would be reached first; then the smallest whole number of MiB that
+    fits (a 5 TiB object needs 525 MiB parts). A part is what MultipartWriter holds in memory.
+    """
+    if not expected_size or expected_size <= configured * MAX_PARTS:
+        return configured
+    needed = -(-expected_size // MAX_PARTS)
+    return min(MAX_PART_SIZE, -(-needed // MIB) * MIB)
 
 
 def vault_key_for(data_class: str, bucket: str, key: str, version_id: str | None) -> str:
@@ -87,7 +103,7 @@ class MultipartWriter:
         digest = hashlib.sha256(part).digest()
         response = self.s3.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=part,
-            ChecksumAlgorithm="SHA256",
+            ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(digest),  # given, so botocore does not hash the part again
         )
         returned = response.get("ChecksumSHA256")
         if returned is not None and returned != _b64(digest):
@@ -145,3 +161,27 @@ class MultipartWriter:
         except Exception:  # the bucket's lifecycle rule removes what we could not
             log.warning("could not abort multipart upload", extra={"vault_key": self.key}, exc_info=True)
         self._upload_id = None
+
+
+def abort_open_uploads(s3: Any, bucket: str, key: str) -> int:
+    """Abort every multipart upload still open at exactly `key`; returns how many.
+
+    A writer killed mid-upload (a Lambda that timed out or ran out of memory) cannot
+    abort its own upload; its parts would be billed until the bucket's lifecycle rule
+    removes them a day later.
+    """
+    aborted = 0
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
+        for upload in page.get("Uploads", []):
+            if upload["Key"] == key:
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+                aborted += 1
+    return aborted
+
+
+def other_versions(s3: Any, bucket: str, key: str, keep: str) -> list[str]:
+    """The version ids stored at exactly `key` other than `keep` (delete markers excluded)."""
+    found = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+        found += [v["VersionId"] for v in page.get("Versions", []) if v["Key"] == key and v["VersionId"] != keep]
+    return found

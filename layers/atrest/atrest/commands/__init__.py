@@ -7,4 +7,11 @@ Each module has `register(subparsers)`, adding its parsers with `set_defaults(ru
 COMMAND_MODULES = [
     "atrest.commands.decrypt",
     "atrest.commands.demo",
+    "atrest.commands.keys",
+    "atrest.commands.forget",
+    "atrest.commands.backfill",
+    "atrest.commands.dlq",
+    "atrest.commands.status",
+    "atrest.commands.rekey",
+    "atrest.commands.grants",
 ]

@@ -1,0 +1,276 @@
+"""What a user would run instead of atrest, each as one class with the same interface.
+
+`encrypt(bucket, key) -> dest` reads one plaintext object from S3 and leaves its
+ciphertext in the vault bucket; `calls` counts every AWS call the peer makes, per
+service (botocore `before-call` hooks). `core(data) -> int` is the same encryption in
+memory only (no S3), returning the ciphertext length.
+
+- `Atrest`: the real domain code, `EncryptPipeline.encrypt(SourceObject)` with its own
+  `AwsClients` (hierarchical keyring, cached branch keys, 1 MiB frames, committing suite,
+  checksummed multipart upload, metadata record). Sources are kept (ATREST_KEEP_SOURCE).
+- `S3Ec`: peer (a), the Amazon S3 Encryption Client for Python v4 with a KMS keyring, used
+  as its README shows: `put_object` below its 8 MiB multipart threshold, else
+  `upload_fileobj` (streamed, 8 MiB parts).
+- `Esdk`: peer (b), the AWS Encryption SDK used the obvious way: an MPL AWS KMS keyring (one
+  GenerateDataKey per object), default frame length (4 KiB), default algorithm suite
+  (committing and ECDSA-signed), the S3 body streamed through `stream(mode="e")` into
+  boto3's `upload_fileobj`.
+- `Copy`: peer (c), no encryption: the S3 body streamed into `upload_fileobj`. What the
+  emulator allows at best.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections import Counter
+from typing import Any
+
+import boto3
+
+from measure import MiB, count_calls
+
+DEST_PREFIX = "bench-out"
+
+
+def _context(bucket: str, key: str) -> dict[str, str]:
+    # Peers bind the same facts atrest binds, so the header work is comparable.
+    return {"source-bucket": bucket, "source-key": key}
+
+
+class Peer:
+    name = "peer"
+    label = "peer"
+
+    def __init__(self) -> None:
+        self.calls: Counter = Counter()
+        self.out_bucket = os.environ["ATREST_VAULT_BUCKET"]
+        self.session = boto3.session.Session()
+        self.s3 = count_calls(self.session.client("s3"), self.calls)
+
+    def prepare(self, bucket: str, key: str, version_id: str | None) -> str:
+        """Untimed set-up before one `encrypt`; returns the key to encrypt."""
+        return key
+
+    def encrypt(self, bucket: str, key: str) -> str:
+        raise NotImplementedError
+
+    def core(self, data: bytes) -> int:
+        raise NotImplementedError
+
+    def verify(self, bucket: str, key: str, dest: str) -> None:
+        """Untimed: decrypt what `encrypt` wrote and compare it with the source bytes."""
+        plaintext = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        if self.decrypt(bucket, key, dest) != plaintext:
+            raise RuntimeError(f"{self.name}: s3://{self.out_bucket}/{dest} does not decrypt to s3://{bucket}/{key}")
+
+    def decrypt(self, bucket: str, key: str, dest: str) -> bytes:
+        return self.s3.get_object(Bucket=self.out_bucket, Key=dest)["Body"].read()
+
+    def dest_key(self, key: str) -> str:
+        return f"{DEST_PREFIX}/{self.name}/{key}"
+
+    def cleanup(self, bucket: str, done: list[tuple[str, str]], objects: bool) -> None:
+        """Untimed: after a run of (source, dest) pairs. Deletes what was written when
+        `objects` (the emulator keeps every byte in memory); small objects are left."""
+        if objects:
+            for _, dest in done:
+                _delete_all_versions(self.s3, self.out_bucket, dest)
+
+
+class Atrest(Peer):
+    name = "atrest"
+    label = "atrest"
+
+    def __init__(self) -> None:
+        from atrest.clients import AwsClients
+        from atrest.pipeline import EncryptPipeline
+        from atrest.settings import Settings
+
+        super().__init__()
+        self.settings = Settings.from_env()
+        self.clients = AwsClients()
+        self.calls = self.clients.calls  # atrest counts its own calls, per service
+        self.pipeline = EncryptPipeline.from_settings(self.settings, self.clients)
+        self._versions: dict[str, str | None] = {}
+        # Uncounted clients: set-up and clean-up only.
+        self._setup_s3 = self.session.client("s3")
+        self._setup = self.session.client("dynamodb")
+
+    def prepare(self, bucket: str, key: str, version_id: str | None) -> str:
+        # Encrypt the exact version, as an S3 event names it.
+        self._versions[key] = version_id
+        return key
+
+    def encrypt(self, bucket: str, key: str) -> str:
+        from atrest.pipeline import Outcome
+        from atrest.source import SourceObject
+
+        outcome = self.pipeline.encrypt(SourceObject(bucket, key, self._versions.get(key)))
+        if outcome.outcome is not Outcome.ENCRYPTED or outcome.repeated:
+            raise RuntimeError(f"atrest did not encrypt {key}: {outcome.as_dict()}")
+        return outcome.vault_key
+
+    def cleanup(self, bucket: str, done: list[tuple[str, str]], objects: bool) -> None:
+        # The source is kept (ATREST_KEEP_SOURCE=true), so the next run can encrypt the same
+        # version again once its metadata record is gone: with a record, atrest would rightly
+        # treat it as a repeated delivery and do nothing.
+        from atrest.records import object_pk
+
+        deletes = [{"DeleteRequest": {"Key": {"pk": {"S": object_pk(dest)}, "sk": {"S": "OBJECT"}}}} for _, dest in done]
+        for start in range(0, len(deletes), 25):
+            pending = {self.settings.metadata_table: deletes[start:start + 25]}
+            while pending:
+                pending = self._setup.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        # Every ciphertext version goes too, small ones included: a version left from an earlier
+        # run would look to atrest like a leftover of a failed attempt, and it would (rightly)
+        # spend calls reading and deleting it. The vault holds nothing else of atrest's.
+        versions = []
+        for page in self._setup_s3.get_paginator("list_object_versions").paginate(Bucket=self.settings.vault_bucket):
+            versions += [{"Key": item["Key"], "VersionId": item["VersionId"]}
+                         for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
+                         if not item["Key"].startswith(DEST_PREFIX + "/")]
+        for start in range(0, len(versions), 1000):
+            self._setup_s3.delete_objects(Bucket=self.settings.vault_bucket,
+                                          Delete={"Objects": versions[start:start + 1000], "Quiet": True})
+
+    def decrypt(self, bucket: str, key: str, dest: str) -> bytes:
+        from atrest.scopes import BranchKeyScope
+
+        ciphertext = self._setup_s3.get_object(Bucket=self.settings.vault_bucket, Key=dest)["Body"].read()
+        keyring = self.pipeline.keystore.keyring(BranchKeyScope.account(self.settings.account_id).branch_key_id)
+        plaintext, _ = self.pipeline.esdk.decrypt(source=ciphertext, keyring=keyring)
+        return plaintext
+
+    def core(self, data: bytes) -> int:
+        """The pipeline's encryption step on bytes in memory: same client, keyring, suite,
+        frame length, context shape and read pattern as `EncryptPipeline._encrypt_stream`."""
+        from atrest.envelope import SUITE, encryption_context
+        from atrest.scopes import BranchKeyScope
+
+        scope = BranchKeyScope.account(self.settings.account_id)
+        self.pipeline.keystore.ensure(scope)
+        keyring = self.pipeline.keystore.keyring(scope.branch_key_id)
+        context = encryption_context(self.settings.account_id, "bench", "call-recording", "bucket", "memory")
+        size = 0
+        with self.pipeline.esdk.stream(mode="e", source=io.BytesIO(data), keyring=keyring, encryption_context=context,
+                                       frame_length=self.settings.frame_length, algorithm=SUITE) as encryptor:
+            while chunk := encryptor.read(self.settings.frame_length):  # as the pipeline reads
+                size += len(chunk)
+        return size
+
+
+class S3Ec(Peer):
+    name = "s3ec"
+    label = "(a) S3 Encryption Client v4"
+    MULTIPART_THRESHOLD = 8 * MiB  # the client's own default (upload_file)
+
+    def __init__(self) -> None:
+        from s3_encryption import S3EncryptionClient, S3EncryptionClientConfig
+        from s3_encryption.materials.kms_keyring import KmsKeyring
+
+        super().__init__()
+        kms = count_calls(self.session.client("kms"), self.calls)
+        keyring = KmsKeyring(kms, os.environ["ATREST_KMS_KEY_ARN"])
+        self.client = S3EncryptionClient(count_calls(self.session.client("s3"), self.calls),
+                                         S3EncryptionClientConfig(keyring=keyring))
+
+    def encrypt(self, bucket: str, key: str) -> str:
+        dest = self.dest_key(key)
+        response = self.s3.get_object(Bucket=bucket, Key=key)
+        body = response["Body"]
+        context = _context(bucket, key)
+        if response["ContentLength"] < self.MULTIPART_THRESHOLD:
+            self.client.put_object(Bucket=self.out_bucket, Key=dest, Body=body.read(), EncryptionContext=context)
+        else:
+            self.client.upload_fileobj(body, self.out_bucket, dest, EncryptionContext=context)
+        body.close()
+        return dest
+
+    def decrypt(self, bucket: str, key: str, dest: str) -> bytes:
+        response = self.client.get_object(Bucket=self.out_bucket, Key=dest, EncryptionContext=_context(bucket, key))
+        return response["Body"].read()
+
+
+class Esdk(Peer):
+    name = "esdk"
+    label = "(b) ESDK, KMS keyring, defaults"
+
+    def __init__(self) -> None:
+        import aws_encryption_sdk
+        from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
+        from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
+        from aws_cryptographic_material_providers.mpl.models import CreateAwsKmsKeyringInput
+
+        super().__init__()
+        kms = count_calls(self.session.client("kms"), self.calls)
+        providers = AwsCryptographicMaterialProviders(MaterialProvidersConfig())
+        self.keyring = providers.create_aws_kms_keyring(
+            CreateAwsKmsKeyringInput(kms_key_id=os.environ["ATREST_KMS_KEY_ARN"], kms_client=kms)
+        )
+        # Defaults throughout: commitment policy, suite (signed, committing), 4 KiB frames.
+        self.client = aws_encryption_sdk.EncryptionSDKClient()
+
+    def encrypt(self, bucket: str, key: str) -> str:
+        dest = self.dest_key(key)
+        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+        with self.client.stream(mode="e", source=body, keyring=self.keyring,
+                                encryption_context=_context(bucket, key)) as encryptor:
+            self.s3.upload_fileobj(encryptor, self.out_bucket, dest)
+        body.close()
+        return dest
+
+    def decrypt(self, bucket: str, key: str, dest: str) -> bytes:
+        ciphertext = self.s3.get_object(Bucket=self.out_bucket, Key=dest)["Body"].read()
+        plaintext, _ = self.client.decrypt(source=ciphertext, keyring=self.keyring, encryption_context=_context(bucket, key))
+        return plaintext
+
+    def core(self, data: bytes) -> int:
+        ciphertext, _ = self.client.encrypt(source=data, keyring=self.keyring,
+                                            encryption_context=_context("bucket", "memory"))
+        return len(ciphertext)
+
+
+class Copy(Peer):
+    name = "copy"
+    label = "(c) plain streamed copy"
+
+    def encrypt(self, bucket: str, key: str) -> str:
+        dest = self.dest_key(key)
+        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+        self.s3.upload_fileobj(body, self.out_bucket, dest)
+        body.close()
+        return dest
+
+
+PEERS: dict[str, type[Peer]] = {cls.name: cls for cls in (Atrest, S3Ec, Esdk, Copy)}
+
+
+def raw_aes_gcm(data: bytes, chunk: int = MiB) -> int:
+    """The physical reference: AES-256-GCM from `cryptography` over the same bytes, streamed in
+    1 MiB updates through one GCM context (no framing, no key derivation, no headers)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    encryptor = Cipher(algorithms.AES(os.urandom(32)), modes.GCM(os.urandom(12))).encryptor()
+    view = memoryview(data)
+    size = 0
+    for start in range(0, len(data), chunk):
+        size += len(encryptor.update(view[start:start + chunk]))
+    size += len(encryptor.finalize()) + len(encryptor.tag)
+    return size
+
+
+def raw_aes_gcm_one_shot(data: bytes) -> int:
+    """AES-256-GCM in one call (`AESGCM.encrypt`): allocates the whole ciphertext at once."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return len(AESGCM(os.urandom(32)).encrypt(os.urandom(12), data, None))
+
+
+def _delete_all_versions(s3: Any, bucket: str, key: str) -> None:
+    listing = s3.list_object_versions(Bucket=bucket, Prefix=key)
+    objects = [{"Key": item["Key"], "VersionId": item["VersionId"]}
+               for item in listing.get("Versions", []) + listing.get("DeleteMarkers", []) if item["Key"] == key]
+    if objects:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})

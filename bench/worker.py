@@ -1,0 +1,94 @@
+"""One peer in a process of its own, driven by `run.py` over stdin/stdout (JSON lines).
+
+    python bench/worker.py PEER
+
+Prints {"ready": ...} once the peer is built, then answers each command with one line:
+  {"op": "encrypt", "bucket": B, "keys": [...], "versions": {key: version id}, "size": bytes each,
+   "verify": decrypt the first object and compare it with its source}
+      -> seconds (encryption only: set-up and clean-up are not timed), objects, bytes,
+         calls (per service, during the timed work), kms_cumulative (KMS calls after each
+         object), peak_rss_mib, rss_mib
+  {"op": "core", "size": N, "seed": S, "raw": bool}
+      -> seconds for the peer's in-memory encryption of N bytes (and raw AES-GCM if asked)
+  {"op": "exit"}
+A failure answers {"error": ...} and the worker carries on.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+import traceback
+from typing import Any
+
+from measure import MiB, peak_rss_mib, rss_mib
+from peers import PEERS, Peer, raw_aes_gcm, raw_aes_gcm_one_shot
+
+CLEANUP_FROM = 1024 * 1024  # objects this large are deleted after each run (the emulator holds them in memory)
+
+
+def encrypt(peer: Peer, bucket: str, keys: list[str], versions: dict[str, str | None], size: int,
+            verify: bool = False) -> dict[str, Any]:
+    sources = [peer.prepare(bucket, key, versions.get(key)) for key in keys]
+    before = peer.calls.copy()
+    kms_cumulative = []
+    dests = []
+    started = time.perf_counter()
+    for source in sources:
+        dests.append(peer.encrypt(bucket, source))
+        kms_cumulative.append(peer.calls["kms"] - before["kms"])
+    seconds = time.perf_counter() - started
+    calls = {service: peer.calls[service] - before[service] for service in peer.calls if peer.calls[service] - before[service]}
+    if verify:  # untimed; run.py asks only for small objects (this holds both in memory, which would show in VmHWM)
+        peer.verify(bucket, sources[0], dests[0])
+    peer.cleanup(bucket, list(zip(sources, dests)), objects=size >= CLEANUP_FROM)
+    return {
+        "seconds": seconds, "objects": len(keys), "bytes": size * len(keys), "calls": calls,
+        "kms_cumulative": kms_cumulative, "peak_rss_mib": peak_rss_mib(), "rss_mib": rss_mib(),
+    }
+
+
+def core(peer: Peer, size: int, seed: int, raw: bool) -> dict[str, Any]:
+    block = random.Random(seed).randbytes(MiB)  # the same bytes in every process
+    data = (block * (size // MiB + 1))[:size]
+    result: dict[str, Any] = {"bytes": size}
+    started = time.perf_counter()
+    result["ciphertext_bytes"] = peer.core(data)
+    result["seconds"] = time.perf_counter() - started
+    if raw:
+        started = time.perf_counter()
+        raw_aes_gcm(data)
+        result["raw_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        raw_aes_gcm_one_shot(data)
+        result["raw_one_shot_seconds"] = time.perf_counter() - started
+    return result
+
+
+def main() -> None:
+    name = sys.argv[1]
+    started = time.perf_counter()
+    peer = PEERS[name]()
+    print(json.dumps({"ready": name, "init_seconds": time.perf_counter() - started, "rss_mib": rss_mib()}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        op = command.pop("op")
+        if op == "exit":
+            break
+        try:
+            if op == "encrypt":
+                answer = encrypt(peer, command["bucket"], command["keys"], command.get("versions", {}),
+                                 command["size"], command.get("verify", False))
+            elif op == "core":
+                answer = core(peer, command["size"], command.get("seed", 0), command.get("raw", False))
+            else:
+                answer = {"error": f"unknown op {op!r}"}
+        except Exception as error:  # report, keep the worker alive for the other measurements
+            answer = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+        print(json.dumps(answer, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""`atrest grants list`: the KMS grants this stack holds on the key it is configured with."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from atrest.commands.common import add_stack_options
+
+
+def register(subparsers: Any) -> None:
+    grants = subparsers.add_parser("grants", help="KMS grants the stack holds on a key you brought (CustomerManagedKeyArn)")
+    actions = grants.add_subparsers(dest="grants_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="grant id, role, operations and encryption context constraint")
+    listing.add_argument("--all", action="store_true", help="every grant on the key, not only this stack's")
+    add_stack_options(listing)
+    listing.set_defaults(run=run_list)
+
+
+def _stack_name(args: argparse.Namespace) -> str:
+    from atrest.deployment import DEFAULT_STACK, DEFAULT_STATE_FILE
+
+    if args.stack_name:
+        return str(args.stack_name)
+    path = args.state_file or DEFAULT_STATE_FILE
+    if not os.environ.get("ATREST_VAULT_BUCKET") and path.exists():
+        return str(json.loads(path.read_text()).get("stack_name") or DEFAULT_STACK)
+    return DEFAULT_STACK
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from atrest.clients import AwsClients
+    from atrest.commands.status import table
+    from atrest.deployment import resolve_deployment
+    from atrest.grants import list_grants, stack_grant_prefix
+
+    deployment = resolve_deployment(args.stack_name, args.state_file)
+    key_arn = deployment.settings.kms_key_arn
+    prefix = "" if args.all else stack_grant_prefix(_stack_name(args))
+    grants = list_grants(AwsClients().kms, key_arn, prefix)
+    print(f"KMS key: {key_arn}")
+    if not grants:
+        print("  no grants" + ("" if args.all else f" named {prefix}*") + " (a key the stack creates needs none: "
+              "its key policy names the roles; see docs/byok.md)")
+        return 0
+    rows = [(g.grant_id[:16], g.name, g.grantee, ",".join(g.operations),
+             ",".join(f"{k}={v}" for k, v in sorted(g.encryption_context.items())) or "-", g.created[:19])
+            for g in grants]
+    print(table(("grant", "name", "grantee", "operations", "context", "created"), rows))
+    return 0

@@ -1,0 +1,115 @@
+"""`atrest keys list|rotate|expire|shred`: branch key versions and their lifetimes (docs/keys.md)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from atrest.commands.common import add_stack_options
+from atrest.errors import AtrestError
+
+
+def register(subparsers: Any) -> None:
+    keys = subparsers.add_parser("keys", help="list, rotate, expire and shred branch key versions")
+    actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="every branch key version: state, created, expires, objects under it")
+    listing.add_argument("--scope", help="one branch key: account/<id> or instance/<id> (default: every key in the store)")
+    add_stack_options(listing)
+    listing.set_defaults(run=run_list)
+
+    rotate = actions.add_parser("rotate", help="rotate a branch key now (new data uses a new version; old data still decrypts)")
+    rotate.add_argument("scope", help="account/<id> or instance/<id>")
+    add_stack_options(rotate)
+    rotate.set_defaults(run=run_rotate)
+
+    expire = actions.add_parser("expire", help="run the ExpireKeys schedule's work once")
+    expire.add_argument("--now", action="store_true", help="required: run it now, as the schedule would")
+    add_stack_options(expire)
+    expire.set_defaults(run=run_expire)
+
+    shred = actions.add_parser("shred", help="shred retired versions now: data under them becomes unreadable")
+    shred.add_argument("scope", help="account/<id> or instance/<id>")
+    shred.add_argument("--version", help="one retired version (default: every RETIRED version of the key)")
+    shred.add_argument("--yes", action="store_true", help="really shred (without it: only show what would become unreadable)")
+    add_stack_options(shred)
+    shred.set_defaults(run=run_shred)
+
+
+def _expiry(args: argparse.Namespace) -> Any:
+    from atrest.deployment import resolve
+    from atrest.expiry import KeyExpiry
+
+    return KeyExpiry.from_settings(resolve(args.stack_name, args.state_file))
+
+
+def _scope(text: str) -> str:
+    from atrest.scopes import BranchKeyScope
+
+    return BranchKeyScope.parse(text).branch_key_id
+
+
+def _when(text: str | None) -> str:
+    return "-" if not text else text[:16].replace("T", " ") + "Z"
+
+
+def render_versions(views: list[Any]) -> str:
+    header = ("scope", "version", "state", "created", "expires", "objects")
+    rows = [(v.branch_key_id, v.version, v.state, _when(v.created),
+             ("shredded " if v.state == "SHREDDED" else "") + (_when(v.expires) if v.expires else "never"), str(v.objects))
+            for v in views]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) if i == 5 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+             for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    views = _expiry(args).inventory(_scope(args.scope) if args.scope else None)
+    if not views:
+        print("no branch keys yet (a scope's key is created when its first data is encrypted)")
+        return 0
+    print(render_versions(views))
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    report = _expiry(args).rotate(_scope(args.scope))
+    for rotation in report.rotated:
+        print(f"rotated {rotation.branch_key_id}: {rotation.retired_version} RETIRED, {rotation.active_version} ACTIVE "
+              "(new data uses it; data under the old version still decrypts)")
+    return 0
+
+
+def run_expire(args: argparse.Namespace) -> int:
+    if not args.now:
+        raise AtrestError("`atrest keys expire` runs the schedule's work (rotations and shredding); pass --now to run it")
+    report = _expiry(args).run()
+    print(f"checked {report.keys_checked} branch key(s): {len(report.rotated)} rotated, {len(report.retired)} retired, "
+          f"{len(report.shredded)} version(s) shredded ({sum(s.objects_unreadable for s in report.shredded)} objects "
+          f"made unreadable){'; busy: ' + ', '.join(report.busy) if report.busy else ''}")
+    for rotation in report.rotated:
+        print(f"  rotated  {rotation.branch_key_id}  {rotation.retired_version} -> {rotation.active_version}")
+    for shred in report.shredded:
+        print(f"  shredded {shred.branch_key_id}  {shred.version}  ({shred.objects_unreadable} objects unreadable)")
+    return 0
+
+
+def run_shred(args: argparse.Namespace) -> int:
+    expiry = _expiry(args)
+    scope = _scope(args.scope)
+    plan = expiry.plan_shred(scope, args.version)
+    if not plan:
+        print(f"{scope} has no RETIRED version to shred (see `atrest keys list --scope {scope}`)")
+        return 0
+    print(f"shredding deletes these versions of {scope} from the key store; what they protect becomes unreadable, for good:")
+    for version, objects in plan:
+        print(f"  {version}  {objects} object(s)")
+    if not args.yes:
+        print("nothing shredded: re-run with --yes to shred", flush=True)
+        return 1
+    for shred in expiry.shred(scope, args.version):
+        print(f"shredded {shred.branch_key_id} version {shred.version}: {shred.objects_unreadable} object(s) unreadable")
+    print(f"complete once every function's branch key cache has expired "
+          f"({expiry.keystore.cache_ttl_seconds} s, BranchKeyCacheTtlSeconds)")
+    return 0

@@ -1,0 +1,116 @@
+"""`atrest rekey --to-kms-key ARN [--dry-run]`: switch the KMS key that wraps every branch
+key version, without rewriting any object (docs/byok.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from atrest.commands.common import add_stack_options
+
+
+def register(subparsers: Any) -> None:
+    rekey = subparsers.add_parser(
+        "rekey", help="re-wrap every branch key version under another KMS key (no object is rewritten)")
+    rekey.add_argument("--to-kms-key", required=True, metavar="ARN", help="full ARN of the symmetric KMS key to switch to")
+    rekey.add_argument("--dry-run", action="store_true", help="validate the key and print the plan; change nothing")
+    add_stack_options(rekey)
+    rekey.set_defaults(run=run)
+
+
+class ProgressBar:
+    """items done / total on stderr: redrawn in place on a terminal, a line per item otherwise."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
+        self.label, self.stream, self.width = label, stream or sys.stderr, width
+        self._tty = self.stream.isatty()
+        self._drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.width * done // total if total else self.width
+        text = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}"
+        self.stream.write(("\r" + text) if self._tty else text + "\n")
+        self.stream.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _local_state_path(args: argparse.Namespace) -> Path | None:
+    """The local stack state file `resolve_deployment` uses for these arguments, if any."""
+    from atrest.deployment import DEFAULT_STATE_FILE
+
+    if args.stack_name is not None or os.environ.get("ATREST_VAULT_BUCKET"):
+        return None
+    path = args.state_file or DEFAULT_STATE_FILE
+    return path if (args.state_file is not None or path.exists()) else None
+
+
+def switch_local_configuration(state_path: Path, kms_key_arn: str) -> None:
+    """Point a local stack's configuration at `kms_key_arn`, as `sam deploy
+    --parameter-overrides CustomerManagedKeyArn=...` does on AWS: the parameter, the
+    `KmsKeyArn` output and every function's ATREST_KMS_KEY_ARN."""
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    state.setdefault("parameters", {})["CustomerManagedKeyArn"] = kms_key_arn
+    state.setdefault("outputs", {})["KmsKeyArn"] = kms_key_arn
+    for function in (state.get("functions") or {}).values():
+        environment = function.get("environment") or {}
+        if "ATREST_KMS_KEY_ARN" in environment:
+            environment["ATREST_KMS_KEY_ARN"] = kms_key_arn
+    partial = state_path.with_name(state_path.name + f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    partial.replace(state_path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from atrest.clients import AwsClients
+    from atrest.deployment import resolve_deployment
+    from atrest.rekey import execute, plan_rekey, validate_target
+
+    deployment = resolve_deployment(args.stack_name, args.state_file)
+    settings = deployment.settings
+    clients = AwsClients()
+    target = args.to_kms_key.strip()
+    plan = plan_rekey(clients.dynamodb, settings, target)
+    if plan.is_noop:
+        print(f"nothing to do: every branch key ({plan.total} key store item(s)) is already wrapped by {target}, "
+              "and the stack is configured with it")
+        return 0
+    validate_target(clients.kms, target, settings, clients.region)
+    print(f"rekey to {target}")
+    print(f"  configured KMS key: {plan.configured_arn}")
+    print(f"  {len(plan.pending)} key store item(s) to re-wrap (KMS ReEncrypt each), {len(plan.done)} already on the "
+          f"new key, across {len(plan.scopes())} scope(s); no object is rewritten")
+    for arn, count in sorted(plan.source_keys().items()):
+        print(f"    {count:>4} now under {arn}")
+    if args.dry_run:
+        print("dry run: nothing changed")
+        return 0
+    bar = ProgressBar("re-wrapping branch keys")
+    try:
+        report = execute(plan, clients.kms, clients.dynamodb, settings, progress=bar)
+    finally:
+        bar.finish()
+    print(f"re-wrapped {len(report.rewrapped)} item(s) with {report.kms_calls} KMS ReEncrypt call(s); "
+          f"{report.already_done} were already done; {report.versions_recorded} version record(s) updated")
+    state_path = _local_state_path(args)
+    if deployment.on_aws:
+        stack = args.stack_name or "atrest"
+        print("now switch the functions' configuration (until then, a function that has not cached a branch key "
+              "cannot read it: docs/byok.md):")
+        print(f"  sam deploy --stack-name {stack} --parameter-overrides CustomerManagedKeyArn={target}")
+        print(f"then run `atrest rekey --to-kms-key {target}` once more (it moves anything created meanwhile, else "
+              "says there is nothing to do), and disable the old key when you are ready")
+    elif state_path is not None:
+        switch_local_configuration(state_path, target)
+        print(f"local stack configuration switched to {target} ({state_path}); restart `atrest local up` to use it")
+    else:
+        print(f"set ATREST_KMS_KEY_ARN={target} where the functions read their configuration")
+    return 0

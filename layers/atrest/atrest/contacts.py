@@ -1,0 +1,252 @@
+"""Contact records: Amazon Connect contacts with their PII encrypted under the
+instance's time-limited branch key (`instance/<instance-id>`).
+
+One item per contact (`CONTACT#<instance id>`, `C#<contact id>`) gathers what its
+events say. Fields the configuration marks as PII (`Settings.contact_pii_fields`) are
+each an ESDK message whose encryption context binds account, instance, contact and
+field name, so a ciphertext moved to another contact or field does not decrypt. The
+other fields stay readable for search. For each key version a contact's PII uses, an
+index item (`K#<contact id>#<version>`) puts the contact in the `by-key-version` index,
+so shredding a version can say how many contacts it makes unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from atrest.clients import AwsClients
+from atrest.envelope import SUITE, context_differences, encryption_client, message_key
+from atrest.errors import DecryptRefusedError, RecordNotFoundError
+from atrest.instances import InstanceDirectory
+from atrest.keystore import BranchKeyStore
+from atrest.records import KeyVersionState, MetadataTable, key_version_gsi, utc_now
+from atrest.scopes import BranchKeyScope
+from atrest.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DATA_CLASS = "contact-pii"
+CTX_ACCOUNT = "atrest:account"
+CTX_DATA_CLASS = "atrest:data-class"
+CTX_INSTANCE_ID = "atrest:instance-id"
+CTX_CONTACT = "atrest:contact"
+CTX_FIELD = "atrest:field"
+PII_PREFIX = "pii:"  # item attribute holding a field's ESDK message; "<prefix><name>@version" its key version
+# Fields that identify the contact: stored as the item's own attributes, never as PII.
+IDENTITY_FIELDS = {"contactId", "instanceArn", "instanceARN", "eventType"}
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@dataclass(frozen=True)
+class ContactEvent:
+    """An Amazon Connect contact event, stripped of its EventBridge envelope."""
+
+    account_id: str
+    instance_id: str
+    instance_arn: str
+    contact_id: str
+    event_type: str
+    time: str | None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProtectedContact:
+    """What protecting one event did. Safe to log: names, ids and versions, never values."""
+
+    instance_id: str
+    instance_alias: str | None
+    contact_id: str
+    event_type: str
+    branch_key_id: str
+    branch_key_version: str | None
+    pii_fields: list[str]
+    public_fields: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def pii_context(account_id: str, instance_id: str, contact_id: str, field_name: str) -> dict[str, str]:
+    return {CTX_ACCOUNT: account_id, CTX_DATA_CLASS: DATA_CLASS, CTX_INSTANCE_ID: instance_id,
+            CTX_CONTACT: contact_id, CTX_FIELD: field_name}
+
+
+def contact_key(instance_id: str, contact_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"CONTACT#{instance_id}"}, "sk": {"S": f"C#{contact_id}"}}
+
+
+def _dynamo_value(value: Any) -> dict[str, Any]:
+    # DynamoDB has no floats: JSON numbers become Decimals.
+    return _serializer.serialize(json.loads(json.dumps(value), parse_float=Decimal))
+
+
+class ContactProtector:
+    """Stores a contact event as a contact record with its PII encrypted. Not thread-safe."""
+
+    def __init__(self, settings: Settings, keystore: BranchKeyStore, records: MetadataTable,
+                 instances: InstanceDirectory) -> None:
+        self.settings = settings
+        self.keystore = keystore
+        self.records = records
+        self.instances = instances
+        self.esdk = encryption_client()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "ContactProtector":
+        clients = clients or AwsClients()
+        keystore = BranchKeyStore.from_settings(settings, clients)
+        records = MetadataTable(clients.dynamodb, settings.metadata_table)
+        return cls(settings, keystore, records,
+                   InstanceDirectory(clients.dynamodb, settings.metadata_table, lambda: clients.client("connect")))
+
+    def protect(self, event: ContactEvent) -> ProtectedContact:
+        instance = self.instances.learn(event.instance_id, event.instance_arn)
+        scope = BranchKeyScope.instance(event.instance_id)
+        pii = {k: v for k, v in event.detail.items() if k in self.settings.contact_pii_fields}
+        public = {k: v for k, v in event.detail.items() if k not in pii and k not in IDENTITY_FIELDS}
+        try:
+            sealed, version = self._seal(event, scope, pii)
+        except Exception as error:
+            if "No item found" not in str(error):
+                raise
+            # The instance was forgotten (its key deleted) since this process cached it: a new key.
+            self.keystore.forget_cached(scope.branch_key_id)
+            sealed, version = self._seal(event, scope, pii)
+        self._write(event, instance.alias, public, sealed, scope, version)
+        outcome = ProtectedContact(event.instance_id, instance.alias, event.contact_id, event.event_type,
+                                   scope.branch_key_id, version, sorted(pii), sorted(public))
+        log.info("contact protected", extra={"contact": outcome.as_dict()})
+        return outcome
+
+    def _seal(self, event: ContactEvent, scope: BranchKeyScope, pii: Mapping[str, Any]) -> tuple[dict[str, bytes], str | None]:
+        if not pii:
+            return {}, None
+        self.keystore.ensure(scope)
+        keyring = self.keystore.keyring(scope.branch_key_id)
+        sealed, version = {}, None
+        for name, value in pii.items():
+            ciphertext, header = self.esdk.encrypt(
+                source=json.dumps(value, sort_keys=True).encode("utf-8"),
+                keyring=keyring,
+                encryption_context=pii_context(self.settings.account_id, event.instance_id, event.contact_id, name),
+                algorithm=SUITE,
+            )
+            sealed[name] = ciphertext
+            version = message_key(header).branch_key_version  # one keyring call: one version for all fields
+        return sealed, version
+
+    def _write(self, event: ContactEvent, alias: str | None, public: Mapping[str, Any], sealed: Mapping[str, bytes],
+               scope: BranchKeyScope, version: str | None) -> None:
+        now = utc_now()
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+
+        def assign(attribute: str, value: dict[str, Any]) -> None:
+            n = len(sets)
+            names[f"#a{n}"], values[f":v{n}"] = attribute, value
+            sets.append(f"#a{n} = :v{n}")
+
+        assign("instance_id", {"S": event.instance_id})
+        assign("contact_id", {"S": event.contact_id})
+        assign("last_event_type", {"S": event.event_type})
+        assign("updated_at", {"S": now})
+        assign(f"event:{event.event_type}", {"S": event.time or now})
+        if alias:
+            assign("instance_alias", {"S": alias})
+        for name, value in public.items():
+            assign(name, _dynamo_value(value))
+        for name, ciphertext in sealed.items():
+            assign(PII_PREFIX + name, {"B": ciphertext})
+            assign(f"{PII_PREFIX}{name}@version", {"S": str(version)})
+        self.records.dynamodb.update_item(
+            TableName=self.records.table_name,
+            Key=contact_key(event.instance_id, event.contact_id),
+            UpdateExpression="SET " + ", ".join(sets),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        if version:
+            self.records.dynamodb.put_item(TableName=self.records.table_name, Item={
+                "pk": {"S": f"CONTACT#{event.instance_id}"}, "sk": {"S": f"K#{event.contact_id}#{version}"},
+                "gsi1pk": {"S": key_version_gsi(scope.branch_key_id, version)},
+                "gsi1sk": {"S": f"{now}#contact/{event.contact_id}"},
+            })
+            self.records.record_key_version(scope.branch_key_id, version)
+
+
+@dataclass(frozen=True)
+class ContactView:
+    instance_id: str
+    contact_id: str
+    public: dict[str, Any]
+    pii: dict[str, Any]
+    key_versions: dict[str, str]  # PII field -> branch key version
+
+
+class ContactReader:
+    """Reveals a contact's PII, refusing (with the date) when its key version was shredded."""
+
+    def __init__(self, account_id: str, keystore: BranchKeyStore, records: MetadataTable) -> None:
+        self.account_id = account_id
+        self.keystore = keystore
+        self.records = records
+        self.esdk = encryption_client()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "ContactReader":
+        clients = clients or AwsClients()
+        keystore = BranchKeyStore.from_settings(settings, clients)
+        return cls(settings.account_id, keystore, MetadataTable(clients.dynamodb, settings.metadata_table))
+
+    def reveal(self, instance_id: str, contact_id: str, fields: Callable[[str], bool] = lambda _name: True) -> ContactView:
+        item = self.records.dynamodb.get_item(
+            TableName=self.records.table_name, Key=contact_key(instance_id, contact_id), ConsistentRead=True
+        ).get("Item")
+        if not item:
+            raise RecordNotFoundError(f"no contact {contact_id} of instance {instance_id}; check both ids "
+                                      "(the instance id is the last part of the instance ARN)")
+        branch_key_id = BranchKeyScope.instance(instance_id).branch_key_id
+        public, pii, versions = {}, {}, {}
+        for attribute, value in item.items():
+            if attribute.startswith(PII_PREFIX) and not attribute.endswith("@version"):
+                name = attribute[len(PII_PREFIX):]
+                if fields(name):
+                    version = item[f"{attribute}@version"]["S"]
+                    versions[name] = version
+                    pii[name] = self._open(branch_key_id, version, instance_id, contact_id, name, bytes(value["B"]))
+            elif attribute not in ("pk", "sk") and not attribute.startswith(PII_PREFIX):
+                public[attribute] = _deserializer.deserialize(value)
+        return ContactView(instance_id, contact_id, public, pii, versions)
+
+    def _open(self, branch_key_id: str, version: str, instance_id: str, contact_id: str, name: str, ciphertext: bytes) -> Any:
+        what = f"contact {contact_id} field {name}"
+        # The metadata says a version is gone before the key store is asked: a clear answer, not a stack trace.
+        record = self.records.key_version(branch_key_id, version)
+        if record is not None and record.state is KeyVersionState.SHREDDED:
+            raise DecryptRefusedError(
+                f"refusing to decrypt {what}: key {branch_key_id} version {version} was shredded on "
+                f"{record.shredded_at} (key lifetime policy or forget-instance); this data is permanently unreadable"
+            )
+        expected = pii_context(self.account_id, instance_id, contact_id, name)
+        try:
+            plaintext, header = self.esdk.decrypt(source=ciphertext, keyring=self.keystore.keyring(branch_key_id),
+                                                  encryption_context=expected)
+        except Exception as error:
+            if "No item found" in str(error):
+                raise DecryptRefusedError(f"refusing to decrypt {what}: key {branch_key_id} version {version} "
+                                          "no longer exists in the key store (shredded)") from error
+            raise DecryptRefusedError(f"refusing to decrypt {what}: {type(error).__name__}: {str(error)[:200]}") from error
+        differences = context_differences(expected, header.encryption_context)
+        if differences:
+            raise DecryptRefusedError(f"refusing to decrypt {what}: encryption context differs ({', '.join(differences)})")
+        return json.loads(plaintext)

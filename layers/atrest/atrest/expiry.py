@@ -1,0 +1,287 @@
+"""`KeyExpiry`: the ExpireKeys work. Rotates branch keys whose active version has
+expired, retires the old version, and shreds retired versions whose retention is over.
+
+Safe to run twice at once, and resumable after a crash at any step:
+- **One rotation per expiry.** Before VersionKey a run takes a lease on the ACTIVE
+  version's record in the metadata table (a conditional update: state ACTIVE and no
+  unexpired lease). A second run finds the lease and leaves that key alone. The MPL's
+  VersionKey itself does not compare-and-swap the ACTIVE item, so this lease is what
+  prevents two new versions.
+- **Resuming.** Every run first reconciles the records with the key store: a version
+  still recorded ACTIVE that is no longer the key store's active version was rotated by
+  a run that stopped before finishing, so it is retired now (with the time the rotation
+  started, read from its lease). A run that died before VersionKey leaves a lease that
+  expires after `ROTATION_LEASE` (longer than the function's timeout), and the next run
+  rotates. Reads go records first, key store second: the key store's active version only
+  moves forward, so a record that is not it is truly retired.
+- **Shredding** deletes the version's key store item and then marks the record
+  SHREDDED; both steps repeat harmlessly, and the first mark's time and count stand.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from atrest.clients import AwsClients
+from atrest.clock import Clock, SystemClock, from_text, to_text
+from atrest.errors import AtrestError
+from atrest.keystore import BranchKeyStore, StoredVersion
+from atrest.lifetimes import KeyLifetimePolicy, KeyLifetimes
+from atrest.records import KeyVersionRecord, KeyVersionState, MetadataTable
+from atrest.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Longer than ExpireKeysFunction's Timeout (template.yaml): a run holding a lease this old is dead.
+ROTATION_LEASE = timedelta(minutes=20)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    branch_key_id: str
+    retired_version: str
+    active_version: str
+
+
+@dataclass(frozen=True)
+class Shred:
+    branch_key_id: str
+    version: str
+    objects_unreadable: int
+
+
+@dataclass
+class ExpiryReport:
+    """What one run did. Safe to log: identifiers and counts only."""
+
+    run_id: str
+    at: str
+    keys_checked: int = 0
+    rotated: list[Rotation] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)  # "<branch key id>@<version>"
+    shredded: list[Shred] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # keys another run is rotating right now
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class KeyExpiry:
+    """`after_step(step, branch_key_id)` is called after each durable step ("claimed",
+    "rotated", "recorded", "retired", "deleted", "marked"): tests stop a run there to
+    show that the next run finishes it."""
+
+    def __init__(
+        self,
+        keystore: BranchKeyStore,
+        records: MetadataTable,
+        lifetimes: KeyLifetimes,
+        clock: Clock | None = None,
+        after_step: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.keystore = keystore
+        self.records = records
+        self.lifetimes = lifetimes
+        self.clock = clock or SystemClock()
+        self.after_step = after_step or (lambda _step, _key: None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clients: AwsClients | None = None, clock: Clock | None = None,
+                      after_step: Callable[[str, str], None] | None = None) -> "KeyExpiry":
+        clients = clients or AwsClients()
+        keystore = BranchKeyStore.from_settings(settings, clients)
+        return cls(keystore, MetadataTable(clients.dynamodb, settings.metadata_table), KeyLifetimes.from_settings(settings),
+                   clock, after_step)
+
+    # -- the scheduled run --------------------------------------------------------------
+
+    def run(self) -> ExpiryReport:
+        now = self.clock.now()
+        report = ExpiryReport(run_id=str(uuid.uuid4()), at=to_text(now))
+        for active in self.keystore.active_keys():
+            report.keys_checked += 1
+            self._settle(active.branch_key_id, now, report, force=False)
+        for record in self.records.shred_due(to_text(now)):
+            if record.state is KeyVersionState.RETIRED:  # the index may lag a shred by a moment
+                self._shred(record.branch_key_id, record.version, now, report)
+        log.info("key expiry run", extra={"expiry": report.as_dict()})
+        return report
+
+    def rotate(self, branch_key_id: str) -> ExpiryReport:
+        """Rotate one branch key now, whatever its age (`atrest keys rotate`)."""
+        now = self.clock.now()
+        report = ExpiryReport(run_id=str(uuid.uuid4()), at=to_text(now))
+        if self.keystore.describe_active(branch_key_id) is None:
+            raise AtrestError(f"{branch_key_id} has no branch key yet (it is created when its first data is encrypted)")
+        self._settle(branch_key_id, now, report, force=True)
+        if report.busy:
+            raise AtrestError(
+                f"{branch_key_id} is being rotated by another run (run {report.busy[0]}); "
+                f"try again in a minute, or after {to_text(now + ROTATION_LEASE)} if that run died"
+            )
+        return report
+
+    # -- rotation -----------------------------------------------------------------------
+
+    def _settle(self, branch_key_id: str, now: datetime, report: ExpiryReport, force: bool) -> None:
+        policy = self.lifetimes.for_branch_key(branch_key_id)
+        recorded = {r.version: r for r in self.records.key_versions(branch_key_id)}  # records first ...
+        active = self.keystore.describe_active(branch_key_id)  # ... then the key store (see module docstring)
+        if active is None:
+            return
+        current = self._finish_rotations(branch_key_id, active, recorded, policy, now, report)
+        if current.state is not KeyVersionState.ACTIVE:
+            return
+        if not force and now < from_text(current.created_at) + policy.rotate_after:
+            return
+        run_id = report.run_id
+        if not self.records.claim_rotation(branch_key_id, current.version, run_id, to_text(now), to_text(now + ROTATION_LEASE)):
+            holder = self.records.key_version(branch_key_id, current.version)
+            report.busy.append(holder.rotation_run if holder and holder.rotation_run else branch_key_id)
+            return
+        self.after_step("claimed", branch_key_id)
+        latest = self.keystore.describe_active(branch_key_id)
+        new_version = latest.version if latest else current.version
+        if new_version == current.version:
+            new_version = self.keystore.rotate(branch_key_id)
+        self.after_step("rotated", branch_key_id)
+        self._settle(branch_key_id, now, report, force=False)
+        report.rotated.append(Rotation(branch_key_id, current.version, new_version))
+        log.info("branch key rotated", extra={"branch_key_id": branch_key_id, "retired_version": current.version,
+                                               "active_version": new_version})
+
+    def _finish_rotations(self, branch_key_id: str, active: StoredVersion, recorded: dict[str, KeyVersionRecord],
+                          policy: KeyLifetimePolicy, now: datetime, report: ExpiryReport) -> KeyVersionRecord:
+        """Record the key store's active version and retire every other version still
+        recorded ACTIVE. Returns the active version's record."""
+        # Re-read them: their lease (and so the rotation's start) may be newer than `recorded`.
+        superseded = [
+            self.records.key_version(branch_key_id, r.version) or r
+            for r in recorded.values()
+            if r.state is KeyVersionState.ACTIVE and r.version != active.version
+        ]
+        started = max((r.rotation_started_at for r in superseded if r.rotation_started_at), default=None)
+        current = recorded.get(active.version)
+        if current is None:
+            # A version created by a rotation lives from the rotation's start (the run's clock);
+            # one created on first use, from the key store's create time.
+            created = started or to_text(active.created)
+            self.records.record_key_version(branch_key_id, active.version, created,
+                                            to_text(policy.expires_at(from_text(created))))
+            self.after_step("recorded", branch_key_id)
+            current = self.records.key_version(branch_key_id, active.version)
+            assert current is not None
+        for record in superseded:
+            retired_at = from_text(record.rotation_started_at) if record.rotation_started_at else now
+            shred_after = policy.shred_after(retired_at)
+            if self.records.retire_key_version(branch_key_id, record.version, to_text(retired_at),
+                                               to_text(shred_after) if shred_after else None):
+                report.retired.append(f"{branch_key_id}@{record.version}")
+                self.after_step("retired", branch_key_id)
+        return current
+
+    # -- shredding ----------------------------------------------------------------------
+
+    def _shred(self, branch_key_id: str, version: str, now: datetime, report: ExpiryReport) -> Shred:
+        objects = self.records.count_under(branch_key_id, version)
+        self.keystore.shred(branch_key_id, version)
+        self.after_step("deleted", branch_key_id)
+        self.records.mark_shredded(branch_key_id, version, to_text(now), objects)
+        self.after_step("marked", branch_key_id)
+        shred = Shred(branch_key_id, version, objects)
+        report.shredded.append(shred)
+        log.info("branch key version shredded", extra={"branch_key_id": branch_key_id, "version": version,
+                                                        "objects_unreadable": objects})
+        return shred
+
+    def plan_shred(self, branch_key_id: str, version: str | None = None) -> list[tuple[str, int]]:
+        """The versions `shred` would delete, with how many objects each leaves unreadable.
+
+        Without `version`: every RETIRED version of the key, due or not."""
+        active = self.keystore.describe_active(branch_key_id)
+        recorded = {r.version: r for r in self.records.key_versions(branch_key_id)}
+        if version is not None:
+            if active is not None and active.version == version:
+                raise AtrestError(
+                    f"{branch_key_id} version {version} is the active version; rotate first "
+                    f"(`atrest keys rotate {branch_key_id}`), then shred it"
+                )
+            stored = {v.version for v in self.keystore.versions(branch_key_id)}
+            record = recorded.get(version)
+            if version not in stored:
+                when = f" on {record.shredded_at}" if record and record.shredded_at else ""
+                raise AtrestError(f"{branch_key_id} has no version {version} in the key store (already shredded{when}?); "
+                                  f"see `atrest keys list --scope {branch_key_id}`")
+            targets = [version]
+        else:
+            targets = [r.version for r in recorded.values() if r.state is KeyVersionState.RETIRED]
+        return [(v, self.records.count_under(branch_key_id, v)) for v in targets]
+
+    def shred(self, branch_key_id: str, version: str | None = None) -> list[Shred]:
+        """Shred retired versions now, before their time (`atrest keys shred`)."""
+        now = self.clock.now()
+        report = ExpiryReport(run_id=str(uuid.uuid4()), at=to_text(now))
+        for target, _ in self.plan_shred(branch_key_id, version):
+            self._shred(branch_key_id, target, now, report)
+        return report.shredded
+
+    def plan_forget(self, branch_key_id: str) -> list[tuple[str, int]]:
+        stored = {v.version for v in self.keystore.versions(branch_key_id)}
+        recorded = {r.version for r in self.records.key_versions(branch_key_id) if r.state is not KeyVersionState.SHREDDED}
+        return [(v, self.records.count_under(branch_key_id, v)) for v in sorted(stored | recorded)]
+
+    def forget(self, branch_key_id: str) -> list[Shred]:
+        """Shred every version, the active one included (right to be forgotten)."""
+        now = self.clock.now()
+        plan = self.plan_forget(branch_key_id)
+        self.keystore.forget(branch_key_id)
+        shreds = []
+        for version, objects in plan:
+            self.records.mark_shredded(branch_key_id, version, to_text(now), objects)
+            shreds.append(Shred(branch_key_id, version, objects))
+        log.info("branch key forgotten", extra={"branch_key_id": branch_key_id, "versions": len(shreds)})
+        return shreds
+
+    # -- what `atrest keys list` shows ----------------------------------------------------
+
+    def inventory(self, branch_key_id: str | None = None) -> list["KeyVersionView"]:
+        """Every version of one branch key (or of every key in the store), oldest first per key."""
+        keys = [branch_key_id] if branch_key_id else [k.branch_key_id for k in self.keystore.active_keys()]
+        views: list[KeyVersionView] = []
+        for key in keys:
+            policy = self.lifetimes.for_branch_key(key)
+            recorded = {r.version: r for r in self.records.key_versions(key)}
+            stored = {v.version: v for v in self.keystore.versions(key)}
+            for version in set(recorded) | set(stored):
+                record, store = recorded.get(version), stored.get(version)
+                if record is not None:
+                    state, created = record.state.value, from_text(record.created_at)
+                    if record.state is KeyVersionState.ACTIVE and store is not None and not store.active:
+                        state = "RETIRING"  # rotated; the next expiry run records the retirement
+                elif store is not None:
+                    state, created = ("ACTIVE" if store.active else "RETIRED"), store.created
+                else:
+                    continue
+                if state == "ACTIVE":
+                    expires: str | None = to_text(policy.expires_at(created))
+                elif state == "SHREDDED":
+                    expires = record.shredded_at if record else None
+                else:
+                    expires = record.shred_after if record and record.shred_after else None
+                views.append(KeyVersionView(key, version, state, to_text(created), expires,
+                                            self.records.count_under(key, version)))
+        return sorted(views, key=lambda v: (v.branch_key_id, v.created))
+
+
+@dataclass(frozen=True)
+class KeyVersionView:
+    branch_key_id: str
+    version: str
+    state: str
+    created: str
+    expires: str | None  # ACTIVE: rotation due; RETIRED: shred due (None: kept); SHREDDED: when it was shredded
+    objects: int

@@ -1,0 +1,305 @@
+"""Switching the KMS key that protects the branch keys, without rewriting any object.
+
+Every object is an ESDK message whose data key is wrapped by a branch key version; each
+branch key version is an item of the MPL key store whose `enc` is the version's key
+material encrypted by KMS. Switching the KMS key is therefore a KMS ReEncrypt of each
+item's `enc` from the old key to the new one, with the item's encryption context
+(`atrest.keystore_format`), written back with a condition: KMS calls are proportional to
+the number of branch key items (three per scope plus one per version), never to objects.
+
+A rekey is a plan (`plan_rekey`) and its execution (`execute`):
+- the target is validated before anything changes (`validate_target`): it exists, is in
+  the stack's region, is a symmetric ENCRYPT_DECRYPT key, is enabled, and this caller can
+  really use it with the key store's encryption context (a trial round trip);
+- each item is re-read, re-wrapped and written back with the condition that its `kms-arn`
+  and `enc` are still what was read, so a crash anywhere leaves every item either wholly
+  on the old key or wholly on the new one, and a second run skips what is done;
+- the metadata table records which KMS key wraps each version (`kms_key_arn` on the
+  version record) and, last, the stack's active KMS key (the `CONFIG`/`KMS` item).
+
+Shredded versions have no item left in the key store, so they are never touched.
+Switching what the functions are configured with (the `CustomerManagedKeyArn` stack
+parameter) is the operator's step after the rekey (docs/byok.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from atrest.errors import AtrestError
+from atrest.keystore_format import (
+    ENC,
+    KMS_ARN,
+    TABLE_NAME_CONTEXT,
+    check_item,
+    check_library_version,
+    item_kind,
+    kms_encryption_context,
+)
+from atrest.records import key_version_pk, key_version_sk, utc_now
+from atrest.settings import Settings
+
+KEY_ARN = re.compile(r"^arn:(aws[a-z-]*):kms:([a-z0-9-]+):([0-9]{12}):key/([A-Za-z0-9-]+)$")
+# The metadata table's record of the KMS key the stack's branch keys are wrapped with.
+CONFIG_PK = "CONFIG"
+CONFIG_KMS_SK = "KMS"
+_WRITE_ATTEMPTS = 3
+
+
+class TargetKeyError(AtrestError):
+    """The KMS key to switch to cannot be used; nothing was changed."""
+
+
+class RekeyConflictError(AtrestError):
+    """An item kept changing under the rekey (a concurrent rotation); run the rekey again."""
+
+
+@dataclass(frozen=True)
+class KeyStoreItemRef:
+    """One key store item to move: which branch key, which item, which KMS key wraps it now."""
+
+    branch_key_id: str
+    item_type: str
+    kms_arn: str
+
+    @property
+    def kind(self) -> str:
+        return item_kind(self.item_type)
+
+
+@dataclass
+class RekeyPlan:
+    """What a rekey to `target_arn` would do. `pending` items are still on another key."""
+
+    target_arn: str
+    configured_arn: str
+    pending: list[KeyStoreItemRef]
+    done: list[KeyStoreItemRef]
+
+    @property
+    def total(self) -> int:
+        return len(self.pending) + len(self.done)
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.pending and self.configured_arn == self.target_arn
+
+    def source_keys(self) -> dict[str, int]:
+        """KMS key ARN -> how many pending items it wraps now."""
+        counts: dict[str, int] = {}
+        for ref in self.pending:
+            counts[ref.kms_arn] = counts.get(ref.kms_arn, 0) + 1
+        return counts
+
+    def scopes(self) -> list[str]:
+        return sorted({ref.branch_key_id for ref in self.pending + self.done})
+
+
+@dataclass
+class RekeyReport:
+    target_arn: str
+    rewrapped: list[KeyStoreItemRef] = field(default_factory=list)
+    already_done: int = 0
+    versions_recorded: int = 0
+
+    @property
+    def kms_calls(self) -> int:
+        return len(self.rewrapped)  # one ReEncrypt per item re-wrapped
+
+
+def _parse_arn(arn: str) -> re.Match[str]:
+    match = KEY_ARN.match(arn or "")
+    if match is None:
+        raise TargetKeyError(
+            f"{arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key-id>); aliases and key ids are "
+            "not accepted because the key store records the full ARN; nothing was changed"
+        )
+    return match
+
+
+def validate_target(kms: Any, target_arn: str, settings: Settings, region: str) -> dict[str, Any]:
+    """Raise `TargetKeyError` (naming the reason) unless the stack can switch to `target_arn`.
+
+    Changes nothing: DescribeKey, then a trial GenerateDataKeyWithoutPlaintext and Decrypt
+    with the key store's encryption context (what the function roles' grants and key
+    policy statements are constrained to). Returns the key's metadata.
+    """
+    match = _parse_arn(target_arn)
+    if match.group(2) != region:
+        raise TargetKeyError(
+            f"{target_arn} is in region {match.group(2)} but the stack runs in {region}: the key store calls KMS in "
+            "its own region (use a key, or a multi-Region replica, in that region); nothing was changed"
+        )
+    try:
+        metadata = kms.describe_key(KeyId=target_arn)["KeyMetadata"]
+    except kms.exceptions.NotFoundException:
+        raise TargetKeyError(f"KMS key {target_arn} does not exist (DescribeKey: not found); nothing was changed") from None
+    except Exception as error:  # AccessDenied, malformed, ...
+        raise TargetKeyError(f"cannot describe KMS key {target_arn}: {error}; this role may not use it; "
+                             "nothing was changed") from None
+    if metadata.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT" or metadata.get("KeySpec", "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT":
+        raise TargetKeyError(
+            f"KMS key {target_arn} is {metadata.get('KeySpec')} for {metadata.get('KeyUsage', 'ENCRYPT_DECRYPT')}; the key store needs a "
+            "symmetric encryption key (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT); nothing was changed"
+        )
+    if metadata.get("KeyState", "Enabled") != "Enabled" or metadata.get("Enabled") is False:
+        raise TargetKeyError(f"KMS key {target_arn} is {metadata.get('KeyState', 'disabled')}, not Enabled; "
+                             "nothing was changed")
+    probe_context = {TABLE_NAME_CONTEXT: settings.keystore_name, "atrest-rekey": "usability check"}
+    try:
+        blob = kms.generate_data_key_without_plaintext(KeyId=target_arn, NumberOfBytes=32,
+                                                       EncryptionContext=probe_context)["CiphertextBlob"]
+        kms.decrypt(CiphertextBlob=blob, KeyId=target_arn, EncryptionContext=probe_context)
+    except Exception as error:
+        raise TargetKeyError(
+            f"this stack may not use KMS key {target_arn} for the key store ({error}); grant kms:GenerateDataKey"
+            "WithoutPlaintext, kms:ReEncrypt* and kms:Decrypt with encryption context "
+            f"tablename={settings.keystore_name} (docs/byok.md); nothing was changed"
+        ) from None
+    return metadata
+
+
+def _scan_items(dynamodb: Any, table: str) -> Iterable[dict[str, Any]]:
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        yield from page.get("Items", [])
+
+
+def plan_rekey(dynamodb: Any, settings: Settings, target_arn: str, configured_arn: str | None = None) -> RekeyPlan:
+    """Every key store item, split into those still on another key and those on the target.
+
+    Checks every item's format first (`KeyStoreFormatError`, nothing changed)."""
+    check_library_version()
+    pending, done = [], []
+    for item in _scan_items(dynamodb, settings.keystore_table):
+        check_item(item)
+        ref = KeyStoreItemRef(item["branch-key-id"]["S"], item["type"]["S"], item[KMS_ARN]["S"])
+        (done if ref.kms_arn == target_arn else pending).append(ref)
+    order = {"version": 0, "active": 1, "beacon": 2}  # versions first: the ACTIVE copy follows its version
+    pending.sort(key=lambda r: (r.branch_key_id, order[r.kind], r.item_type))
+    return RekeyPlan(target_arn, configured_arn or settings.kms_key_arn, pending, done)
+
+
+class KeyStoreRewrap:
+    """Moves key store items to a target KMS key, one conditional write at a time."""
+
+    def __init__(self, kms: Any, dynamodb: Any, settings: Settings) -> None:
+        self.kms = kms
+        self.dynamodb = dynamodb
+        self.settings = settings
+
+    def rewrap(self, ref: KeyStoreItemRef, target_arn: str) -> bool:
+        """Re-wrap one item under `target_arn`. False when it already was (a previous run).
+
+        The write is conditional on the item being exactly what was read: a rotation or a
+        shred racing with us makes us read again (or find the item gone: nothing to do)."""
+        for _ in range(_WRITE_ATTEMPTS):
+            item = self.dynamodb.get_item(
+                TableName=self.settings.keystore_table,
+                Key={"branch-key-id": {"S": ref.branch_key_id}, "type": {"S": ref.item_type}},
+                ConsistentRead=True,
+            ).get("Item")
+            if item is None:
+                return False  # shredded or forgotten since the plan: nothing left to protect
+            check_item(item)
+            source_arn = item[KMS_ARN]["S"]
+            if source_arn == target_arn:
+                return False
+            name = self.settings.keystore_name
+            ciphertext = self.kms.re_encrypt(
+                CiphertextBlob=item[ENC]["B"],
+                SourceKeyId=source_arn,
+                SourceEncryptionContext=kms_encryption_context(item, name),
+                DestinationKeyId=target_arn,
+                DestinationEncryptionContext=kms_encryption_context(item, name, target_arn),
+            )["CiphertextBlob"]
+            try:
+                self.dynamodb.update_item(
+                    TableName=self.settings.keystore_table,
+                    Key={"branch-key-id": item["branch-key-id"], "type": item["type"]},
+                    UpdateExpression="SET #enc = :new_enc, #kms = :target",
+                    ConditionExpression="#kms = :source AND #enc = :old_enc",
+                    ExpressionAttributeNames={"#enc": ENC, "#kms": KMS_ARN},
+                    ExpressionAttributeValues={
+                        ":new_enc": {"B": ciphertext}, ":target": {"S": target_arn},
+                        ":source": {"S": source_arn}, ":old_enc": item[ENC],
+                    },
+                )
+            except self.dynamodb.exceptions.ConditionalCheckFailedException:
+                continue
+            return True
+        raise RekeyConflictError(f"{ref.branch_key_id} {ref.item_type} changed {_WRITE_ATTEMPTS} times while being "
+                                 "re-wrapped (a rotation running now?); run the rekey again to finish")
+
+    def record_version(self, ref: KeyStoreItemRef, target_arn: str) -> bool:
+        """Note on the version's metadata record which KMS key wraps it (if it has a record)."""
+        if ref.kind != "version":
+            return False
+        version = ref.item_type.split(":", 2)[2]
+        try:
+            self.dynamodb.update_item(
+                TableName=self.settings.metadata_table,
+                Key={"pk": {"S": key_version_pk(ref.branch_key_id)}, "sk": {"S": key_version_sk(version)}},
+                UpdateExpression="SET kms_key_arn = :arn, kms_key_switched_at = :at",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":arn": {"S": target_arn}, ":at": {"S": utc_now()}},
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+
+def execute(plan: RekeyPlan, kms: Any, dynamodb: Any, settings: Settings,
+            progress: Callable[[int, int], None] | None = None) -> RekeyReport:
+    """Re-wrap every pending item of `plan`, then record the switch in the metadata table.
+
+    Interruptible anywhere: run `plan_rekey` + `execute` again to finish. Items created
+    meanwhile under the old key (a function configured with it created a branch key) are
+    picked up by the final re-plan and moved too."""
+    report = RekeyReport(plan.target_arn, already_done=len(plan.done))
+    rewrap = KeyStoreRewrap(kms, dynamodb, settings)
+    done = 0
+    total = plan.total
+    if progress:
+        progress(len(plan.done), total)
+    pending = list(plan.pending)
+    for _ in range(_WRITE_ATTEMPTS):
+        for ref in pending:
+            if rewrap.rewrap(ref, plan.target_arn):
+                report.rewrapped.append(ref)
+            if rewrap.record_version(ref, plan.target_arn):
+                report.versions_recorded += 1
+            done += 1
+            if progress:
+                progress(len(plan.done) + done, max(total, len(plan.done) + done))
+        pending = plan_rekey(dynamodb, settings, plan.target_arn).pending
+        if not pending:
+            break
+        total += len(pending)
+    else:
+        raise RekeyConflictError(f"{len(pending)} key store item(s) kept appearing under another KMS key; "
+                                 "switch the functions' configuration, then run the rekey again")
+    # Versions already moved by an earlier run may lack their metadata note (a crash between
+    # the two writes): record every version of the plan, idempotently.
+    for ref in plan.done:
+        if rewrap.record_version(ref, plan.target_arn):
+            report.versions_recorded += 1
+    record_active_kms_key(dynamodb, settings, plan.target_arn, previous=plan.configured_arn)
+    return report
+
+
+def record_active_kms_key(dynamodb: Any, settings: Settings, kms_arn: str, previous: str | None = None) -> None:
+    """The metadata table's `CONFIG`/`KMS` item: the KMS key every branch key is wrapped with."""
+    item = {"pk": {"S": CONFIG_PK}, "sk": {"S": CONFIG_KMS_SK}, "kms_key_arn": {"S": kms_arn},
+            "switched_at": {"S": utc_now()}}
+    if previous and previous != kms_arn:
+        item["previous_kms_key_arn"] = {"S": previous}
+    dynamodb.put_item(TableName=settings.metadata_table, Item=item)
+
+
+def recorded_kms_key(dynamodb: Any, settings: Settings) -> str | None:
+    """The KMS key the last completed rekey moved the stack to, if any."""
+    item = dynamodb.get_item(TableName=settings.metadata_table,
+                             Key={"pk": {"S": CONFIG_PK}, "sk": {"S": CONFIG_KMS_SK}}, ConsistentRead=True).get("Item")
+    return item["kms_key_arn"]["S"] if item else None

@@ -1,0 +1,146 @@
+"""Time-limited instance keys: after a rotation new contact PII uses the new version and
+old PII still decrypts; after a shred, data under that version is refused with the date
+it was shredded, while other versions and other instances are unaffected."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import boto3
+import pytest
+
+from atrest.clients import AwsClients
+from atrest.clock import ManualClock
+from atrest.contacts import ContactProtector, ContactReader, contact_key, pii_context
+from atrest.envelope import encryption_client
+from atrest.errors import DecryptRefusedError
+from atrest.eventshapes import contact_event_from_eventbridge
+from atrest.expiry import KeyExpiry
+from atrest.keystore import BranchKeyStore
+from atrest.reader import VaultReader
+from atrest.records import MetadataTable
+from atrest.samples import call_recording_wav, connect_key, contact_event
+from atrest.vault import vault_key_for
+
+
+def protect(settings, instance_id, phone="+12065550100"):
+    """One contact event through a freshly started ProtectContact (a cold start: no cached key)."""
+    contact_id = str(uuid.uuid4())
+    event = contact_event(settings.account_id, "us-east-1", instance_id, contact_id, phone=phone)
+    outcome = ContactProtector.from_settings(settings).protect(contact_event_from_eventbridge(event))
+    return contact_id, outcome.branch_key_version
+
+
+def reveal_phone(settings, instance_id, contact_id, clients=None):
+    view = ContactReader.from_settings(settings, clients).reveal(instance_id, contact_id)
+    return view.pii["customerEndpoint"]["address"]
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+def test_pii_after_a_rotation_uses_the_new_version_and_older_pii_still_decrypts(settings, clean_stack, clock):
+    instance = str(uuid.uuid4())
+    before, v1 = protect(settings, instance, "+12065550001")
+    clock.advance(hours=25)
+    (rotation,) = KeyExpiry.from_settings(settings, clock=clock).run().rotated
+
+    after, v2 = protect(settings, instance, "+12065550002")
+
+    assert rotation.retired_version == v1 and rotation.active_version == v2 != v1
+    assert reveal_phone(settings, instance, before) == "+12065550001"
+    assert reveal_phone(settings, instance, after) == "+12065550002"
+
+
+def test_pii_under_a_shredded_version_is_refused_with_the_shred_date_and_nothing_else_is(settings, clean_stack, clock):
+    instance, other_instance = str(uuid.uuid4()), str(uuid.uuid4())
+    old, _ = protect(settings, instance, "+12065550001")
+    clock.advance(hours=25)
+    KeyExpiry.from_settings(settings, clock=clock).run()
+    newer, _ = protect(settings, instance, "+12065550002")
+    elsewhere, _ = protect(settings, other_instance, "+12065550003")
+    clock.advance(days=91)
+    report = KeyExpiry.from_settings(settings, clock=clock).run()
+    (shred,) = [s for s in report.shredded if s.branch_key_id == f"instance/{instance}"]
+    assert shred.objects_unreadable == 1
+
+    clients = AwsClients()
+    with pytest.raises(DecryptRefusedError, match=rf"shredded on {clock.now():%Y-%m-%d}") as refused:
+        reveal_phone(settings, instance, old, clients)
+
+    assert "Traceback" not in str(refused.value) and "permanently unreadable" in str(refused.value)
+    assert clients.calls["kms"] == 0, "the refusal must come from the metadata, not from a failed key store read"
+    assert reveal_phone(settings, instance, newer) == "+12065550002"
+    assert reveal_phone(settings, other_instance, elsewhere) == "+12065550003"
+
+
+def test_a_vault_object_under_a_shredded_version_is_refused_before_the_key_store_is_asked(
+        settings, local_runner, tmp_path, clock):
+    key = connect_key(settings.connect_prefix, "acme-support", "CallRecordings", str(uuid.uuid4()),
+                      clock.now().replace(second=0, microsecond=0), "wav")
+    version = boto3.client("s3").put_object(Bucket=settings.intake_bucket, Key=key, Body=call_recording_wav(0.2))["VersionId"]
+    local_runner.drain(timeout=30)
+    record = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(
+        vault_key_for("call-recording", settings.intake_bucket, key, version))
+    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    expiry.rotate(record.branch_key_id)
+    assert [s.objects_unreadable for s in expiry.shred(record.branch_key_id, record.branch_key_version)] == [1]
+
+    clients = AwsClients()
+    reader = VaultReader.from_settings(settings, clients)
+    with pytest.raises(DecryptRefusedError, match=rf"version {record.branch_key_version} was shredded on"):
+        reader.decrypt_to_file(record.vault_bucket, record.vault_key, tmp_path / "call.wav")
+
+    assert clients.calls["kms"] == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_process_that_cached_a_version_stops_decrypting_it_within_the_cache_ttl_of_the_shred(settings, clean_stack):
+    ttl = 12  # the shortest TTL that still caches (the MPL refreshes entries 10 s before they expire)
+    instance = str(uuid.uuid4())
+    contact_id, version = protect(settings, instance)
+    item = boto3.client("dynamodb").get_item(TableName=settings.metadata_table, Key=contact_key(instance, contact_id))["Item"]
+    message = bytes(item["pii:customerEndpoint"]["B"])
+    context = pii_context(settings.account_id, instance, contact_id, "customerEndpoint")
+    # A warm function (or any MPL client) that does not consult the metadata: only its cache stands in the way.
+    warm = BranchKeyStore(AwsClients(), settings.keystore_table, settings.keystore_name, settings.kms_key_arn, ttl)
+    esdk = encryption_client()
+
+    def decrypts() -> bool:
+        try:
+            esdk.decrypt(source=message, keyring=warm.keyring(f"instance/{instance}"), encryption_context=context)
+        except Exception:
+            return False
+        return True
+
+    assert decrypts()
+    fetched = time.monotonic()
+    expiry = KeyExpiry.from_settings(settings)
+    expiry.rotate(f"instance/{instance}")
+    expiry.shred(f"instance/{instance}", version)
+
+    assert decrypts(), "within the TTL the cached version still works: this is the documented bound"
+    while decrypts():
+        assert time.monotonic() - fetched < ttl, f"still decrypting a shredded version {ttl} s after caching it"
+        time.sleep(0.25)
+
+
+def test_forgetting_an_instance_makes_all_its_pii_unreadable_and_its_next_contact_gets_a_new_key(
+        settings, clean_stack, clock):
+    instance = str(uuid.uuid4())
+    old, v1 = protect(settings, instance, "+12065550001")
+    clock.advance(hours=25)
+    KeyExpiry.from_settings(settings, clock=clock).run()
+    older_too, v2 = protect(settings, instance, "+12065550002")
+
+    shreds = KeyExpiry.from_settings(settings, clock=clock).forget(f"instance/{instance}")
+
+    assert sorted(s.version for s in shreds) == sorted([v1, v2])
+    for contact in (old, older_too):
+        with pytest.raises(DecryptRefusedError, match="shredded on"):
+            reveal_phone(settings, instance, contact)
+    fresh, v3 = protect(settings, instance, "+12065550004")
+    assert v3 not in (v1, v2) and reveal_phone(settings, instance, fresh) == "+12065550004"

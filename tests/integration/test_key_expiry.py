@@ -1,0 +1,187 @@
+"""ExpireKeys: expired branch keys are rotated once, retired versions are shredded when
+their retention is over, and a run that dies half way is finished by the next one.
+A `ManualClock` stands in for hours and days."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from atrest.clock import ManualClock, from_text, to_text
+from atrest.expiry import ROTATION_LEASE, KeyExpiry
+from atrest.records import KeyVersionState
+from atrest.scopes import BranchKeyScope
+
+
+class Crash(Exception):
+    """Stands for the process dying at a step."""
+
+
+def crash_at(step_name: str):
+    def after_step(step: str, _key: str) -> None:
+        if step == step_name:
+            raise Crash(step)
+
+    return after_step
+
+
+@pytest.fixture
+def instance_key(settings, clean_stack):
+    """A new instance branch key (as the first contact of an instance creates it)."""
+    expiry = KeyExpiry.from_settings(settings)
+    scope = BranchKeyScope.instance(str(uuid.uuid4()))
+    expiry.keystore.ensure(scope)
+    return scope.branch_key_id
+
+
+def states(settings, branch_key_id):
+    return {r.version: r for r in KeyExpiry.from_settings(settings).records.key_versions(branch_key_id)}
+
+
+def test_only_keys_whose_active_version_has_expired_are_rotated(settings, instance_key):
+    account = BranchKeyScope.account(uuid.uuid4().hex[:12])
+    clock = ManualClock()
+    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    expiry.keystore.ensure(account)
+    first = expiry.keystore.describe_active(instance_key).version
+
+    assert expiry.run().rotated == []
+    clock.advance(hours=25)
+    report = expiry.run()
+
+    assert [(r.branch_key_id, r.retired_version) for r in report.rotated] == [(instance_key, first)]
+    recorded = states(settings, instance_key)
+    assert recorded[first].state is KeyVersionState.RETIRED
+    assert recorded[first].retired_at == to_text(clock.now())
+    assert from_text(recorded[first].shred_after) == clock.now() + timedelta(days=90)
+    (new,) = [r for r in recorded.values() if r.state is KeyVersionState.ACTIVE]
+    assert new.version == expiry.keystore.describe_active(instance_key).version != first
+    assert new.created_at == to_text(clock.now())
+
+
+def test_running_expiry_again_at_the_same_time_changes_nothing(settings, instance_key):
+    clock = ManualClock()
+    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    clock.advance(hours=25)
+    assert len(expiry.run().rotated) == 1
+    before = states(settings, instance_key)
+
+    again = expiry.run()
+
+    assert again.rotated == [] and again.retired == [] and again.shredded == []
+    assert states(settings, instance_key) == before
+
+
+def test_retired_instance_versions_are_shredded_after_their_retention_and_account_versions_are_kept(settings, instance_key):
+    account = BranchKeyScope.account(uuid.uuid4().hex[:12]).branch_key_id
+    clock = ManualClock()
+    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    expiry.keystore.ensure(BranchKeyScope.parse(account))
+    first_instance = expiry.keystore.describe_active(instance_key).version
+    first_account = expiry.keystore.describe_active(account).version
+
+    clock.advance(days=366)  # both expire; the instance version is retired now, shredded 90 days on
+    expiry.run()
+    clock.advance(days=89)
+    assert expiry.run().shredded == []
+    clock.advance(days=2)
+    report = expiry.run()
+
+    assert [(s.branch_key_id, s.version) for s in report.shredded] == [(instance_key, first_instance)]
+    record = states(settings, instance_key)[first_instance]
+    assert record.state is KeyVersionState.SHREDDED and record.shredded_at == to_text(clock.now())
+    assert first_instance not in {v.version for v in expiry.keystore.versions(instance_key)}
+    kept = states(settings, account)[first_account]
+    assert kept.state is KeyVersionState.RETIRED and kept.shred_after is None
+    assert first_account in {v.version for v in expiry.keystore.versions(account)}
+
+
+def _run_expiry_in_fresh_process(settings, at, start, results):
+    # Its own process, like a second ExpireKeys invocation: the MPL's KMS components are not thread-safe.
+    expiry = KeyExpiry.from_settings(settings, clock=ManualClock(at))
+    start.wait(10)
+    report = expiry.run()
+    results.put([(r.branch_key_id, r.retired_version, r.active_version) for r in report.rotated])
+
+
+def test_two_expiry_runs_at_once_rotate_an_expired_key_once(settings, instance_key):
+    at = datetime.now(timezone.utc) + timedelta(hours=25)
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    workers = [context.Process(target=_run_expiry_in_fresh_process, args=(settings, at, start, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    rotations = [rotation for _ in workers for rotation in results.get(timeout=60)]
+    for worker in workers:
+        worker.join(30)
+
+    assert all(worker.exitcode == 0 for worker in workers)
+    assert len(rotations) == 1, rotations
+    keystore = KeyExpiry.from_settings(settings).keystore
+    assert len(keystore.versions(instance_key)) == 2
+    recorded = states(settings, instance_key)
+    assert sorted(r.state.value for r in recorded.values()) == ["ACTIVE", "RETIRED"]
+
+
+def test_a_run_killed_after_rotating_is_finished_by_the_next_run(settings, instance_key):
+    clock = ManualClock()
+    first = KeyExpiry.from_settings(settings).keystore.describe_active(instance_key).version
+    clock.advance(hours=25)
+    crashed_at = clock.now()
+    with pytest.raises(Crash):
+        KeyExpiry.from_settings(settings, clock=clock, after_step=crash_at("rotated")).run()
+    assert states(settings, instance_key)[first].state is KeyVersionState.ACTIVE  # the crash left it half done
+
+    clock.advance(minutes=5)
+    report = KeyExpiry.from_settings(settings, clock=clock).run()
+
+    assert report.rotated == [] and report.retired == [f"{instance_key}@{first}"]
+    recorded = states(settings, instance_key)
+    assert recorded[first].state is KeyVersionState.RETIRED
+    assert recorded[first].retired_at == to_text(crashed_at)  # when the rotation happened, not when it was noticed
+    (new,) = [r for r in recorded.values() if r.state is KeyVersionState.ACTIVE]
+    assert new.created_at == to_text(crashed_at)
+    assert len(KeyExpiry.from_settings(settings).keystore.versions(instance_key)) == 2
+
+
+def test_a_run_killed_after_claiming_a_rotation_is_finished_once_its_lease_runs_out(settings, instance_key):
+    clock = ManualClock()
+    clock.advance(hours=25)
+    with pytest.raises(Crash):
+        KeyExpiry.from_settings(settings, clock=clock, after_step=crash_at("claimed")).run()
+
+    clock.advance(minutes=1)
+    meanwhile = KeyExpiry.from_settings(settings, clock=clock).run()
+    assert meanwhile.rotated == [] and meanwhile.busy  # the dead run might still be alive: hands off
+    clock.advance(seconds=ROTATION_LEASE.total_seconds())
+    report = KeyExpiry.from_settings(settings, clock=clock).run()
+
+    assert len(report.rotated) == 1
+    assert len(KeyExpiry.from_settings(settings).keystore.versions(instance_key)) == 2
+
+
+def test_a_run_killed_between_deleting_and_recording_a_shred_is_finished_by_the_next_run(settings, instance_key):
+    clock = ManualClock()
+    first = KeyExpiry.from_settings(settings).keystore.describe_active(instance_key).version
+    clock.advance(hours=25)
+    KeyExpiry.from_settings(settings, clock=clock).run()
+    clock.advance(days=91)
+    with pytest.raises(Crash):
+        KeyExpiry.from_settings(settings, clock=clock, after_step=crash_at("deleted")).run()
+    assert states(settings, instance_key)[first].state is KeyVersionState.RETIRED
+
+    report = KeyExpiry.from_settings(settings, clock=clock).run()
+
+    assert [s.version for s in report.shredded] == [first]
+    assert states(settings, instance_key)[first].state is KeyVersionState.SHREDDED
+
+
+def test_the_scheduled_function_runs_the_expiry_and_logs_a_summary(local_runner, settings, instance_key):
+    (invocation,) = local_runner.fire_schedules()
+
+    assert invocation.succeeded, invocation.error
+    assert invocation.response["keys_checked"] == 1 and invocation.response["rotated"] == []

@@ -1,0 +1,104 @@
+"""`atrest keys ...` and `atrest forget-instance`: what an operator sees and may do."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from atrest.cli import main
+from atrest.contacts import ContactProtector
+from atrest.eventshapes import contact_event_from_eventbridge
+from atrest.expiry import KeyExpiry
+from atrest.samples import contact_event
+
+
+@pytest.fixture
+def atrest(local_stack, tmp_path, capsys):
+    """Run `atrest ARGS... --state-file <the test stack>`; returns (exit code, stdout, stderr)."""
+    state_file = local_stack.write(tmp_path / "local-stack.json")
+
+    def run(*args: str):
+        code = main([*args, "--state-file", str(state_file)])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def instance_with_two_versions(settings, clean_stack):
+    """An instance whose first version protects one contact and was then rotated."""
+    instance = str(uuid.uuid4())
+    event = contact_event(settings.account_id, "us-east-1", instance, str(uuid.uuid4()))
+    first = ContactProtector.from_settings(settings).protect(contact_event_from_eventbridge(event)).branch_key_version
+    KeyExpiry.from_settings(settings).rotate(f"instance/{instance}")
+    return instance, first
+
+
+def test_keys_list_shows_each_version_with_state_created_expires_and_objects(atrest, instance_with_two_versions):
+    instance, first = instance_with_two_versions
+
+    code, out, _ = atrest("keys", "list", "--scope", f"instance/{instance}")
+
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["scope", "version", "state", "created", "expires", "objects"]
+    (old,) = [row for row in rows if first in row]
+    assert old.split()[2] == "RETIRED" and old.split()[-1] == "1"
+    (new,) = [row for row in rows if first not in row]
+    assert new.split()[2] == "ACTIVE" and new.split()[-1] == "0"
+
+
+def test_keys_shred_without_yes_shows_what_would_become_unreadable_and_shreds_nothing(atrest, instance_with_two_versions):
+    instance, first = instance_with_two_versions
+
+    code, out, _ = atrest("keys", "shred", f"instance/{instance}")
+
+    assert code == 1
+    assert f"{first}  1 object(s)" in out and "--yes" in out
+    assert "RETIRED" in atrest("keys", "list", "--scope", f"instance/{instance}")[1]
+
+
+def test_keys_shred_with_yes_shreds_the_retired_version_and_the_list_says_when(atrest, instance_with_two_versions):
+    instance, first = instance_with_two_versions
+
+    code, out, _ = atrest("keys", "shred", f"instance/{instance}", "--version", first, "--yes")
+
+    assert code == 0 and f"shredded instance/{instance} version {first}: 1 object(s) unreadable" in out
+    assert "cache" in out  # the completeness bound is stated
+    (row,) = [r for r in atrest("keys", "list", "--scope", f"instance/{instance}")[1].splitlines() if first in r]
+    assert "SHREDDED" in row and "shredded 20" in row
+
+
+def test_keys_shred_refuses_the_active_version_and_says_to_rotate_first(atrest, settings, instance_with_two_versions):
+    instance, _ = instance_with_two_versions
+    active = KeyExpiry.from_settings(settings).keystore.describe_active(f"instance/{instance}").version
+
+    code, _, err = atrest("keys", "shred", f"instance/{instance}", "--version", active, "--yes")
+
+    assert code == 1 and "active version" in err and "atrest keys rotate" in err
+
+
+def test_keys_rotate_then_expire_now_reports_what_it_did(atrest, instance_with_two_versions):
+    instance, _ = instance_with_two_versions
+
+    rotated = atrest("keys", "rotate", f"instance/{instance}")
+    refused = atrest("keys", "expire")
+    expired = atrest("keys", "expire", "--now")
+
+    assert rotated[0] == 0 and "RETIRED" in rotated[1] and "ACTIVE" in rotated[1]
+    assert refused[0] == 1 and "--now" in refused[2]
+    assert expired[0] == 0 and "checked" in expired[1] and "0 rotated" in expired[1]
+
+
+def test_forget_instance_asks_for_yes_then_shreds_every_version(atrest, instance_with_two_versions):
+    instance, first = instance_with_two_versions
+
+    asked = atrest("forget-instance", instance)
+    forgotten = atrest("forget-instance", instance, "--yes")
+
+    assert asked[0] == 1 and first in asked[1] and "--yes" in asked[1]
+    assert forgotten[0] == 0 and "2 version(s) shredded" in forgotten[1]
+    listing = atrest("keys", "list", "--scope", f"instance/{instance}")[1]
+    assert listing.count("SHREDDED") == 2 and "ACTIVE" not in listing

@@ -1,0 +1,303 @@
+"""`atrest rekey`: switching the KMS key on existing data without rewriting it (docs/byok.md).
+
+Each test gets its own key store and metadata tables (the stack's schema, new names) and
+its own KMS key, so re-wrapping never touches the branch keys other tests share. moto
+does not enforce KMS key state, so "decrypts without the old key" is shown by recording
+every KMS call after the rekey and finding none that names the old key.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import boto3
+import pytest
+
+from atrest import rekey
+from atrest.cli import main
+from atrest.clients import AwsClients
+from atrest.envelope import encryption_client
+from atrest.keystore import BranchKeyStore
+from atrest.scopes import BranchKeyScope
+
+
+def _clone_table(dynamodb: Any, source: str, name: str) -> None:
+    table = dynamodb.describe_table(TableName=source)["Table"]
+    request: dict[str, Any] = {
+        "TableName": name, "KeySchema": table["KeySchema"], "AttributeDefinitions": table["AttributeDefinitions"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if table.get("GlobalSecondaryIndexes"):
+        request["GlobalSecondaryIndexes"] = [
+            {k: index[k] for k in ("IndexName", "KeySchema", "Projection")} for index in table["GlobalSecondaryIndexes"]
+        ]
+    dynamodb.create_table(**request)
+
+
+class KmsRecorder:
+    """Every KMS request a client makes (operation and parameters) and the key each
+    Decrypt/ReEncrypt response says it used; can crash the Nth call of an operation."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.response_keys: list[str] = []
+        self.crash_on: tuple[str, int] | None = None
+        events = clients.kms.meta.events
+        events.register("before-parameter-build.kms", self._before)
+        events.register("after-call.kms", self._after)
+
+    def _before(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.calls.append((model.name, dict(params)))
+        if self.crash_on and model.name == self.crash_on[0] and self.count(model.name) == self.crash_on[1]:
+            raise KeyboardInterrupt(f"injected crash at {model.name} #{self.crash_on[1]}")
+
+    def _after(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        for field in ("KeyId", "SourceKeyId"):
+            if parsed.get(field):
+                self.response_keys.append(parsed[field])
+
+    def count(self, operation: str) -> int:
+        return sum(1 for name, _ in self.calls if name == operation)
+
+    def naming(self, key_arn: str) -> list[str]:
+        key_id = key_arn.rsplit("/", 1)[1]
+        named = [f"{name} {field}={params[field]}" for name, params in self.calls
+                 for field in ("KeyId", "SourceKeyId", "DestinationKeyId")
+                 if params.get(field) and key_id in str(params[field])]
+        return named + [f"response key {key}" for key in self.response_keys if key_id in key]
+
+
+@pytest.fixture
+def isolated(settings, local_stack, tmp_path):
+    """A stack of our own: fresh key store and metadata tables, an old and a new KMS key,
+    and a local state file naming them (as `atrest local up` writes it)."""
+    dynamodb, kms = boto3.client("dynamodb"), boto3.client("kms")
+    suffix = uuid.uuid4().hex[:8]
+    keystore, metadata = f"rekey-keystore-{suffix}", f"rekey-metadata-{suffix}"
+    _clone_table(dynamodb, settings.keystore_table, keystore)
+    _clone_table(dynamodb, settings.metadata_table, metadata)
+    old = kms.create_key(Description="atrest rekey test: old")["KeyMetadata"]["Arn"]
+    new = kms.create_key(Description="atrest rekey test: new")["KeyMetadata"]["Arn"]
+    ours = replace(settings, keystore_table=keystore, keystore_name=keystore, metadata_table=metadata, kms_key_arn=old)
+    state = json.loads(json.dumps(local_stack.to_json()))  # a copy: to_json shares the session stack's dicts
+    state["outputs"].update(KeyStoreTableName=keystore, MetadataTableName=metadata, KmsKeyArn=old)
+    state_file = tmp_path / "local-stack.json"
+    state_file.write_text(json.dumps(state))
+    yield type("Isolated", (), {"settings": ours, "old": old, "new": new, "state_file": state_file})
+    dynamodb.delete_table(TableName=keystore)
+    dynamodb.delete_table(TableName=metadata)
+
+
+@pytest.fixture
+def atrest(isolated, capsys):
+    def run(*args: str):
+        code = main([*args, "--state-file", str(isolated.state_file)])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def _messages(settings: Any) -> list[tuple[str, bytes, bytes]]:
+    """Objects under an account key and an instance key rotated twice (three versions):
+    (branch key id, plaintext, ESDK message)."""
+    store = BranchKeyStore(AwsClients(), settings.keystore_table, settings.keystore_name, settings.kms_key_arn, 300)
+    client = encryption_client()
+    account = BranchKeyScope.parse(f"account/{settings.account_id}")
+    instance = BranchKeyScope.parse(f"instance/{uuid.uuid4()}")
+    out = []
+    for scope in (account, instance):
+        store.ensure(scope)
+    for n in range(3):
+        for scope in (account, instance):
+            plaintext = f"{scope.branch_key_id} object {n}".encode()
+            message, _ = client.encrypt(source=plaintext, keyring=store.keyring(scope.branch_key_id),
+                                        encryption_context={"n": str(n)})
+            out.append((scope.branch_key_id, plaintext, message))
+        if n < 2:
+            store.rotate(instance.branch_key_id)
+    return out
+
+
+def _items(settings: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    items = boto3.client("dynamodb").scan(TableName=settings.keystore_table, ConsistentRead=True)["Items"]
+    return {(i["branch-key-id"]["S"], i["type"]["S"]): i for i in items}
+
+
+def test_after_rekey_every_object_decrypts_and_no_kms_call_names_the_old_key(isolated, atrest):
+    messages = _messages(isolated.settings)
+    items_before = _items(isolated.settings)
+
+    code, out, err = atrest("rekey", "--to-kms-key", isolated.new)
+
+    assert code == 0, err
+    assert f"re-wrapped {len(items_before)} item(s) with {len(items_before)} KMS ReEncrypt call(s)" in out
+    assert f"{len(items_before)}/{len(items_before)}" in err  # the progress bar reached the end
+    assert {i["kms-arn"]["S"] for i in _items(isolated.settings).values()} == {isolated.new}
+    # A function configured with the new key (as after the stack update) reads old and new data.
+    clients = AwsClients()
+    recorder = KmsRecorder(clients)
+    store = BranchKeyStore(clients, isolated.settings.keystore_table, isolated.settings.keystore_name, isolated.new, 300)
+    client = encryption_client()
+    for branch_key_id, plaintext, message in messages:
+        assert client.decrypt(source=message, keyring=store.keyring(branch_key_id))[0] == plaintext
+    fresh, _ = client.encrypt(source=b"after the rekey", keyring=store.keyring(messages[0][0]))
+    assert client.decrypt(source=fresh, keyring=store.keyring(messages[0][0]))[0] == b"after the rekey"
+    store.rotate(messages[1][0])  # rotation after the switch writes under the new key
+    assert recorder.calls, "the recorder saw no KMS call"
+    assert recorder.naming(isolated.old) == []
+
+
+def test_rekey_makes_one_kms_call_per_key_store_item_and_rewrites_no_object(isolated):
+    messages = _messages(isolated.settings)  # 6 objects, 2 scopes, 4 versions
+    clients = AwsClients()
+    recorder = KmsRecorder(clients)
+    plan = rekey.plan_rekey(clients.dynamodb, isolated.settings, isolated.new)
+
+    report = rekey.execute(plan, clients.kms, clients.dynamodb, isolated.settings)
+
+    assert len(messages) == 6 and plan.total == 2 * 2 + 4  # ACTIVE + beacon per scope, one item per version
+    assert recorder.count("ReEncrypt") == plan.total == report.kms_calls
+    assert [name for name, _ in recorder.calls if name != "ReEncrypt"] == []
+    assert clients.calls.get("s3", 0) == 0
+
+
+def test_interrupted_rekey_finishes_on_a_second_run_without_redoing_what_was_done(isolated):
+    _messages(isolated.settings)
+    clients = AwsClients()
+    recorder = KmsRecorder(clients)
+    recorder.crash_on = ("ReEncrypt", 4)
+    plan = rekey.plan_rekey(clients.dynamodb, isolated.settings, isolated.new)
+
+    with pytest.raises(KeyboardInterrupt):
+        rekey.execute(plan, clients.kms, clients.dynamodb, isolated.settings)
+
+    halfway = _items(isolated.settings)
+    moved = {key: item["enc"]["B"] for key, item in halfway.items() if item["kms-arn"]["S"] == isolated.new}
+    assert len(moved) == 3 and all(i["kms-arn"]["S"] in (isolated.old, isolated.new) for i in halfway.values())
+    # Second run (a new process): plans only what is left, touches nothing already moved.
+    clients = AwsClients()
+    recorder = KmsRecorder(clients)
+    resumed = rekey.plan_rekey(clients.dynamodb, isolated.settings, isolated.new)
+    assert len(resumed.pending) == plan.total - 3 and len(resumed.done) == 3
+
+    rekey.execute(resumed, clients.kms, clients.dynamodb, isolated.settings)
+
+    after = _items(isolated.settings)
+    assert recorder.count("ReEncrypt") == plan.total - 3
+    assert {key: after[key]["enc"]["B"] for key in moved} == moved
+    assert {i["kms-arn"]["S"] for i in after.values()} == {isolated.new}
+    assert rekey.recorded_kms_key(clients.dynamodb, isolated.settings) == isolated.new
+
+
+def test_rekey_to_the_key_already_in_use_changes_nothing_and_says_so(isolated, atrest):
+    _messages(isolated.settings)
+    assert atrest("rekey", "--to-kms-key", isolated.new)[0] == 0
+    items = _items(isolated.settings)
+
+    code, out, _ = atrest("rekey", "--to-kms-key", isolated.new)
+
+    assert code == 0 and "nothing to do" in out and "already wrapped by" in out
+    assert _items(isolated.settings) == items
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(isolated, atrest):
+    _messages(isolated.settings)
+    items = _items(isolated.settings)
+
+    code, out, _ = atrest("rekey", "--to-kms-key", isolated.new, "--dry-run")
+
+    assert code == 0 and f"{len(items)} key store item(s) to re-wrap" in out and "dry run: nothing changed" in out
+    assert _items(isolated.settings) == items
+    assert json.loads(isolated.state_file.read_text())["outputs"]["KmsKeyArn"] == isolated.old
+
+
+def _bad_targets(isolated: Any) -> dict[str, tuple[str, str]]:
+    kms = boto3.client("kms")
+    region = isolated.new.split(":")[3]
+    asymmetric = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["Arn"]
+    disabled = kms.create_key()["KeyMetadata"]
+    kms.disable_key(KeyId=disabled["KeyId"])  # moto refuses a full ARN here
+    return {
+        "missing": (isolated.new.rsplit("/", 1)[0] + f"/{uuid.uuid4()}", "does not exist"),
+        "other region": (isolated.new.replace(f":{region}:", ":eu-west-3:"), "region eu-west-3"),
+        "asymmetric": (asymmetric, "symmetric encryption key"),
+        "disabled": (disabled["Arn"], "Disabled"),
+        "alias": ("alias/atrest-new", "not a KMS key ARN"),
+    }
+
+
+def test_rekey_refuses_a_key_that_is_missing_elsewhere_asymmetric_disabled_or_an_alias_before_changing_anything(
+        isolated, atrest):
+    _messages(isolated.settings)
+    items = _items(isolated.settings)
+
+    for why, (target, reason) in _bad_targets(isolated).items():
+        code, out, err = atrest("rekey", "--to-kms-key", target)
+        assert code == 1, why
+        assert reason in err and "nothing was changed" in err, (why, err)
+        assert _items(isolated.settings) == items, why
+    assert json.loads(isolated.state_file.read_text())["outputs"]["KmsKeyArn"] == isolated.old
+
+
+def test_rekey_switches_the_local_stack_configuration_and_status_shows_the_new_key_per_scope(isolated, atrest):
+    messages = _messages(isolated.settings)
+
+    assert atrest("rekey", "--to-kms-key", isolated.new)[0] == 0
+
+    state = json.loads(isolated.state_file.read_text())
+    assert state["outputs"]["KmsKeyArn"] == state["parameters"]["CustomerManagedKeyArn"] == isolated.new
+    assert {f["environment"]["ATREST_KMS_KEY_ARN"] for f in state["functions"].values()
+            if "ATREST_KMS_KEY_ARN" in f["environment"]} == {isolated.new}
+    code, out, _ = atrest("status")
+    assert code == 0 and f"KMS key (configured): {isolated.new}" in out
+    for branch_key_id in {m[0] for m in messages}:
+        assert f"{branch_key_id}: {isolated.new}" in out
+    assert "differs from the configured key" not in out
+
+
+def test_a_function_still_configured_with_the_old_key_cannot_read_rewrapped_branch_keys(isolated):
+    """The window docs/byok.md describes: until the stack update, a function that has not
+    cached the branch key fails loudly (and its event is retried), it never misreads."""
+    messages = _messages(isolated.settings)
+    clients = AwsClients()
+    rekey.execute(rekey.plan_rekey(clients.dynamodb, isolated.settings, isolated.new), clients.kms, clients.dynamodb,
+                  isolated.settings)
+    stale = BranchKeyStore(AwsClients(), isolated.settings.keystore_table, isolated.settings.keystore_name, isolated.old, 300)
+
+    with pytest.raises(Exception, match="does not match Key Store's configured KMS Key ARN|No Configured KMS Key was able to decrypt"):
+        encryption_client().decrypt(source=messages[0][2], keyring=stale.keyring(messages[0][0]))
+
+
+def test_make_demo_rekey_switches_the_key_and_decrypts_every_object_without_the_old_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ATREST_"))}
+    # Its own emulator in its own process (one moto per process), as `make demo-rekey` runs it.
+    result = subprocess.run([sys.executable, "-m", "atrest.demo_rekey"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "re-wrapping branch keys [" in result.stderr
+    assert "0 naming the old key" in result.stdout and "0 vault object(s)" in result.stdout
+    assert "nothing to do" in result.stdout
+
+
+def test_rekey_refuses_a_key_store_in_a_format_it_does_not_know_before_changing_anything(isolated, atrest):
+    _messages(isolated.settings)
+    boto3.client("dynamodb").put_item(TableName=isolated.settings.keystore_table, Item={
+        "branch-key-id": {"S": "account/999999999999"}, "type": {"S": "branch:ACTIVE"}, "hierarchy-version": {"N": "2"},
+        "create-time": {"S": "2027-01-01T00:00:00Z"}, "kms-arn": {"S": isolated.old}, "enc": {"B": b"x"},
+        "version": {"S": "branch:version:1"}, "kms-configuration": {"S": "future"},
+    })
+    items = _items(isolated.settings)
+
+    code, _, err = atrest("rekey", "--to-kms-key", isolated.new)
+
+    assert code == 1 and "not in the MPL key store format" in err and "hierarchy-version 2" in err
+    assert "nothing was changed" in err and _items(isolated.settings) == items

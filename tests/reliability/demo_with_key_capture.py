@@ -1,0 +1,55 @@
+"""Run `atrest demo` (its real command line, in this process) and, just before the demo's
+emulator stops, write the material of every active branch key (hex, one per line) to the
+file named by the first argument, so that a test can look for it in the demo's logs.
+
+Usage: python demo_with_key_capture.py KEY_FILE
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from atrest.cli import main
+from atrest.local import stack as stack_module
+from atrest.local.emulator import Emulator
+
+provisioned = []
+_provision, _stop = stack_module.provision, Emulator.stop
+
+
+def provision(*args, **kwargs):
+    state = _provision(*args, **kwargs)
+    provisioned.append(state)
+    return state
+
+
+def stop(self):
+    if provisioned:
+        Path(sys.argv[1]).write_text("\n".join(active_branch_keys(provisioned[-1])))
+    _stop(self)
+
+
+def active_branch_keys(state) -> list[str]:
+    """Every active branch key's plaintext material, read the way the MPL's keyring gets it."""
+    import boto3
+    from aws_cryptographic_material_providers.keystore.models import GetActiveBranchKeyInput
+
+    from atrest.clients import AwsClients
+    from atrest.deployment import settings_from_outputs
+    from atrest.keystore import BranchKeyStore
+
+    settings = settings_from_outputs(state.outputs, state.account_id, state.parameters)
+    store = BranchKeyStore(AwsClients(), settings.keystore_table, settings.keystore_name, settings.kms_key_arn, 60)
+    items = boto3.client("dynamodb").scan(TableName=settings.keystore_table)["Items"]
+    ids = sorted({item["branch-key-id"]["S"] for item in items if item["type"]["S"] == "branch:ACTIVE"})
+    return [
+        bytes(store.key_store.get_active_branch_key(GetActiveBranchKeyInput(branch_key_identifier=branch_key_id))
+              .branch_key_materials.branch_key).hex()
+        for branch_key_id in ids
+    ]
+
+
+stack_module.provision = provision
+Emulator.stop = stop
+sys.exit(main(["demo"]))
