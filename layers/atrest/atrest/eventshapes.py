@@ -20,6 +20,21 @@ from atrest.source import SourceObject
 OBJECT_CREATED = "Object Created"
 
 
+def _eventbridge_detail(event: Any, source: str, detail_type: str) -> Mapping[str, Any]:
+    """The detail of an EventBridge event of the given source and detail-type, or MalformedEventError."""
+    if not isinstance(event, Mapping):
+        raise MalformedEventError(f"expected an EventBridge event object, got {type(event).__name__}")
+    if event.get("source") != source or event.get("detail-type") != detail_type:
+        raise MalformedEventError(
+            f"expected source {source} and detail-type {detail_type!r}, "
+            f"got {event.get('source')!r} / {event.get('detail-type')!r}"
+        )
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        raise MalformedEventError("event has no detail object")
+    return detail
+
+
 def is_eventbridge_event(event: Mapping[str, Any]) -> bool:
     return isinstance(event, Mapping) and "detail-type" in event and "detail" in event
 
@@ -29,16 +44,7 @@ def source_from_object_created(event: Mapping[str, Any]) -> SourceObject:
 
     Raises MalformedEventError naming the missing or wrong field.
     """
-    if not isinstance(event, Mapping):
-        raise MalformedEventError(f"expected an EventBridge event object, got {type(event).__name__}")
-    if event.get("source") != "aws.s3" or event.get("detail-type") != OBJECT_CREATED:
-        raise MalformedEventError(
-            f"expected source aws.s3 and detail-type {OBJECT_CREATED!r}, "
-            f"got {event.get('source')!r} / {event.get('detail-type')!r}"
-        )
-    detail = event.get("detail")
-    if not isinstance(detail, Mapping):
-        raise MalformedEventError("event has no detail object")
+    detail = _eventbridge_detail(event, "aws.s3", OBJECT_CREATED)
     bucket = (detail.get("bucket") or {}).get("name") if isinstance(detail.get("bucket"), Mapping) else None
     obj = detail.get("object")
     if not bucket or not isinstance(obj, Mapping) or not obj.get("key"):
@@ -76,16 +82,7 @@ def contact_event_from_eventbridge(event: Mapping[str, Any]) -> ContactEvent:
     events, `instanceARN` in some documentation samples). Raises MalformedEventError
     naming the missing or wrong field.
     """
-    if not isinstance(event, Mapping):
-        raise MalformedEventError(f"expected an EventBridge event object, got {type(event).__name__}")
-    if event.get("source") != "aws.connect" or event.get("detail-type") != CONTACT_EVENT:
-        raise MalformedEventError(
-            f"expected source aws.connect and detail-type {CONTACT_EVENT!r}, "
-            f"got {event.get('source')!r} / {event.get('detail-type')!r}"
-        )
-    detail = event.get("detail")
-    if not isinstance(detail, Mapping):
-        raise MalformedEventError("event has no detail object")
+    detail = _eventbridge_detail(event, "aws.connect", CONTACT_EVENT)
     arn = detail.get("instanceArn") or detail.get("instanceARN")
     found = _INSTANCE_ARN.match(str(arn or ""))
     if not found:

@@ -100,9 +100,7 @@ class EncryptPipeline:
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "EncryptPipeline":
         clients = clients or AwsClients()
-        keystore = BranchKeyStore(
-            clients, settings.keystore_table, settings.keystore_name, settings.kms_key_arn, settings.cache_ttl_seconds
-        )
+        keystore = BranchKeyStore.from_settings(settings, clients)
         return cls(settings, clients, keystore, MetadataTable(clients.dynamodb, settings.metadata_table),
                    DataClassifier.from_settings(settings))
 

@@ -59,9 +59,7 @@ class VaultReader:
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "VaultReader":
         clients = clients or AwsClients()
-        keystore = BranchKeyStore(
-            clients, settings.keystore_table, settings.keystore_name, settings.kms_key_arn, settings.cache_ttl_seconds
-        )
+        keystore = BranchKeyStore.from_settings(settings, clients)
         return cls(clients, keystore, MetadataTable(clients.dynamodb, settings.metadata_table))
 
     def record_for(self, bucket: str, key: str) -> ObjectRecord:
