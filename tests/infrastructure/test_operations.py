@@ -8,7 +8,7 @@ import re
 import pytest
 
 ALARMS = ("EncryptDeadLetterQueueAlarm", "EncryptErrorRateAlarm", "EncryptQueueAgeAlarm", "ExpiryNotRunAlarm",
-          "ContactEventDeadLetterQueueAlarm")
+          "ContactEventDeadLetterQueueAlarm", "SweepRetrievalsFailingAlarm", "SweepRetrievalsNotRunAlarm")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,8 @@ def test_the_expiry_alarm_fires_when_the_job_has_not_run_in_two_intervals(resour
 def test_the_dashboard_shows_what_the_runbook_talks_about(dashboard):
     shown = json.dumps(dashboard)
     for metric in ("ObjectsEncrypted", "BytesEncrypted", "EncryptFailures", "ApproximateNumberOfMessagesVisible",
-                   "BranchKeysRotated", "KeyVersionsShredded", "KmsCalls", "Duration"):
+                   "BranchKeysRotated", "KeyVersionsShredded", "KmsCalls", "Duration", "ReadsAllowed", "ReadsDenied",
+                   "RetrievalsDeleted"):
         assert metric in shown, metric
     assert '"p50"' in shown and '"p99"' in shown
 
@@ -49,7 +50,11 @@ def test_dashboard_metrics_are_ones_the_functions_emit(dashboard):
 
     emitted = set()
     for app in Path(__file__).resolve().parents[2].glob("functions/*/app.py"):
-        emitted |= set(re.findall(r'name="(\w+)"', app.read_text()))
+        text = app.read_text()
+        emitted |= set(re.findall(r'name="(\w+)"', text))
+        # Names looked up from a table (e.g. ReadObject's metric per audit outcome).
+        for table in re.findall(r"^_METRICS = \{(.*?)\}$", text, re.M | re.S):
+            emitted |= set(re.findall(r'"(\w+)"', table))
     for widget in dashboard["widgets"]:
         namespace = name = None
         for metric in widget["properties"]["metrics"]:

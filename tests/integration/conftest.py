@@ -11,6 +11,26 @@ from atrest.deployment import settings_from_outputs
 from atrest.settings import Settings
 
 
+def _clone_table(dynamodb: Any, source: str, name: str) -> None:
+    table = dynamodb.describe_table(TableName=source)["Table"]
+    request: dict[str, Any] = {
+        "TableName": name, "KeySchema": table["KeySchema"], "AttributeDefinitions": table["AttributeDefinitions"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if table.get("GlobalSecondaryIndexes"):
+        request["GlobalSecondaryIndexes"] = [
+            {k: index[k] for k in ("IndexName", "KeySchema", "Projection")} for index in table["GlobalSecondaryIndexes"]
+        ]
+    dynamodb.create_table(**request)
+
+
+@pytest.fixture(scope="session")
+def clone_table() -> Callable[[Any, str, str], None]:
+    """`clone_table(dynamodb, source, name)`: a new table with the stack table's schema and
+    indexes, for tests that must not touch the branch keys other tests share."""
+    return _clone_table
+
+
 @pytest.fixture(scope="session")
 def settings(local_stack: Any) -> Settings:
     """The settings the deployed functions would have, from the stack's outputs."""
@@ -38,17 +58,14 @@ def encrypt_handler(encrypt_function: Any) -> Callable[[Any], Any]:
 
 
 @pytest.fixture(scope="session")
-def cli_environment(settings: Settings) -> dict[str, str]:
+def cli_environment(settings: Settings, local_stack: Any) -> dict[str, str]:
     """The environment an operator's `atrest` command runs with against this stack:
-    the emulator's standard AWS variables plus the stack's ATREST_* settings."""
+    the emulator's standard AWS variables plus the stack's ATREST_* settings (every
+    output the CLI maps to a variable, as `atrest` itself reads a stack)."""
     import os
 
-    return {
-        **os.environ,
-        "ATREST_ACCOUNT_ID": settings.account_id,
-        "ATREST_INTAKE_BUCKET": settings.intake_bucket,
-        "ATREST_VAULT_BUCKET": settings.vault_bucket,
-        "ATREST_KEYSTORE_TABLE": settings.keystore_table,
-        "ATREST_METADATA_TABLE": settings.metadata_table,
-        "ATREST_KMS_KEY_ARN": settings.kms_key_arn,
-    }
+    from atrest.deployment import OUTPUT_VARIABLES
+
+    outputs = {variable: local_stack.outputs[name] for name, variable in OUTPUT_VARIABLES.items()
+               if name in local_stack.outputs}
+    return {**os.environ, **outputs, "ATREST_ACCOUNT_ID": settings.account_id}

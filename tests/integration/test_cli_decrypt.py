@@ -29,7 +29,8 @@ def encrypted_recording(settings):
 
 def test_decrypt_writes_the_original_bytes_and_says_what_it_decrypted(settings, cli_environment, tmp_path):
     outcome, audio = encrypted_recording(settings)
-    result = atrest(cli_environment, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav", cwd=tmp_path)
+    result = atrest(cli_environment, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav",
+                    "--reason", "test: decrypt a recording", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "call.wav").read_bytes() == audio
     assert "call-recording" in result.stdout and outcome.source.key in result.stdout
@@ -41,7 +42,8 @@ def test_decrypt_refuses_with_a_reason_and_a_non_zero_exit_when_the_record_disag
         TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{outcome.vault_key}"}, "sk": {"S": "OBJECT"}},
         UpdateExpression="SET encryption_context.#k = :v", ExpressionAttributeNames={"#k": "atrest:instance"},
         ExpressionAttributeValues={":v": {"S": "another-instance"}})
-    result = atrest(cli_environment, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav", cwd=tmp_path)
+    result = atrest(cli_environment, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav",
+                    "--reason", "test: decrypt a recording", cwd=tmp_path)
     assert result.returncode == 1
     assert "encryption context does not match its record" in result.stderr
     assert "Traceback" not in result.stderr
@@ -49,5 +51,5 @@ def test_decrypt_refuses_with_a_reason_and_a_non_zero_exit_when_the_record_disag
 
 
 def test_a_malformed_uri_is_explained(cli_environment, tmp_path):
-    result = atrest(cli_environment, "decrypt", "vault/key", "-o", "x", cwd=tmp_path)
+    result = atrest(cli_environment, "decrypt", "vault/key", "-o", "x", "--reason", "test", cwd=tmp_path)
     assert result.returncode == 1 and "not an s3://bucket/key URI" in result.stderr

@@ -44,11 +44,12 @@ def test_uploads_flow_through_events_to_verified_vault_objects_and_the_plaintext
     assert s3.list_object_versions(Bucket=settings.intake_bucket).get("Versions", []) == []
 
 
-def test_objects_outside_the_data_class_prefixes_raise_no_event_and_stay(settings, local_runner):
+def test_objects_no_data_class_matches_are_skipped_and_stay(settings, local_runner):
     s3 = boto3.client("s3")
     s3.put_object(Bucket=settings.intake_bucket, Key="exports/agents.csv", Body=b"name\n")
     stats = local_runner.drain(timeout=10)
-    assert stats.invocations == 0
+    assert stats.invocations == 1 and not stats.errors  # delivered, classified as nobody's, left alone
+    assert boto3.client("s3").list_objects_v2(Bucket=settings.vault_bucket, Prefix="exports").get("KeyCount", 0) == 0
     assert [v["Key"] for v in s3.list_object_versions(Bucket=settings.intake_bucket)["Versions"]] == ["exports/agents.csv"]
 
 

@@ -3,7 +3,8 @@
 Each test gets its own key store and metadata tables (the stack's schema, new names) and
 its own KMS key, so re-wrapping never touches the branch keys other tests share. moto
 does not enforce KMS key state, so "decrypts without the old key" is shown by recording
-every KMS call after the rekey and finding none that names the old key.
+every KMS call after the rekey and finding none that names the old key. Nor does it
+enforce grants: the bridge grants are checked by listing them on the new key.
 """
 
 from __future__ import annotations
@@ -22,19 +23,6 @@ from atrest.clients import AwsClients
 from atrest.envelope import encryption_client
 from atrest.keystore import BranchKeyStore
 from atrest.scopes import BranchKeyScope
-
-
-def _clone_table(dynamodb: Any, source: str, name: str) -> None:
-    table = dynamodb.describe_table(TableName=source)["Table"]
-    request: dict[str, Any] = {
-        "TableName": name, "KeySchema": table["KeySchema"], "AttributeDefinitions": table["AttributeDefinitions"],
-        "BillingMode": "PAY_PER_REQUEST",
-    }
-    if table.get("GlobalSecondaryIndexes"):
-        request["GlobalSecondaryIndexes"] = [
-            {k: index[k] for k in ("IndexName", "KeySchema", "Projection")} for index in table["GlobalSecondaryIndexes"]
-        ]
-    dynamodb.create_table(**request)
 
 
 class KmsRecorder:
@@ -71,14 +59,14 @@ class KmsRecorder:
 
 
 @pytest.fixture
-def isolated(settings, local_stack, tmp_path):
+def isolated(settings, local_stack, tmp_path, clone_table):
     """A stack of our own: fresh key store and metadata tables, an old and a new KMS key,
     and a local state file naming them (as `atrest local up` writes it)."""
     dynamodb, kms = boto3.client("dynamodb"), boto3.client("kms")
     suffix = uuid.uuid4().hex[:8]
     keystore, metadata = f"rekey-keystore-{suffix}", f"rekey-metadata-{suffix}"
-    _clone_table(dynamodb, settings.keystore_table, keystore)
-    _clone_table(dynamodb, settings.metadata_table, metadata)
+    clone_table(dynamodb, settings.keystore_table, keystore)
+    clone_table(dynamodb, settings.metadata_table, metadata)
     old = kms.create_key(Description="atrest rekey test: old")["KeyMetadata"]["Arn"]
     new = kms.create_key(Description="atrest rekey test: new")["KeyMetadata"]["Arn"]
     ours = replace(settings, keystore_table=keystore, keystore_name=keystore, metadata_table=metadata, kms_key_arn=old)
@@ -252,27 +240,157 @@ def test_rekey_switches_the_local_stack_configuration_and_status_shows_the_new_k
     assert state["outputs"]["KmsKeyArn"] == state["parameters"]["CustomerManagedKeyArn"] == isolated.new
     assert {f["environment"]["ATREST_KMS_KEY_ARN"] for f in state["functions"].values()
             if "ATREST_KMS_KEY_ARN" in f["environment"]} == {isolated.new}
-    code, out, _ = atrest("status")
-    assert code == 0 and f"KMS key (configured): {isolated.new}" in out
+    code, out, err = atrest("status")
+    assert code == 0, err
+    assert f"KMS key (configured): {isolated.new}" in out
     for branch_key_id in {m[0] for m in messages}:
         assert f"{branch_key_id}: {isolated.new}" in out
     assert "differs from the configured key" not in out
 
 
-def test_a_function_still_configured_with_the_old_key_cannot_read_rewrapped_branch_keys(isolated):
-    """The window docs/byok.md describes: until the stack update, a function that has not
-    cached the branch key fails loudly (and its event is retried), it never misreads."""
-    messages = _messages(isolated.settings)
+def _stale_store(settings: Any, clients: AwsClients | None = None) -> BranchKeyStore:
+    """A function not yet redeployed: its key store is still configured with the old key."""
+    return BranchKeyStore(clients or AwsClients(), settings.keystore_table, settings.keystore_name,
+                          settings.kms_key_arn, 300)
+
+
+def _rekey(settings: Any, target: str) -> None:
     clients = AwsClients()
-    rekey.execute(rekey.plan_rekey(clients.dynamodb, isolated.settings, isolated.new), clients.kms, clients.dynamodb,
-                  isolated.settings)
-    stale = BranchKeyStore(AwsClients(), isolated.settings.keystore_table, isolated.settings.keystore_name, isolated.old, 300)
-
-    with pytest.raises(Exception, match="does not match Key Store's configured KMS Key ARN|No Configured KMS Key was able to decrypt"):
-        encryption_client().decrypt(source=messages[0][2], keyring=stale.keyring(messages[0][0]))
+    rekey.execute(rekey.plan_rekey(clients.dynamodb, settings, target), clients.kms, clients.dynamodb, settings)
 
 
-def test_make_demo_rekey_switches_the_key_and_decrypts_every_object_without_the_old_one(tmp_path):
+def test_a_function_still_configured_with_the_old_key_keeps_encrypting_and_decrypting_without_calling_it(isolated):
+    """The window is closed: its discovery reader unwraps each branch key with the KMS key
+    the item names (the new one), so it never needs the old key again."""
+    messages = _messages(isolated.settings)
+    _rekey(isolated.settings, isolated.new)
+    clients = AwsClients()
+    recorder = KmsRecorder(clients)
+    stale = _stale_store(isolated.settings, clients)
+    client = encryption_client()
+
+    for branch_key_id, plaintext, message in messages:
+        assert client.decrypt(source=message, keyring=stale.keyring(branch_key_id))[0] == plaintext
+    for branch_key_id in {m[0] for m in messages}:
+        fresh, _ = client.encrypt(source=b"a recording after the rekey", keyring=stale.keyring(branch_key_id))
+        # Read back by a function configured with the new key, as after the stack update.
+        switched = BranchKeyStore(AwsClients(), isolated.settings.keystore_table, isolated.settings.keystore_name,
+                                  isolated.new, 300)
+        assert client.decrypt(source=fresh, keyring=switched.keyring(branch_key_id))[0] == b"a recording after the rekey"
+
+    assert recorder.count("Decrypt") >= 2, recorder.calls  # it did fetch branch keys, not only use a cache
+    assert recorder.naming(isolated.old) == []
+    assert {params["KeyId"] for _, params in recorder.calls if params.get("KeyId")} == {isolated.new}
+
+
+def test_a_writer_still_configured_with_the_old_key_is_refused_when_it_versions_a_rewrapped_branch_key(isolated):
+    """The limitation that remains until the stack update: ExpireKeys' VersionKey (the MPL
+    writer, one fixed KMS key) refuses a branch key now on another key, loudly, changing
+    nothing; its next scheduled run, configured with the new key, rotates it."""
+    messages = _messages(isolated.settings)
+    _rekey(isolated.settings, isolated.new)
+    items = _items(isolated.settings)
+
+    with pytest.raises(Exception, match="does not match Key Store's configured KMS Key ARN"):
+        _stale_store(isolated.settings).rotate(messages[1][0])
+
+    assert _items(isolated.settings) == items
+
+
+def _bridge_grants(isolated: Any) -> set[tuple[str, str, frozenset[str], tuple[tuple[str, str], ...]]]:
+    """(name, grantee, operations, constraint) of every grant on the new key."""
+    grants = boto3.client("kms").list_grants(KeyId=isolated.new)["Grants"]
+    return {(g.get("Name", ""), g["GranteePrincipal"], frozenset(g["Operations"]),
+             tuple(sorted(g.get("Constraints", {}).get("EncryptionContextSubset", {}).items()))) for g in grants}
+
+
+def _expected_bridge_grants(isolated: Any, local_stack: Any) -> set[Any]:
+    """What the template's KmsGrants give each function role (rekey.BRIDGE_ROLE_OUTPUTS, kept
+    equal to it by tests/infrastructure/test_kms_fence.py), named as bridges."""
+    table = (("tablename", isolated.settings.keystore_name),)
+    roles = [(local_stack.outputs[output], frozenset(operations)) for output, operations in rekey.BRIDGE_ROLE_OUTPUTS.items()]
+    assert {"EncryptObjectFunctionRoleArn", "ProtectContactFunctionRoleArn", "ExpireKeysFunctionRoleArn"} <= set(
+        rekey.BRIDGE_ROLE_OUTPUTS)
+    return {(f"atrest-atrest-bridge:{arn.rsplit('/', 1)[1]}", arn, operations, table) for arn, operations in roles}
+
+
+def _configure(isolated: Any, kms_key_arn: str) -> None:
+    """What `sam deploy --parameter-overrides CustomerManagedKeyArn=...` does to the configuration."""
+    from atrest.commands.rekey import switch_local_configuration
+
+    switch_local_configuration(isolated.state_file, kms_key_arn)
+
+
+def test_rekey_takes_bridge_grants_for_the_function_roles_once_and_retires_them_after_the_switch(
+        isolated, atrest, local_stack):
+    _messages(isolated.settings)
+    expected = _expected_bridge_grants(isolated, local_stack)
+
+    roles = len(expected)
+    code, out, _ = atrest("rekey", "--to-kms-key", isolated.new, "--dry-run")
+    assert code == 0 and f"a run would take {roles} bridge grant(s)" in out
+    assert _bridge_grants(isolated) == set()
+
+    code, out, err = atrest("rekey", "--to-kms-key", isolated.new)
+    assert code == 0, err
+    assert _bridge_grants(isolated) == expected
+    assert out.count("  took atrest-atrest-bridge:") == roles
+    assert out.index("bridge grants on") < out.index("re-wrapped")  # before any item moved (stderr has the bar)
+
+    # On AWS the configuration stays on the old key until `sam deploy`: a second run then
+    # (or a resumed one) finds the grants and takes none again.
+    _configure(isolated, isolated.old)
+    code, out, err = atrest("rekey", "--to-kms-key", isolated.new)
+    assert code == 0, err
+    assert out.count("  kept atrest-atrest-bridge:") == roles and "took" not in out
+    assert _bridge_grants(isolated) == expected
+
+    # After the switch the stack's own grants (KmsGrants) cover the roles: the next run retires the bridges.
+    _configure(isolated, isolated.new)
+    code, out, err = atrest("rekey", "--to-kms-key", isolated.new)
+    assert code == 0, err
+    assert "nothing to do" in out and f"retired {roles} bridge grant(s)" in out
+    assert _bridge_grants(isolated) == set()
+
+
+def test_a_branch_key_created_under_the_old_key_during_the_window_is_moved_by_the_run_after_the_switch(
+        isolated, atrest):
+    _messages(isolated.settings)
+    assert atrest("rekey", "--to-kms-key", isolated.new)[0] == 0  # locally, this also switches the configuration
+    # Meanwhile a function still configured with the old key meets a new Amazon Connect instance.
+    scope = BranchKeyScope.parse(f"instance/{uuid.uuid4()}")
+    assert _stale_store(isolated.settings).ensure(scope)
+    created = {key: i["kms-arn"]["S"] for key, i in _items(isolated.settings).items() if key[0] == scope.branch_key_id}
+    assert set(created.values()) == {isolated.old} and len(created) == 3
+
+    code, out, err = atrest("rekey", "--to-kms-key", isolated.new)
+
+    assert code == 0, err
+    assert "3 key store item(s) to re-wrap" in out and f"retired {len(rekey.BRIDGE_ROLE_OUTPUTS)} bridge grant(s)" in out
+    assert {i["kms-arn"]["S"] for i in _items(isolated.settings).values()} == {isolated.new}
+    assert _bridge_grants(isolated) == set()
+
+
+def test_rekey_configured_by_atrest_variables_takes_no_bridge_grant_and_says_why(isolated, monkeypatch, capsys):
+    _messages(isolated.settings)
+    settings = isolated.settings
+    for name, value in {"ATREST_ACCOUNT_ID": settings.account_id, "ATREST_INTAKE_BUCKET": settings.intake_bucket,
+                        "ATREST_VAULT_BUCKET": settings.vault_bucket, "ATREST_KEYSTORE_TABLE": settings.keystore_table,
+                        "ATREST_KEYSTORE_NAME": settings.keystore_name, "ATREST_METADATA_TABLE": settings.metadata_table,
+                        "ATREST_KMS_KEY_ARN": isolated.old}.items():
+        monkeypatch.setenv(name, value)
+
+    code = main(["rekey", "--to-kms-key", isolated.new])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "no bridge grants taken: this configuration does not name the function roles" in out
+    assert f"set ATREST_KMS_KEY_ARN={isolated.new}" in out
+    assert _bridge_grants(isolated) == set()
+    assert {i["kms-arn"]["S"] for i in _items(isolated.settings).values()} == {isolated.new}
+
+
+def test_make_demo_rekey_bridges_the_switch_and_decrypts_every_object_without_the_old_one(tmp_path):
     import os
     import subprocess
     import sys
@@ -285,7 +403,12 @@ def test_make_demo_rekey_switches_the_key_and_decrypts_every_object_without_the_
     assert result.returncode == 0, result.stdout + result.stderr
     assert "re-wrapping branch keys [" in result.stderr
     assert "0 naming the old key" in result.stdout and "0 vault object(s)" in result.stdout
-    assert "nothing to do" in result.stdout
+    roles = len(rekey.BRIDGE_ROLE_OUTPUTS)
+    assert result.stdout.count("  took atrest-atrest-bridge:") == roles
+    # A function still configured with the old key encrypted a recording without it.
+    assert "encrypted  1 new recording with" in result.stdout and "KMS call(s), 0 naming the old key" in result.stdout
+    assert "decrypted  4 of 4 object(s)" in result.stdout
+    assert "nothing to do" in result.stdout and f"retired {roles} bridge grant(s)" in result.stdout
 
 
 def test_rekey_refuses_a_key_store_in_a_format_it_does_not_know_before_changing_anything(isolated, atrest):

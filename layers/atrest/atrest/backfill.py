@@ -60,7 +60,7 @@ def list_candidates(
                 version_id = version.get("VersionId")
                 source = SourceObject(bucket, version["Key"], None if version_id in (None, "null") else version_id,
                                       version["ETag"].strip('"'), version["Size"])
-                yield Candidate(source, classification.data_class.value, version["LastModified"])
+                yield Candidate(source, classification.data_class, version["LastModified"])
 
 
 def unrecorded(clients: AwsClients, settings: Settings, candidates: Iterable[Candidate]) -> Iterator[Candidate]:

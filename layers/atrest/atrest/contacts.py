@@ -24,7 +24,7 @@ from atrest.clients import AwsClients
 from atrest.envelope import SUITE, context_differences, encryption_client, message_key
 from atrest.errors import DecryptRefusedError, RecordNotFoundError
 from atrest.instances import InstanceDirectory
-from atrest.keystore import BranchKeyStore
+from atrest.keystore import BranchKeyStore, KeyStores
 from atrest.records import KeyVersionState, MetadataTable, key_version_gsi, utc_now
 from atrest.scopes import BranchKeyScope
 from atrest.settings import Settings
@@ -92,7 +92,7 @@ def _dynamo_value(value: Any) -> dict[str, Any]:
 class ContactProtector:
     """Stores a contact event as a contact record with its PII encrypted. Not thread-safe."""
 
-    def __init__(self, settings: Settings, keystore: BranchKeyStore, records: MetadataTable,
+    def __init__(self, settings: Settings, keystore: BranchKeyStore | KeyStores, records: MetadataTable,
                  instances: InstanceDirectory) -> None:
         self.settings = settings
         self.keystore = keystore
@@ -103,7 +103,7 @@ class ContactProtector:
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "ContactProtector":
         clients = clients or AwsClients()
-        keystore = BranchKeyStore.from_settings(settings, clients)
+        keystore = KeyStores.from_settings(settings, clients)
         records = MetadataTable(clients.dynamodb, settings.metadata_table)
         return cls(settings, keystore, records,
                    InstanceDirectory(clients.dynamodb, settings.metadata_table, lambda: clients.client("connect")))
@@ -196,7 +196,7 @@ class ContactView:
 class ContactReader:
     """Reveals a contact's PII, refusing (with the date) when its key version was shredded."""
 
-    def __init__(self, account_id: str, keystore: BranchKeyStore, records: MetadataTable) -> None:
+    def __init__(self, account_id: str, keystore: BranchKeyStore | KeyStores, records: MetadataTable) -> None:
         self.account_id = account_id
         self.keystore = keystore
         self.records = records
@@ -205,7 +205,7 @@ class ContactReader:
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "ContactReader":
         clients = clients or AwsClients()
-        keystore = BranchKeyStore.from_settings(settings, clients)
+        keystore = KeyStores.from_settings(settings, clients)
         return cls(settings.account_id, keystore, MetadataTable(clients.dynamodb, settings.metadata_table))
 
     def reveal(self, instance_id: str, contact_id: str, fields: Callable[[str], bool] = lambda _name: True) -> ContactView:

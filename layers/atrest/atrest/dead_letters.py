@@ -181,7 +181,7 @@ class SourceDiagnosis:
             return "the key is outside every data class prefix; a redrive skips it"
         if not source.version_id:
             return None
-        record = self.records.get_object(vault_key_for(classification.data_class.value, source.bucket, source.key, source.version_id))
+        record = self.records.get_object(vault_key_for(classification.data_class, source.bucket, source.key, source.version_id))
         if record is not None:
             return f"encrypted since ({record.status.value}); the message can be deleted or redriven"
         try:

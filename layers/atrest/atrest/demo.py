@@ -6,8 +6,12 @@ Starts the emulator, provisions template.yaml, sends an Amazon Connect contact e
 uploads a call recording and a chat transcript under the Amazon Connect layout, lets
 S3 -> EventBridge -> SQS -> the EncryptObject handler do the work, then reads every
 record back, decrypts every vault object and compares it with what was uploaded.
-Then, on a manual clock, ExpireKeys rotates the instance key (+25 h) and, 90 days
-later, shreds the old version: the first contact's PII is refused with the date.
+One object of every S3 data class is uploaded (recording, transcript, knowledge
+document, integration configuration, voiceprint), each under its own scope. A QA
+reviewer reads the contact's recording and transcript through ReadObject (audited), and
+a contractor's read is denied (403, audited too). Then, on a manual clock, ExpireKeys
+rotates the instance key (+25 h) and, 90 days later, shreds the old version: the first
+contact's PII is refused with the date.
 """
 
 from __future__ import annotations
@@ -72,9 +76,24 @@ def render_table(records: list[ObjectRecord]) -> str:
     return "\n".join(lines)
 
 
+def describe_scopes(settings: Settings, records: list[ObjectRecord], instance_id: str) -> str:
+    """Which key store and KMS key protect each scope the demo's data landed in."""
+    scopes = sorted({r.scope for r in records} | {f"instance/{instance_id}"})
+    lines = ["scopes (one branch key each) and what wraps them:"]
+    for scope in scopes:
+        if scope.startswith("service/"):
+            where = f"service key store {settings.service_keystore_table}, stack-owned KMS key {settings.service_kms_key_arn}"
+        else:
+            where = f"key store {settings.keystore_table}, KMS key {settings.kms_key_arn}"
+        lines.append(f"  {scope:<52} {where}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace | None = None) -> int:
     import boto3
 
+    from atrest.data_classes import DataClassifier
+    from atrest.demo_reads import show_audited_reads
     from atrest.local.emulator import Emulator
     from atrest.local.runner import Runner
     from atrest.local.stack import provision
@@ -108,16 +127,21 @@ def run(args: argparse.Namespace | None = None) -> int:
         Runner(state, function_stdout=function_log, functions=["ProtectContactFunction"]).drain(timeout=60)
         _say("contact", f"event {contact[:8]} of instance {instance_id} (alias {DEMO_ALIAS}) protected by ProtectContactFunction")
         when = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        # One object of every S3 data class in the catalog (layers/atrest/atrest/data_classes.json).
         objects = [
             (connect_key(settings.connect_prefix, DEMO_ALIAS, "CallRecordings", contact, when, "wav"), call_recording_wav(3.0)),
             (connect_key(settings.connect_prefix, DEMO_ALIAS, "ChatTranscripts", contact, when, "json"),
              chat_transcript(settings.account_id, instance_id, contact, when)),
+            (f"{settings.knowledge_prefix}returns/refund-policy.md", b"# Refunds\nWithin 30 days, with the receipt.\n"),
+            ("integrations/crm/salesforce.json",
+             json.dumps({"instanceUrl": "https://example.my.salesforce.com", "clientId": "3MVG9demo"}).encode()),
+            (f"voiceprints/{contact}.vp", bytes(range(256)) * 16),
         ]
         uploads = []
         for key, body in objects:
             version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
             uploads.append(Upload(key, body, version))
-        _say("uploaded", f"{len(uploads)} objects to s3://{settings.intake_bucket}/{settings.connect_prefix}{DEMO_ALIAS}/")
+        _say("uploaded", f"{len(uploads)} objects, one per S3 data class, to s3://{settings.intake_bucket}/")
 
         log_path = Path(function_log.name)
         started = time.monotonic()
@@ -127,10 +151,13 @@ def run(args: argparse.Namespace | None = None) -> int:
 
         table = MetadataTable(boto3.client("dynamodb"), settings.metadata_table)
         reader = VaultReader.from_settings(settings)
+        classifier = DataClassifier.from_settings(settings)
         records, verified, problems = [], 0, []
         for upload in uploads:
-            data_class = "call-recording" if upload.key.endswith(".wav") else "chat-transcript"
-            record = table.get_object(vault_key_for(data_class, settings.intake_bucket, upload.key, upload.version_id))
+            classification = classifier.classify(upload.key)
+            assert classification is not None, upload.key
+            record = table.get_object(vault_key_for(classification.data_class, settings.intake_bucket, upload.key,
+                                                    upload.version_id))
             if record is None:
                 problems.append(f"no record for {upload.key}")
                 continue
@@ -147,16 +174,20 @@ def run(args: argparse.Namespace | None = None) -> int:
         print()
         print(render_table(records))
         print()
+        print(describe_scopes(settings, records, instance_id))
+        print()
         if problems or verified != len(uploads):
             print(f"FAILED: {verified} of {len(uploads)} objects verified; " + "; ".join(problems))
             return 1
         plaintext_note = "no plaintext is left in the intake bucket" if not leftover else f"{len(leftover)} source version(s) kept"
         print(f"every object decrypted back to its original bytes ({verified} of {len(uploads)}); {plaintext_note}")
         print(f"vault objects are in s3://{settings.vault_bucket}/ as ESDK messages; records in {settings.metadata_table}")
-        tied = {r.instance_id for r in records}
+        tied = {r.instance_id for r in records if r.instance}  # the Connect layout's objects name an alias
         print(f"recordings under connect/{DEMO_ALIAS}/ are tied to instance {instance_id}: "
               f"{'yes' if tied == {instance_id} else 'NO'} (learned from the contact event)")
-        return show_instance_key_lifetimes(state, settings, instance_id, contact, function_log)
+        reads = show_audited_reads(Runner(state, function_stdout=function_log), settings, contact,
+                                   {u.key: u.body for u in uploads}, _say, work, stdout=function_log)
+        return show_instance_key_lifetimes(state, settings, instance_id, contact, function_log) or reads
 
 
 def put_contact_event(event: dict) -> None:

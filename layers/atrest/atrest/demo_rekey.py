@@ -2,9 +2,13 @@
 
 On the embedded emulator: provision the stack, encrypt call recordings through the
 pipeline (S3 -> EventBridge -> SQS -> EncryptObjectFunction) and a contact's PII under an
-instance key, then `atrest rekey` to a second KMS key (progress bar), show which KMS key
-protects each scope, and decrypt every object again while recording every KMS call: none
-may name the old key. (The emulator does not enforce key state, so the recording is the
+instance key, then `atrest rekey` to a second KMS key (bridge grants for the function
+roles, progress bar). An EncryptObjectFunction instance still configured with the old key
+then encrypts a new recording: its discovery reader fetches the re-wrapped branch key
+with the new key, and no KMS call names the old one. `atrest rekey` again finds nothing
+to do and retires the bridge grants; `atrest status` shows which KMS key protects each
+scope; every object is decrypted again while recording every KMS call: none may name the
+old key. (The emulator enforces neither key state nor grants, so the recording is the
 proof; on AWS you would disable the old key.)
 """
 
@@ -16,6 +20,7 @@ import os
 import sys
 import tempfile
 import uuid
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,28 @@ class KmsCallRecorder:
     def naming(self, key_arn: str) -> list[str]:
         key_id = key_arn.rsplit("/", 1)[-1]
         return [f"{operation} {key}" for operation, key in self.keys if key and key_id in key]
+
+
+def _stale_function_encrypts(state: Any, settings: Any, function_log: Any, key: str, body: bytes) -> KmsCallRecorder:
+    """EncryptObjectFunction as it was before the rekey (the in-memory state still holds its
+    old configuration, as a function not yet redeployed does) encrypts one new recording.
+    Returns the recorder of every KMS call it made."""
+    import boto3
+
+    from atrest.local.runner import Runner
+
+    runner = Runner(state, function_stdout=function_log, functions=["EncryptObjectFunction"])
+    function = runner.function("EncryptObjectFunction")
+    # Cold start on an empty backfill batch (no KMS call), so the recorder is on its client
+    # before it fetches any branch key.
+    with warnings.catch_warnings():  # Powertools warns that an empty batch published no metric
+        warnings.simplefilter("ignore", UserWarning)
+        warm = function.invoke({"Items": [], "BatchInput": {"bucket": settings.intake_bucket}})
+    assert warm.succeeded, warm.error
+    recorder = KmsCallRecorder(function.module.clients.kms)
+    boto3.client("s3").put_object(Bucket=settings.intake_bucket, Key=key, Body=body)
+    runner.drain(timeout=60)
+    return recorder
 
 
 def run() -> int:
@@ -97,7 +124,19 @@ def run() -> int:
         code = atrest(["rekey", "--to-kms-key", new_key, "--state-file", str(state_file)])
         if code:
             return code
-        print(f"\n$ atrest rekey --to-kms-key {new_key}   # again: nothing left to do", flush=True)
+        print("\n$ atrest grants list   (the configuration now names the new key)", flush=True)
+        atrest(["grants", "list", "--state-file", str(state_file)])
+
+        key = connect_key(settings.connect_prefix, "acme-support", "CallRecordings", str(uuid.uuid4()), when, "wav")
+        bodies[key] = call_recording_wav(4.0)
+        print("\nEncryptObjectFunction still configured with the old key (not redeployed yet) gets a new recording:",
+              flush=True)
+        stale = _stale_function_encrypts(state, settings, function_log, key, bodies[key])
+        stale_named = stale.naming(old_key)
+        _say("encrypted", f"1 new recording with {stale.calls} KMS call(s), {len(stale_named)} naming the old key "
+                          "(its reader unwraps each branch key with the key the item names)")
+
+        print(f"\n$ atrest rekey --to-kms-key {new_key}   # again, after the switch: retires the bridge grants", flush=True)
         atrest(["rekey", "--to-kms-key", new_key, "--state-file", str(state_file)])
 
         print("\n$ atrest status   (KMS key section)", flush=True)
@@ -107,6 +146,8 @@ def run() -> int:
         section = shown.getvalue().split("KMS key (configured)", 1)[-1].split("\n\n", 1)[0]
         print("KMS key (configured)" + section)
 
+        items = boto3.client("dynamodb").scan(TableName=settings.metadata_table)["Items"]
+        records = [ObjectRecord.from_item(i) for i in items if i.get("sk", {}).get("S") == "OBJECT"]
         clients = AwsClients()
         recorder = KmsCallRecorder(clients.kms)
         switched = settings_from_outputs({**state.outputs, "KmsKeyArn": new_key}, state.account_id, state.parameters)
@@ -124,8 +165,8 @@ def run() -> int:
         _say("decrypted", f"{verified} of {len(records)} object(s) to their original bytes with {recorder.calls} KMS "
                           f"call(s), {len(named)} naming the old key")
         _say("rewritten", f"{len(rewritten)} vault object(s) (ETags unchanged)")
-        if verified != len(records) or named or rewritten:
-            print(f"FAILED: {named or rewritten or 'objects did not decrypt'}")
+        if verified != len(records) or len(records) != len(bodies) or named or stale_named or not stale.calls or rewritten:
+            print(f"FAILED: {named or stale_named or rewritten or 'objects did not encrypt or decrypt'}")
             return 1
         print("every object decrypts without the old KMS key; on AWS you may now disable it")
         return 0

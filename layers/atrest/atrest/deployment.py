@@ -27,6 +27,10 @@ OUTPUT_VARIABLES = {
     "MetadataTableName": "ATREST_METADATA_TABLE",
     "IdempotencyTableName": "ATREST_IDEMPOTENCY_TABLE",
     "KmsKeyArn": "ATREST_KMS_KEY_ARN",
+    "ServiceKeyStoreTableName": "ATREST_SERVICE_KEYSTORE_TABLE",
+    "ServiceKmsKeyArn": "ATREST_SERVICE_KMS_KEY_ARN",
+    "AuditTableName": "ATREST_AUDIT_TABLE",
+    "RetrievalBucketName": "ATREST_RETRIEVAL_BUCKET",
 }
 PARAMETER_VARIABLES = {
     "ConnectPrefix": "ATREST_CONNECT_PREFIX",
@@ -41,6 +45,7 @@ PARAMETER_VARIABLES = {
     "AccountKeyRetentionDays": "ATREST_ACCOUNT_KEY_RETENTION_DAYS",
     "ShredInstanceKeys": "ATREST_SHRED_INSTANCE_KEYS",
     "ShredAccountKeys": "ATREST_SHRED_ACCOUNT_KEYS",
+    "RetrievalLifetimeMinutes": "ATREST_RETRIEVAL_LIFETIME_MINUTES",
 }
 
 

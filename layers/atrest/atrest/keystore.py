@@ -4,6 +4,16 @@ Branch keys are created on first use. Two processes creating the same scope at o
 is expected (a burst of first uploads): the key store's CreateKey writes with a
 condition, so exactly one wins and the loser reads the winner's key.
 
+Two MPL key store objects over the one table, because reading and administering branch
+keys need different KMS configurations:
+- the *writer* (`KMSConfigurationKmsKeyArn`) creates and versions branch keys, always
+  under the configured KMS key;
+- the *reader* (`KMSConfigurationDiscovery`) fetches branch key versions (for encrypt and
+  decrypt) and unwraps each with the KMS key its item names. After `atrest rekey` moves
+  items to a new KMS key, a function still configured with the old one keeps working
+  without a redeploy; which KMS keys it may actually use is fenced by IAM (its role's
+  policy names only the stack's key; grants add the rekey target), not by this code.
+
 Rotation is the key store's own VersionKey. Shredding is the one operation the MPL
 does not offer, so it is the one place atrest writes key store items by hand: it
 deletes a version's item (`branch:version:<v>`), and for an instance that is forgotten
@@ -23,7 +33,9 @@ from aws_cryptographic_material_providers.keystore import KeyStore
 from aws_cryptographic_material_providers.keystore.config import KeyStoreConfig
 from aws_cryptographic_material_providers.keystore.models import (
     CreateKeyInput,
+    Discovery,
     GetActiveBranchKeyInput,
+    KMSConfigurationDiscovery,
     KMSConfigurationKmsKeyArn,
     VersionKeyInput,
 )
@@ -93,15 +105,19 @@ class BranchKeyStore:
         self.cache_ttl_seconds = cache_ttl_seconds
         self.cache_entries = cache_entries
         self.key_store_ddb = clients.dynamodb
-        self.key_store = KeyStore(
-            config=KeyStoreConfig(
-                ddb_table_name=table_name,
-                logical_key_store_name=logical_name,
-                kms_configuration=KMSConfigurationKmsKeyArn(kms_key_arn),
-                kms_client=clients.kms,
-                ddb_client=clients.dynamodb,
+        def key_store(kms_configuration: Any) -> KeyStore:
+            return KeyStore(
+                config=KeyStoreConfig(
+                    ddb_table_name=table_name,
+                    logical_key_store_name=logical_name,
+                    kms_configuration=kms_configuration,
+                    kms_client=clients.kms,
+                    ddb_client=clients.dynamodb,
+                )
             )
-        )
+
+        self.key_store = key_store(KMSConfigurationKmsKeyArn(kms_key_arn))  # CreateKey, VersionKey
+        self.reader = key_store(KMSConfigurationDiscovery(Discovery()))  # GetActiveBranchKey, GetBranchKeyVersion
         self._providers = AwsCryptographicMaterialProviders(MaterialProvidersConfig())
         self._keyrings: dict[str, Any] = {}
         self._known: set[str] = set()
@@ -114,7 +130,7 @@ class BranchKeyStore:
     def active_version(self, scope: BranchKeyScope) -> str | None:
         """The active version of the scope's branch key, or None when it has none yet."""
         try:
-            output = self.key_store.get_active_branch_key(
+            output = self.reader.get_active_branch_key(
                 GetActiveBranchKeyInput(branch_key_identifier=scope.branch_key_id)
             )
         except Exception as error:  # the MPL raises its own error classes, not botocore's
@@ -157,7 +173,7 @@ class BranchKeyStore:
             if keyring is None:
                 keyring = self._providers.create_aws_kms_hierarchical_keyring(
                     CreateAwsKmsHierarchicalKeyringInput(
-                        key_store=self.key_store,
+                        key_store=self.reader,
                         branch_key_id=branch_key_id,
                         ttl_seconds=self.cache_ttl_seconds,
                         cache=CacheTypeDefault(DefaultCache(entry_capacity=self.cache_entries)),
@@ -271,3 +287,76 @@ class BranchKeyStore:
             ReturnValues="ALL_OLD",
         )
         return "Attributes" in response
+
+
+class KeyStores:
+    """The stack's two key stores behind one interface, chosen by branch key id.
+
+    - the customer's: `account/...` and `instance/...` branch keys, under the configured
+      KMS key (the stack's own or the customer's, `CustomerManagedKeyArn`); this is the
+      store `atrest rekey` moves and the KMS grants cover;
+    - the service's: `service/...` branch keys (voiceprints), in their own table under a
+      KMS key the stack always owns (`AtrestServiceKmsKey`). A customer key switch or grant
+      never reaches them: no rekey scans that table and no grant names that key.
+    """
+
+    def __init__(self, customer: BranchKeyStore, service: BranchKeyStore | None = None) -> None:
+        self.customer = customer
+        self.service = service
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clients: AwsClients) -> "KeyStores":
+        service = None
+        if settings.service_keystore_table and settings.service_kms_key_arn:
+            service = BranchKeyStore(clients, settings.service_keystore_table, settings.service_keystore_table,
+                                     settings.service_kms_key_arn, settings.cache_ttl_seconds)
+        return cls(BranchKeyStore.from_settings(settings, clients), service)
+
+    @property
+    def stores(self) -> list[BranchKeyStore]:
+        return [self.customer] + ([self.service] if self.service else [])
+
+    def for_branch_key(self, branch_key_id: str) -> BranchKeyStore:
+        if not branch_key_id.startswith("service/"):
+            return self.customer
+        if self.service is None:
+            raise AtrestError(
+                f"{branch_key_id} is a service-owned key but this deployment has no service key store; set "
+                "ATREST_SERVICE_KEYSTORE_TABLE and ATREST_SERVICE_KMS_KEY_ARN (outputs ServiceKeyStoreTableName, "
+                "ServiceKmsKeyArn)"
+            )
+        return self.service
+
+    @property
+    def cache_ttl_seconds(self) -> int:
+        return self.customer.cache_ttl_seconds
+
+    def active_version(self, scope: BranchKeyScope) -> str | None:
+        return self.for_branch_key(scope.branch_key_id).active_version(scope)
+
+    def ensure(self, scope: BranchKeyScope) -> bool:
+        return self.for_branch_key(scope.branch_key_id).ensure(scope)
+
+    def keyring(self, branch_key_id: str) -> Any:
+        return self.for_branch_key(branch_key_id).keyring(branch_key_id)
+
+    def active_keys(self) -> list[StoredVersion]:
+        return sorted((key for store in self.stores for key in store.active_keys()), key=lambda v: v.branch_key_id)
+
+    def describe_active(self, branch_key_id: str) -> StoredVersion | None:
+        return self.for_branch_key(branch_key_id).describe_active(branch_key_id)
+
+    def versions(self, branch_key_id: str) -> list[StoredVersion]:
+        return self.for_branch_key(branch_key_id).versions(branch_key_id)
+
+    def rotate(self, branch_key_id: str) -> str:
+        return self.for_branch_key(branch_key_id).rotate(branch_key_id)
+
+    def shred(self, branch_key_id: str, version: str) -> bool:
+        return self.for_branch_key(branch_key_id).shred(branch_key_id, version)
+
+    def forget(self, branch_key_id: str) -> list[str]:
+        return self.for_branch_key(branch_key_id).forget(branch_key_id)
+
+    def forget_cached(self, branch_key_id: str) -> None:
+        self.for_branch_key(branch_key_id).forget_cached(branch_key_id)

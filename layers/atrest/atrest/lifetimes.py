@@ -1,11 +1,13 @@
 """`KeyLifetimePolicy`: how long a branch key version encrypts, how long it stays
 decryptable after that, and whether it is then shredded. One policy per scope kind,
-from configuration (template parameters -> `Settings`)."""
+from configuration (template parameters -> `Settings`), and one per data class that has
+a branch key of its own (the data class catalog, `atrest.data_classes`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Mapping
 
 from atrest.scopes import BranchKeyScope, ScopeKind
 from atrest.settings import Settings
@@ -28,10 +30,16 @@ class KeyLifetimePolicy:
         return f"rotates every {_span(self.rotate_after)}, {fate}"
 
 
+# Service-owned keys (voiceprints): rotated yearly and never shredded on a schedule: the
+# service, not the customer's key policy, decides when biometric templates go.
+SERVICE_LIFETIME = KeyLifetimePolicy(timedelta(days=365), timedelta(days=36500), shred=False)
+
+
 @dataclass(frozen=True)
 class KeyLifetimes:
     account: KeyLifetimePolicy
     instance: KeyLifetimePolicy
+    own: Mapping[str, KeyLifetimePolicy] = field(default_factory=dict)  # branch key id -> a class's own lifetime
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "KeyLifetimes":
@@ -48,9 +56,21 @@ class KeyLifetimes:
             ),
         )
 
+    @classmethod
+    def for_deployment(cls, settings: Settings) -> "KeyLifetimes":
+        """The stack's policies plus the catalog's own lifetimes (what ExpireKeys applies)."""
+        from atrest.data_classes import DataClassCatalog
+
+        catalog = DataClassCatalog.from_settings(settings)
+        return replace(cls.from_settings(settings), own=catalog.own_lifetimes(settings.account_id))
+
     def for_branch_key(self, branch_key_id: str) -> KeyLifetimePolicy:
+        if branch_key_id in self.own:
+            return self.own[branch_key_id]
         scope = BranchKeyScope.parse(branch_key_id)
-        return self.instance if scope.kind is ScopeKind.INSTANCE else self.account
+        if scope.kind is ScopeKind.INSTANCE:
+            return self.instance
+        return SERVICE_LIFETIME if scope.kind is ScopeKind.SERVICE else self.account
 
 
 def _span(delta: timedelta) -> str:

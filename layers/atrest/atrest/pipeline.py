@@ -26,7 +26,7 @@ from atrest.envelope import (
     SUITE, context_differences, encryption_client, encryption_context, is_atrest_message, message_key, read_header,
 )
 from atrest.instances import InstanceDirectory
-from atrest.keystore import BranchKeyStore
+from atrest.keystore import BranchKeyStore, KeyStores
 from atrest.records import MetadataTable, ObjectRecord, ObjectStatus, utc_now
 from atrest.settings import Settings
 from atrest.source import PlaintextStream, SourceObject
@@ -83,7 +83,7 @@ class EncryptPipeline:
         self,
         settings: Settings,
         clients: AwsClients,
-        keystore: BranchKeyStore,
+        keystore: BranchKeyStore | KeyStores,
         records: MetadataTable,
         classifier: DataClassifier,
     ) -> None:
@@ -100,7 +100,7 @@ class EncryptPipeline:
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "EncryptPipeline":
         clients = clients or AwsClients()
-        keystore = BranchKeyStore.from_settings(settings, clients)
+        keystore = KeyStores.from_settings(settings, clients)
         return cls(settings, clients, keystore, MetadataTable(clients.dynamodb, settings.metadata_table),
                    DataClassifier.from_settings(settings))
 
@@ -120,7 +120,7 @@ class EncryptPipeline:
             except ClientError as error:
                 return self._skip_unavailable(source, error)
 
-        vault_key = vault_key_for(classification.data_class.value, source.bucket, source.key, source.version_id)
+        vault_key = vault_key_for(classification.data_class, source.bucket, source.key, source.version_id)
         existing = self.records.get_object(vault_key)
         if existing is not None:
             # An earlier delivery got as far as the record: only the source step can be missing.
@@ -185,12 +185,12 @@ class EncryptPipeline:
         started: float,
     ) -> ObjectRecord:
         context = encryption_context(
-            self.settings.account_id, classification.instance, classification.data_class.value, source.bucket, source.key
+            self.settings.account_id, classification.instance, classification.data_class, source.bucket, source.key
         )
         branch_key_id = classification.scope.branch_key_id
         self.keystore.ensure(classification.scope)
         keyring = self.keystore.keyring(branch_key_id)
-        metadata = {"atrest-data-class": classification.data_class.value, "atrest-format": "esdk"}
+        metadata = {"atrest-data-class": classification.data_class, "atrest-format": "esdk"}
         # Ciphertext = header (< PEEK_BYTES) + per frame at most 36 bytes (sequence, IV, tag, final length).
         expected = None if source.size is None else source.size + (source.size // self.settings.frame_length + 1) * 36 + PEEK_BYTES
         part_size = part_size_for(expected, self.settings.part_size)
@@ -219,7 +219,7 @@ class EncryptPipeline:
             source_key=source.key,
             source_version_id=version_id,
             source_etag=source.etag,
-            data_class=classification.data_class.value,
+            data_class=classification.data_class,
             scope=branch_key_id,
             branch_key_id=key.branch_key_id,
             branch_key_version=key.branch_key_version,
@@ -242,8 +242,11 @@ class EncryptPipeline:
                        earlier_write: bool = False) -> EncryptOutcome:
         self._remove_unrecorded_ciphertext(record, look_for_versions=repeated or earlier_write)
         if record.status is ObjectStatus.ENCRYPTED:
-            if self.settings.keep_source or not record.source_version_id:
-                # Without a version id we cannot name the exact bytes we encrypted, so we keep them.
+            spec = self.classifier.spec(record.data_class)
+            if self.settings.keep_source or (spec is not None and spec.keeps_source) or not record.source_version_id:
+                # Kept by configuration (the stack's KeepSourceObjects or the class's
+                # source_removal), or without a version id we cannot name the exact bytes
+                # we encrypted, so we keep them.
                 self.records.mark_source(record.vault_key, ObjectStatus.SOURCE_KEPT)
                 record.status = ObjectStatus.SOURCE_KEPT
             else:

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from atrest.clients import AwsClients
 from atrest.envelope import context_differences, encryption_client
 from atrest.errors import DecryptRefusedError, RecordNotFoundError
-from atrest.keystore import BranchKeyStore
+from atrest.keystore import BranchKeyStore, KeyStores
 from atrest.records import KeyVersionState, MetadataTable, ObjectRecord
 from atrest.settings import Settings
 
@@ -50,7 +50,7 @@ class _HashingBody:
 
 
 class VaultReader:
-    def __init__(self, clients: AwsClients, keystore: BranchKeyStore, records: MetadataTable) -> None:
+    def __init__(self, clients: AwsClients, keystore: BranchKeyStore | KeyStores, records: MetadataTable) -> None:
         self.clients = clients
         self.keystore = keystore
         self.records = records
@@ -59,7 +59,7 @@ class VaultReader:
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "VaultReader":
         clients = clients or AwsClients()
-        keystore = BranchKeyStore.from_settings(settings, clients)
+        keystore = KeyStores.from_settings(settings, clients)
         return cls(clients, keystore, MetadataTable(clients.dynamodb, settings.metadata_table))
 
     def record_for(self, bucket: str, key: str) -> ObjectRecord:

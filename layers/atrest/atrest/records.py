@@ -15,6 +15,8 @@ from typing import Any, Iterator
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 BY_KEY_VERSION_INDEX = "by-key-version"
+# Objects of one Amazon Connect contact (ReadObject reads "by contact id", docs/audit.md).
+BY_CONTACT_INDEX = "by-contact"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -77,6 +79,8 @@ class ObjectRecord:
             gsi1pk=key_version_gsi(self.branch_key_id, self.branch_key_version),
             gsi1sk=f"{self.encrypted_at}#{self.vault_key}",
         )
+        if self.contact_id:
+            plain.update(gsi2pk=contact_objects_gsi(self.contact_id), gsi2sk=f"{self.encrypted_at}#{self.vault_key}")
         return {k: _serializer.serialize(v) for k, v in plain.items()}
 
     @classmethod
@@ -143,6 +147,10 @@ def object_pk(vault_key: str) -> str:
 
 def key_version_gsi(branch_key_id: str, version: str) -> str:
     return f"BKV#{branch_key_id}#{version}"
+
+
+def contact_objects_gsi(contact_id: str) -> str:
+    return f"CONTACT#{contact_id}"
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
@@ -317,6 +325,16 @@ class MetadataTable:
         for item in items:
             if item.get("sk", {}).get("S") == "OBJECT":  # contact records share the index
                 yield ObjectRecord.from_item(item)
+
+    def objects_of_contact(self, contact_id: str) -> list[ObjectRecord]:
+        """Every vault object recorded for one Amazon Connect contact, oldest first (the
+        `by-contact` index; objects recorded before the index existed are not in it)."""
+        items = self._query(
+            IndexName=BY_CONTACT_INDEX,
+            KeyConditionExpression="gsi2pk = :c",
+            ExpressionAttributeValues={":c": {"S": contact_objects_gsi(contact_id)}},
+        )
+        return [ObjectRecord.from_item(item) for item in items if item.get("sk", {}).get("S") == "OBJECT"]
 
     def _version_key(self, branch_key_id: str, version: str) -> dict[str, Any]:
         return {"pk": {"S": key_version_pk(branch_key_id)}, "sk": {"S": key_version_sk(version)}}

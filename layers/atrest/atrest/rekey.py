@@ -20,15 +20,33 @@ A rekey is a plan (`plan_rekey`) and its execution (`execute`):
 Shredded versions have no item left in the key store, so they are never touched.
 Switching what the functions are configured with (the `CustomerManagedKeyArn` stack
 parameter) is the operator's step after the rekey (docs/byok.md).
+
+Until then the functions read re-wrapped items with their discovery key store reader
+(`atrest.keystore`), which unwraps with the KMS key each item names; on AWS their roles
+may use the target only through a grant, so a rekey first takes *bridge grants* on the
+target for them (`take_bridge_grants`), the same operations and constraint the deploy's
+own `KmsGrants` take, and the run after the configuration switch retires them
+(`retire_bridge_grants`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from atrest.errors import AtrestError
+from atrest.grants import (
+    READ_WRITE_OPERATIONS,
+    ROTATE_OPERATIONS,
+    GrantView,
+    Grantee,
+    create_grants,
+    grant_name,
+    list_grants,
+    retire_grants,
+    stack_grant_prefix,
+)
 from atrest.keystore_format import (
     ENC,
     KMS_ARN,
@@ -46,6 +64,15 @@ KEY_ARN = re.compile(r"^arn:(aws[a-z-]*):kms:([a-z0-9-]+):([0-9]{12}):key/([A-Za
 CONFIG_PK = "CONFIG"
 CONFIG_KMS_SK = "KMS"
 _WRITE_ATTEMPTS = 3
+# The function roles a bridge grant is for, by stack output, with the operations the
+# template's KmsGrants custom resource gives each (tests/infrastructure/test_kms_fence.py
+# keeps the two equal).
+BRIDGE_ROLE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "EncryptObjectFunctionRoleArn": READ_WRITE_OPERATIONS,
+    "ProtectContactFunctionRoleArn": READ_WRITE_OPERATIONS,
+    "ExpireKeysFunctionRoleArn": ROTATE_OPERATIONS,
+    "ReadObjectFunctionRoleArn": ("Decrypt",),  # reads objects: unwraps branch keys, never makes them
+}
 
 
 class TargetKeyError(AtrestError):
@@ -54,6 +81,10 @@ class TargetKeyError(AtrestError):
 
 class RekeyConflictError(AtrestError):
     """An item kept changing under the rekey (a concurrent rotation); run the rekey again."""
+
+
+class BridgeGrantError(AtrestError):
+    """A bridge grant could not be taken or retired; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -303,3 +334,82 @@ def recorded_kms_key(dynamodb: Any, settings: Settings) -> str | None:
     item = dynamodb.get_item(TableName=settings.metadata_table,
                              Key={"pk": {"S": CONFIG_PK}, "sk": {"S": CONFIG_KMS_SK}}, ConsistentRead=True).get("Item")
     return item["kms_key_arn"]["S"] if item else None
+
+
+# -- bridge grants: the function roles may use the target until `sam deploy` grants it ----------
+
+
+def bridge_grant_prefix(stack_name: str) -> str:
+    """`atrest-<stack>-bridge:`. Within the stack's prefix, so `atrest grants list` shows them;
+    the ":" (never in a role name) keeps them apart from the deploy's grants, named
+    `atrest-<stack>-<role name>-...` (a stack called "bridge" would otherwise collide)."""
+    return f"{stack_grant_prefix(stack_name)}bridge:"
+
+
+def bridge_grantees(outputs: Mapping[str, str]) -> tuple[list[Grantee], list[str]]:
+    """The roles to bridge, from the stack outputs, and the outputs that were missing."""
+    grantees, missing = [], []
+    for output, operations in BRIDGE_ROLE_OUTPUTS.items():
+        role_arn = outputs.get(output, "")
+        if role_arn.startswith("arn:"):
+            grantees.append(Grantee(role_arn, operations))
+        else:
+            missing.append(output)
+    return grantees, missing
+
+
+@dataclass
+class BridgeGrants:
+    """What `take_bridge_grants` did: grants it created, and those an earlier run had made."""
+
+    key_arn: str
+    taken: list[GrantView] = field(default_factory=list)
+    kept: list[GrantView] = field(default_factory=list)
+
+
+def _is_same_grant(view: GrantView, name: str, grantee: Grantee, keystore_name: str) -> bool:
+    return (view.name == name and view.grantee == grantee.role_arn and set(view.operations) == set(grantee.operations)
+            and view.encryption_context == {TABLE_NAME_CONTEXT: keystore_name})
+
+
+def take_bridge_grants(kms: Any, target_arn: str, grantees: Sequence[Grantee], keystore_name: str,
+                       stack_name: str) -> BridgeGrants:
+    """One grant per role on `target_arn`, constrained to `tablename=<key store>`, unless an
+    identical one (same name, grantee, operations, constraint) is already there: a resumed
+    rekey takes none twice. (KMS answers an identical CreateGrant with the existing grant,
+    but the emulator makes a second one, and listing first keeps both honest.) Takes no retiring principal:
+    the stack's account may retire them (kms:RetireGrant), or a key administrator revoke."""
+    prefix = bridge_grant_prefix(stack_name)
+    result = BridgeGrants(target_arn)
+    try:
+        existing = list_grants(kms, target_arn, prefix)
+        for grantee in grantees:
+            name = grant_name(prefix, grantee)
+            same = [view for view in existing if _is_same_grant(view, name, grantee, keystore_name)]
+            if same:
+                result.kept.append(same[0])
+                continue
+            grant_id = create_grants(kms, target_arn, [grantee], keystore_name, prefix)[0]
+            result.taken.append(GrantView(grant_id, name, grantee.role_arn, grantee.operations,
+                                          {TABLE_NAME_CONTEXT: keystore_name}, ""))
+    except Exception as error:
+        raise BridgeGrantError(
+            f"could not take bridge grants on {target_arn} for the function roles ({error}); this run re-wrapped "
+            f"no key store item. Allow this caller kms:ListGrants and kms:CreateGrant on that key (with kms:GrantOperations "
+            f"and kms:EncryptionContext:tablename={keystore_name}, docs/byok.md), then run the rekey again"
+        ) from None
+    return result
+
+
+def retire_bridge_grants(kms: Any, key_arn: str, stack_name: str) -> list[GrantView]:
+    """Retire (or revoke) every bridge grant of the stack on `key_arn`; returns those that were there."""
+    try:
+        views = list_grants(kms, key_arn, bridge_grant_prefix(stack_name))
+        gone = set(retire_grants(kms, key_arn, [view.grant_id for view in views]))
+    except Exception as error:
+        raise BridgeGrantError(
+            f"could not retire the bridge grants on {key_arn} ({error}); the rekey itself is complete. Allow this "
+            "caller kms:RetireGrant (or kms:RevokeGrant on the key) and run the rekey again, or retire them with "
+            "`aws kms retire-grant` (`atrest grants list` shows them)"
+        ) from None
+    return [view for view in views if view.grant_id in gone]

@@ -46,6 +46,16 @@ class Settings:
     shred_instance_keys: bool = True
     shred_account_keys: bool = False
     contact_pii_fields: tuple[str, ...] = DEFAULT_CONTACT_PII_FIELDS
+    # The data class catalog (docs/data-classes.md); None: the one packaged with atrest.
+    data_classes_file: str | None = None
+    # Service-owned branch keys (voiceprints): their own key store under a KMS key the
+    # stack always owns, never the customer's (docs/data-classes.md).
+    service_keystore_table: str | None = None
+    service_kms_key_arn: str | None = None
+    # Audited reads (docs/audit.md): who read what, and where ReadObject hands plaintext back.
+    audit_table: str | None = None
+    retrieval_bucket: str | None = None
+    retrieval_lifetime_minutes: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -103,6 +113,12 @@ class Settings:
         kms_key_arn = required("ATREST_KMS_KEY_ARN")
         if kms_key_arn and not kms_key_arn.startswith("arn:"):
             problems.append(f"ATREST_KMS_KEY_ARN={kms_key_arn!r} must be a full key ARN (arn:aws:kms:...)")
+        def optional(name: str) -> str | None:
+            return env.get(name, "").strip() or None
+
+        service_kms_key_arn = optional("ATREST_SERVICE_KMS_KEY_ARN")
+        if service_kms_key_arn and not service_kms_key_arn.startswith("arn:"):
+            problems.append(f"ATREST_SERVICE_KMS_KEY_ARN={service_kms_key_arn!r} must be a full key ARN (arn:aws:kms:...)")
         settings = cls(
             account_id=required("ATREST_ACCOUNT_ID"),
             intake_bucket=required("ATREST_INTAKE_BUCKET"),
@@ -125,6 +141,12 @@ class Settings:
             shred_instance_keys=boolean("ATREST_SHRED_INSTANCE_KEYS", True),
             shred_account_keys=boolean("ATREST_SHRED_ACCOUNT_KEYS", False),
             contact_pii_fields=names("ATREST_CONTACT_PII_FIELDS", DEFAULT_CONTACT_PII_FIELDS),
+            data_classes_file=optional("ATREST_DATA_CLASSES_FILE"),
+            service_keystore_table=optional("ATREST_SERVICE_KEYSTORE_TABLE"),
+            service_kms_key_arn=service_kms_key_arn,
+            audit_table=optional("ATREST_AUDIT_TABLE"),
+            retrieval_bucket=optional("ATREST_RETRIEVAL_BUCKET"),
+            retrieval_lifetime_minutes=integer("ATREST_RETRIEVAL_LIFETIME_MINUTES", 10, 1, 60),
         )
         if problems:
             raise ConfigurationError(

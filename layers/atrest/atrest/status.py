@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from atrest.backfill import list_candidates, unrecorded
 from atrest.clients import AwsClients
-from atrest.data_classes import DataClassifier
+from atrest.data_classes import DataClassCatalog, DataClassifier
 from atrest.dead_letters import DeadLetterQueue
 from atrest.records import KeyVersionRecord, ObjectStatus, _plain
 from atrest.settings import Settings
@@ -78,8 +78,9 @@ def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], cl
             elif item.get("pk", {}).get("S", "").startswith("KEY#") and sk.startswith("V#"):
                 versions.append(KeyVersionRecord.from_item(item))
 
-    classifier = DataClassifier.from_settings(settings)
-    prefixes = [settings.connect_prefix, settings.knowledge_prefix]
+    catalog = DataClassCatalog.from_settings(settings)
+    classifier = DataClassifier.from_settings(settings, catalog)
+    prefixes = catalog.listing_prefixes()
     for candidate in unrecorded(clients, settings, list_candidates(clients, settings, settings.intake_bucket, prefixes)):
         scope = classifier.classify(candidate.source.key).scope.branch_key_id
         entry = bucket_for(candidate.data_class, scope)
@@ -102,7 +103,7 @@ def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], cl
         for letter in DeadLetterQueue(clients.client("sqs"), encrypt_dlq, "").list():
             classification = classifier.classify(letter.source.key) if letter.source else None
             if classification:
-                bucket_for(classification.data_class.value, classification.scope.branch_key_id).failed += 1
+                bucket_for(classification.data_class, classification.scope.branch_key_id).failed += 1
 
     return StatusReport(
         classes=sorted(counts.values(), key=lambda c: (c.data_class, c.scope)),

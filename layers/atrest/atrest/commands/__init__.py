@@ -6,6 +6,7 @@ Each module has `register(subparsers)`, adding its parsers with `set_defaults(ru
 
 COMMAND_MODULES = [
     "atrest.commands.decrypt",
+    "atrest.commands.audit",
     "atrest.commands.demo",
     "atrest.commands.keys",
     "atrest.commands.forget",

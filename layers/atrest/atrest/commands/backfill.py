@@ -45,12 +45,13 @@ def _date(text: str) -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
+    from atrest.data_classes import DataClassCatalog
     from atrest.deployment import resolve_deployment
 
     deployment = resolve_deployment(args.stack_name, args.state_file)
     settings = deployment.settings
     bucket = args.bucket or settings.intake_bucket
-    prefixes = args.prefix or [settings.connect_prefix, settings.knowledge_prefix]
+    prefixes = args.prefix or DataClassCatalog.from_settings(settings).listing_prefixes()
     engine = args.engine if args.engine != "auto" else ("stepfunctions" if deployment.on_aws else "local")
     if engine == "stepfunctions":
         return _start_state_machine(deployment, bucket, prefixes, args)

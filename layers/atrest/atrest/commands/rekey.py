@@ -69,19 +69,90 @@ def switch_local_configuration(state_path: Path, kms_key_arn: str) -> None:
     partial.replace(state_path)
 
 
+def _stack_name(args: argparse.Namespace, deployment: Any) -> str | None:
+    """The stack whose bridge grants this run takes or retires: None with ATREST_* variables,
+    which name no stack (and no function role)."""
+    from atrest.deployment import DEFAULT_STACK
+
+    if deployment.on_aws:
+        return str(args.stack_name or DEFAULT_STACK)
+    state_path = _local_state_path(args)
+    if state_path is None:
+        return None
+    return str(json.loads(state_path.read_text(encoding="utf-8")).get("stack_name") or DEFAULT_STACK)
+
+
+def _print_bridge(bridge: Any) -> None:
+    print(f"bridge grants on {bridge.key_arn} for the function roles (until the stack update gives them their own):")
+    for label, views in (("took", bridge.taken), ("kept", bridge.kept)):
+        for view in views:
+            context = ",".join(f"{k}={v}" for k, v in sorted(view.encryption_context.items()))
+            print(f"  {label} {view.name}: {','.join(view.operations)} with {context}"
+                  + ("  (from an earlier run)" if label == "kept" else ""))
+
+
+def _take_bridge_grants(kms: Any, target: str, deployment: Any, stack: str | None) -> None:
+    """Let the function roles use `target` before any item moves to it (docs/byok.md)."""
+    from atrest.rekey import BRIDGE_ROLE_OUTPUTS, bridge_grantees, take_bridge_grants
+
+    grantees, missing = bridge_grantees(deployment.outputs)
+    if stack is None or not grantees:
+        print(f"no bridge grants taken: this configuration does not name the function roles (stack outputs "
+              f"{', '.join(BRIDGE_ROLE_OUTPUTS)}). Until the functions are configured with {target}, those that must "
+              "fetch a branch key can use it only if their roles may already (key policy or grants)")
+        return
+    if missing:
+        print(f"  no bridge grant for the role(s) of {', '.join(missing)}: the stack outputs lack them")
+    _print_bridge(take_bridge_grants(kms, target, grantees, deployment.settings.keystore_name, stack))
+
+
+def _retire_bridge_grants(kms: Any, key_arn: str, stack: str | None) -> None:
+    """The stack is configured with `key_arn` now: its roles use it through the deploy's own
+    grants (KmsGrants) or key policy, so the bridge is no longer needed."""
+    from atrest.rekey import retire_bridge_grants
+
+    if stack is None:
+        return
+    retired = retire_bridge_grants(kms, key_arn, stack)
+    if retired:
+        print(f"retired {len(retired)} bridge grant(s) on {key_arn}: the stack is configured with it, and its roles "
+              "use it through the stack's own grants or key policy")
+        for view in retired:
+            print(f"  retired {view.name}")
+
+
+def _print_next_steps(args: argparse.Namespace, deployment: Any, target: str) -> None:
+    state_path = _local_state_path(args)
+    if deployment.on_aws:
+        stack = args.stack_name or "atrest"
+        print("the functions keep working: they read each branch key with the KMS key its item names, and the bridge "
+              "grants let their roles use the new key. Now switch their configuration (docs/byok.md):")
+        print(f"  sam deploy --stack-name {stack} --parameter-overrides CustomerManagedKeyArn={target}")
+        print(f"then run `atrest rekey --to-kms-key {target}` once more: it moves any branch key created under the "
+              "old key meanwhile and retires the bridge grants. Disable the old key when you are ready")
+    elif state_path is not None:
+        switch_local_configuration(state_path, target)
+        print(f"local stack configuration switched to {target} ({state_path}); restart `atrest local up` to use it, "
+              "then run the rekey once more to retire the bridge grants")
+    else:
+        print(f"set ATREST_KMS_KEY_ARN={target} where the functions read their configuration")
+
+
 def run(args: argparse.Namespace) -> int:
     from atrest.clients import AwsClients
     from atrest.deployment import resolve_deployment
-    from atrest.rekey import execute, plan_rekey, validate_target
+    from atrest.rekey import bridge_grantees, execute, plan_rekey, validate_target
 
     deployment = resolve_deployment(args.stack_name, args.state_file)
     settings = deployment.settings
     clients = AwsClients()
     target = args.to_kms_key.strip()
+    stack = _stack_name(args, deployment)
     plan = plan_rekey(clients.dynamodb, settings, target)
     if plan.is_noop:
         print(f"nothing to do: every branch key ({plan.total} key store item(s)) is already wrapped by {target}, "
               "and the stack is configured with it")
+        _retire_bridge_grants(clients.kms, target, stack)
         return 0
     validate_target(clients.kms, target, settings, clients.region)
     print(f"rekey to {target}")
@@ -90,9 +161,13 @@ def run(args: argparse.Namespace) -> int:
           f"new key, across {len(plan.scopes())} scope(s); no object is rewritten")
     for arn, count in sorted(plan.source_keys().items()):
         print(f"    {count:>4} now under {arn}")
+    switched = plan.configured_arn == target  # the run after the configuration switch
     if args.dry_run:
-        print("dry run: nothing changed")
+        bridged = 0 if switched or stack is None else len(bridge_grantees(deployment.outputs)[0])
+        print(f"dry run: nothing changed (a run would take {bridged} bridge grant(s) on the new key first)")
         return 0
+    if not switched:
+        _take_bridge_grants(clients.kms, target, deployment, stack)
     bar = ProgressBar("re-wrapping branch keys")
     try:
         report = execute(plan, clients.kms, clients.dynamodb, settings, progress=bar)
@@ -100,17 +175,8 @@ def run(args: argparse.Namespace) -> int:
         bar.finish()
     print(f"re-wrapped {len(report.rewrapped)} item(s) with {report.kms_calls} KMS ReEncrypt call(s); "
           f"{report.already_done} were already done; {report.versions_recorded} version record(s) updated")
-    state_path = _local_state_path(args)
-    if deployment.on_aws:
-        stack = args.stack_name or "atrest"
-        print("now switch the functions' configuration (until then, a function that has not cached a branch key "
-              "cannot read it: docs/byok.md):")
-        print(f"  sam deploy --stack-name {stack} --parameter-overrides CustomerManagedKeyArn={target}")
-        print(f"then run `atrest rekey --to-kms-key {target}` once more (it moves anything created meanwhile, else "
-              "says there is nothing to do), and disable the old key when you are ready")
-    elif state_path is not None:
-        switch_local_configuration(state_path, target)
-        print(f"local stack configuration switched to {target} ({state_path}); restart `atrest local up` to use it")
-    else:
-        print(f"set ATREST_KMS_KEY_ARN={target} where the functions read their configuration")
+    if switched:
+        _retire_bridge_grants(clients.kms, target, stack)
+        return 0
+    _print_next_steps(args, deployment, target)
     return 0

@@ -368,6 +368,16 @@ class _StackBuilder:
             arn = _arn(region, account, "lambda", f"layer:{name}:1")
             return ResourceRecord(logical_id, resource_type, arn, {}, "recorded",
                                   "layer code is imported from its ContentUri (the atrest package is installed editable)")
+        if resource_type == "AWS::Lambda::Url":
+            # A function URL SAM adds for FunctionUrlConfig. Locally nothing listens there and
+            # SigV4 is not checked: invoke the function with a function-URL event whose
+            # requestContext names the caller (`atrest local invoke`, Runner.invoke).
+            url_id = hashlib.sha256(f"{self.stack_name}/{logical_id}".encode()).hexdigest()[:32]
+            url = f"https://{url_id}.lambda-url.{region}.on.aws/"
+            function = self.name(logical_id[: -len("Url")], 64) if logical_id.endswith("Url") else logical_id
+            return ResourceRecord(logical_id, resource_type, url,
+                                  {"FunctionUrl": url, "FunctionArn": _arn(region, account, "lambda", f"function:{function}")},
+                                  status="recorded", note="function URLs are not served locally; the runner invokes the handler in-process")
         if resource_type == SERVERLESS_FUNCTION:
             name = properties.get("FunctionName") or self.name(logical_id, 64)
             return ResourceRecord(logical_id, resource_type, name, {"Arn": _arn(region, account, "lambda", f"function:{name}")},
@@ -539,7 +549,8 @@ class _StackBuilder:
         attributes = {"Arn": description["TableArn"]}
         if description.get("LatestStreamArn"):
             attributes["StreamArn"] = description["LatestStreamArn"]
-        return ResourceRecord(logical_id, "AWS::DynamoDB::Table", name, attributes)
+        note = "ResourcePolicy not stored: policies are not enforced locally" if properties.get("ResourcePolicy") else None
+        return ResourceRecord(logical_id, "AWS::DynamoDB::Table", name, attributes, note=note)
 
     # -- SQS ----------------------------------------------------------------------------
 

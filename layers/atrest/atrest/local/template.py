@@ -143,6 +143,14 @@ class SamTemplate:
                     "Condition": definition.get("Condition"),
                     "ImplicitFor": logical_id,
                 }
+            if definition["Type"] == SERVERLESS_FUNCTION and (definition.get("Properties") or {}).get("FunctionUrlConfig"):
+                # SAM adds <Function>Url (AWS::Lambda::Url); outputs read its FunctionUrl.
+                template.implicit_resources[f"{logical_id}Url"] = {
+                    "Type": "AWS::Lambda::Url",
+                    "Properties": {},
+                    "Condition": definition.get("Condition"),
+                    "ImplicitFor": logical_id,
+                }
         return template
 
     @property

@@ -1,0 +1,236 @@
+"""The audit trail of reads: who decrypted what, when, and why (docs/audit.md).
+
+Every read of a vault object through the ReadObject API or `atrest decrypt` writes one
+item to the audit table before any plaintext exists, and every denied or refused read
+writes one too. Items are only ever added:
+
+- writes are PutItem with `attribute_not_exists(pk)`: an item is never replaced, not
+  even by a retry (a retry gets a new id);
+- the ReadObject role may PutItem and nothing else on the table, and the table's
+  resource policy denies UpdateItem, DeleteItem, BatchWriteItem, PartiQL updates and
+  deletes and TTL changes to every principal (template.yaml `AuditTable`);
+- `atrest audit` only Queries.
+
+Keys are laid out for the two questions operators ask:
+- "what happened since T": `pk = day#YYYY-MM-DD`, `sk = <time>#<id>`: one Query per day;
+- "who read contact C": index `by-contact`, `gsi1pk = contact#<id>`, `gsi1sk = <time>#<id>`.
+A day partition takes about 1,000 writes a second; audited reads are made by people.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date, datetime, timedelta, timezone
+from enum import Enum
+from typing import Any, Callable, Iterator
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from atrest.clock import to_text
+from atrest.errors import AtrestError, ConfigurationError
+
+BY_CONTACT_INDEX = "by-contact"
+MAX_REASON_LENGTH = 500
+# `--since` reaches back at most this far (one Query per day); older records are still in
+# the table (and in its point-in-time backups) for an export to find.
+MAX_SINCE_DAYS = 366
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class AuditOutcome(str, Enum):
+    ALLOWED = "ALLOWED"  # the caller may read it; the plaintext was (about to be) handed over
+    DENIED = "DENIED"  # the caller may not read it, it does not exist, or the request was malformed
+    REFUSED = "REFUSED"  # the caller may read it, but atrest would not: shredded key, object and record disagree
+
+
+class Channel(str, Enum):
+    API = "api"  # the ReadObject function URL
+    CLI = "cli"  # `atrest decrypt`
+
+
+class AuditWriteError(AtrestError):
+    """An audit record could not be written; the read it describes must not happen."""
+
+
+def _day(moment: str) -> str:
+    return f"day#{moment[:10]}"
+
+
+def contact_partition(contact_id: str) -> str:
+    return f"contact#{contact_id}"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One read, or one attempt. `reason` is the caller's, stored as given (never logged)."""
+
+    principal: str
+    channel: Channel
+    outcome: AuditOutcome
+    reason: str
+    requested: str  # what was asked for, as asked: "contact:<id>", "contact:<id>/<class>", "object:<vault key>"
+    vault_key: str | None = None
+    data_class: str | None = None
+    branch_key_id: str | None = None
+    branch_key_version: str | None = None
+    contact_id: str | None = None
+    detail: str | None = None  # why it was denied or refused (for operators; never sent to the caller)
+    request_id: str | None = None
+    at: str = field(default_factory=lambda: to_text(datetime.now(timezone.utc)))
+    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def sort_key(self) -> str:
+        return f"{self.at}#{self.record_id}"
+
+    def to_item(self) -> dict[str, Any]:
+        plain: dict[str, Any] = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items() if v is not None}
+        plain.update(pk=_day(self.at), sk=self.sort_key)
+        if self.contact_id:
+            plain.update(gsi1pk=contact_partition(self.contact_id), gsi1sk=self.sort_key)
+        return {k: _serializer.serialize(v) for k, v in plain.items()}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "AuditRecord":
+        plain = {k: _deserializer.deserialize(v) for k, v in item.items()}
+        values = {f.name: plain[f.name] for f in fields(cls) if f.name in plain}
+        values["channel"] = Channel(values["channel"])
+        values["outcome"] = AuditOutcome(values["outcome"])
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()}
+
+
+class AuditTrail:
+    """Appends to and reads the audit table. Appending is all a reader's role may do."""
+
+    def __init__(self, dynamodb: Any, table_name: str) -> None:
+        self.dynamodb = dynamodb
+        self.table_name = table_name
+
+    @classmethod
+    def for_table(cls, dynamodb: Any, table_name: str | None) -> "AuditTrail":
+        if not table_name:
+            raise ConfigurationError(
+                "this deployment has no audit table, and every decrypt must be recorded: set ATREST_AUDIT_TABLE "
+                "(stack output AuditTableName; deploy the current template.yaml to get one)"
+            )
+        return cls(dynamodb, table_name)
+
+    def record(self, entry: AuditRecord) -> AuditRecord:
+        """Append `entry`. Raises `AuditWriteError` when it cannot be written, including when
+        an item with its key already exists: an audit record is never replaced."""
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table_name, Item=entry.to_item(), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException as error:
+            raise AuditWriteError(
+                f"audit record {entry.sort_key} already exists; audit records are never overwritten"
+            ) from error
+        except Exception as error:
+            raise AuditWriteError(
+                f"could not write the audit record ({type(error).__name__}); nothing was decrypted. Check that "
+                f"your role may dynamodb:PutItem on {self.table_name}"
+            ) from error
+        return entry
+
+    def since(self, start: datetime, end: datetime | None = None) -> list[AuditRecord]:
+        """Every record from `start` to `end` (default: now), oldest first. One Query per day."""
+        end = end or datetime.now(timezone.utc)
+        first, last = to_text(start), to_text(end)
+        records: list[AuditRecord] = []
+        for day in _days(start.astimezone(timezone.utc).date(), end.astimezone(timezone.utc).date()):
+            records += self._query(
+                KeyConditionExpression="pk = :day AND sk BETWEEN :first AND :last",
+                ExpressionAttributeValues={
+                    ":day": {"S": f"day#{day.isoformat()}"}, ":first": {"S": first}, ":last": {"S": last + "#\uffff"},
+                },
+            )
+        return records
+
+    def for_contact(self, contact_id: str, start: datetime | None = None) -> list[AuditRecord]:
+        """Every record that names contact `contact_id` (reads of its objects, and attempts), oldest first."""
+        condition = "gsi1pk = :contact"
+        values: dict[str, Any] = {":contact": {"S": contact_partition(contact_id)}}
+        if start is not None:
+            condition += " AND gsi1sk >= :first"
+            values[":first"] = {"S": to_text(start)}
+        return self._query(IndexName=BY_CONTACT_INDEX, KeyConditionExpression=condition, ExpressionAttributeValues=values)
+
+    def _query(self, **kwargs: Any) -> list[AuditRecord]:
+        paginator = self.dynamodb.get_paginator("query")
+        return [
+            AuditRecord.from_item(item)
+            for page in paginator.paginate(TableName=self.table_name, **kwargs)
+            for item in page.get("Items", [])
+        ]
+
+
+def _days(first: date, last: date) -> Iterator[date]:
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)
+
+
+_RELATIVE = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$")
+
+
+def parse_since(text: str, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> datetime:
+    """`--since`: a span back from now (`30m`, `24h`, `7d`) or an ISO 8601 date or time (UTC
+    unless it says otherwise). Raises `AtrestError` saying what is accepted."""
+    current = now()
+    if found := _RELATIVE.match(text):
+        amount, unit = int(found.group(1)), found.group(2)
+        start = current - {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}[unit]
+    else:
+        try:
+            start = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise AtrestError(
+                f"--since {text!r} is not a span (30m, 24h, 7d) or an ISO 8601 date/time (2026-03-01, 2026-03-01T09:00Z)"
+            ) from None
+        start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+    if start > current:
+        raise AtrestError(f"--since {text!r} is in the future")
+    if current - start > timedelta(days=MAX_SINCE_DAYS):
+        raise AtrestError(
+            f"--since reaches back at most {MAX_SINCE_DAYS} days; use --contact ID for a contact's whole history, "
+            "or export the audit table (DynamoDB export to S3) for older records"
+        )
+    return start
+
+
+def check_reason(reason: str | None) -> str:
+    """The reason a reader must give, as given; raises `AtrestError` when it is missing or too long."""
+    if reason is None or not reason.strip():
+        raise AtrestError("a reason is required: say why you need this plaintext (--reason \"...\"); it is kept in the audit trail")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise AtrestError(f"the reason is longer than {MAX_REASON_LENGTH} characters")
+    return reason
+
+
+def caller_arn(clients: Any) -> str:
+    """Who the CLI runs as (STS GetCallerIdentity): the principal every audit record names."""
+    return str(clients.client("sts").get_caller_identity()["Arn"])
+
+
+def printable(text: str | None, width: int | None = None) -> str:
+    """`text` safe for a terminal (control characters shown as '?'), cut to `width`."""
+    clean = "".join(c if c.isprintable() else "?" for c in (text or ""))
+    if width is not None and len(clean) > width:
+        clean = clean[: max(width - 3, 0)] + "..."
+    return clean
+
+
+def summarize(records: list[AuditRecord]) -> dict[str, int]:
+    counts = {outcome.value.lower(): 0 for outcome in AuditOutcome}
+    for record in records:
+        counts[record.outcome.value.lower()] += 1
+    return {"records": len(records), **counts}

@@ -1,0 +1,71 @@
+"""`atrest audit [--contact ID] [--since 24h|7d|ISO-8601] [--json]`: who read what, when and why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from atrest.commands.common import add_stack_options
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser("audit", help="list audited reads (ReadObject and atrest decrypt), allowed and denied")
+    audit.add_argument("--contact", metavar="ID", help="only records naming this Amazon Connect contact id (its whole history)")
+    audit.add_argument("--since", metavar="WHEN",
+                       help="how far back: 30m, 24h, 7d, or an ISO 8601 date/time (default 24h; with --contact: everything)")
+    audit.add_argument("--json", action="store_true", help="print the records as JSON")
+    add_stack_options(audit)
+    audit.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from atrest.audit import AuditTrail, parse_since, summarize
+    from atrest.clients import AwsClients
+    from atrest.deployment import resolve
+
+    settings = resolve(args.stack_name, args.state_file)
+    trail = AuditTrail.for_table(AwsClients().dynamodb, settings.audit_table)
+    since = parse_since(args.since) if args.since else None
+    if args.contact:
+        records = trail.for_contact(args.contact, since)
+        scope = f"contact {args.contact}" + (f" since {since.isoformat()}" if since else "")
+    else:
+        since = since or parse_since("24h")
+        records = trail.since(since)
+        scope = f"since {since.isoformat(timespec='seconds')}"
+    summary = summarize(records)
+    if args.json:
+        print(json.dumps({"scope": scope, "summary": summary, "records": [r.as_dict() for r in records]}, indent=2))
+        return 0
+    if records:
+        print(render_audit_table(records))
+        print()
+    print(f"{summary['records']} audited reads ({scope}): {summary['allowed']} allowed, "
+          f"{summary['denied']} denied, {summary['refused']} refused")
+    return 0
+
+
+def render_audit_table(records: list[Any]) -> str:
+    from atrest.access import parse_principal
+    from atrest.audit import printable
+
+    header = ("time (UTC)", "outcome", "via", "who", "data class", "contact", "object", "key version", "reason")
+    rows = [
+        (
+            r.at[:19].replace("T", " "),
+            r.outcome.value,
+            r.channel.value,
+            printable(parse_principal(r.principal).short, 40),
+            r.data_class or "-",
+            printable(r.contact_id or "-", 36),
+            printable(r.vault_key or r.requested, 48),
+            (r.branch_key_version or "-")[:8],
+            printable(r.reason, 50) or "-",
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,184 @@
+"""The IAM fence that makes discovery key store readers safe (docs/byok.md).
+
+The functions' key store readers (`KMSConfigurationDiscovery`) unwrap each branch key
+with whatever KMS key its item names. That is safe only because the roles may use no
+other key: their identity policies name the stack's key (or `CustomerManagedKeyArn`)
+and nothing else, and grants name exactly one key each. A forged key store item naming
+another KMS key is then refused by KMS. These tests read template.yaml and fail if any
+Lambda function role gets a kms: action on "*" or on another resource. (A key policy's
+"*" is the key itself: key policies are not identity policies and are not checked here.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from atrest.rekey import BRIDGE_ROLE_OUTPUTS
+
+from .conftest import as_list, statements
+
+KEY_PARAMETERS = {"CustomerManagedKeyArn"}
+# AWS managed policies a Lambda role may carry: none of them grants a kms: action.
+KMS_FREE_MANAGED_POLICIES = ("AWSLambdaBasicExecutionRole", "AWSLambdaSQSQueueExecutionRole",
+                             "AWSXRayDaemonWriteAccess", "AWSLambdaVPCAccessExecutionRole")
+
+
+def _is_lambda_trust(document: Any) -> bool:
+    for stmt in statements(document):
+        services = (stmt.get("Principal") or {}).get("Service", []) if isinstance(stmt.get("Principal"), dict) else []
+        if "lambda.amazonaws.com" in as_list(services):
+            return True
+    return False
+
+
+def lambda_roles(resources: dict[str, Any]) -> set[str]:
+    """Roles Lambda may assume, and those a function names as its role."""
+    roles = {logical_id for logical_id, r in resources.items() if r.get("Type") == "AWS::IAM::Role"
+             and _is_lambda_trust(r.get("Properties", {}).get("AssumeRolePolicyDocument"))}
+    for resource in resources.values():
+        role = resource.get("Properties", {}).get("Role") if resource.get("Type") == "AWS::Serverless::Function" else None
+        if isinstance(role, dict) and "Fn::GetAtt" in role:
+            roles.add(role["Fn::GetAtt"][0])
+    return roles
+
+
+def _attached_roles(properties: dict[str, Any]) -> set[str]:
+    return {r["Ref"] for r in as_list(properties.get("Roles", [])) if isinstance(r, dict) and "Ref" in r}
+
+
+def role_policy_statements(resources: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
+    """(role, where, statement or policy) for every policy that reaches a Lambda function
+    role: inline policies, IAM policies attached to it, managed policy ARNs, and the
+    Policies of a function SAM makes a role for."""
+    roles = lambda_roles(resources)
+    for logical_id, resource in resources.items():
+        rtype, props = resource.get("Type"), resource.get("Properties", {})
+        if rtype == "AWS::IAM::Role" and logical_id in roles:
+            for policy in props.get("Policies", []):
+                for stmt in statements(policy.get("PolicyDocument")):
+                    yield logical_id, f"{logical_id}/{policy.get('PolicyName')}", stmt
+            for arn in as_list(props.get("ManagedPolicyArns", [])):
+                yield logical_id, f"{logical_id}/ManagedPolicyArns", arn
+        elif rtype in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
+            attached = _attached_roles(props) | ({props["RoleName"]["Ref"]} if isinstance(props.get("RoleName"), dict) else set())
+            for role in attached & roles:
+                for stmt in statements(props.get("PolicyDocument")):
+                    yield role, logical_id, stmt
+        elif rtype == "AWS::Serverless::Function" and "Role" not in props:
+            for policy in as_list(props.get("Policies", [])):
+                if isinstance(policy, dict) and "Statement" in policy:
+                    for stmt in statements(policy):
+                        yield f"{logical_id}Role", f"{logical_id}/Policies", stmt
+                else:  # a managed policy name or a SAM policy template
+                    yield f"{logical_id}Role", f"{logical_id}/Policies", policy
+
+
+def names_the_stacks_key(value: Any, resources: dict[str, Any]) -> bool:
+    """The stack's own KMS key (`!GetAtt <AWS::KMS::Key>.Arn`), the key the user brought
+    (`!Ref CustomerManagedKeyArn`), or a condition choosing between them."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (function, argument), = value.items()
+    if function == "Fn::GetAtt":
+        return argument[1] == "Arn" and resources.get(argument[0], {}).get("Type") == "AWS::KMS::Key"
+    if function == "Ref":
+        return argument in KEY_PARAMETERS
+    if function == "Fn::If":
+        return all(names_the_stacks_key(branch, resources) for branch in argument[1:])
+    return False
+
+
+def _may_grant_kms(action: Any) -> bool:
+    text = str(action).lower()
+    return text == "*" or text.startswith("kms:")
+
+
+def fence_breaches(resources: dict[str, Any]) -> list[str]:
+    breaches = []
+    for role, where, stmt in role_policy_statements(resources):
+        if not isinstance(stmt, dict) or "Effect" not in stmt:
+            if "kms" in str(stmt).lower() or not any(name in str(stmt) for name in KMS_FREE_MANAGED_POLICIES):
+                breaches.append(f"{role} ({where}): policy {stmt!r} may grant kms: actions")
+            continue
+        if stmt.get("Effect") != "Allow":
+            continue
+        if "NotAction" in stmt or "NotResource" in stmt:
+            breaches.append(f"{role} ({where}) {stmt.get('Sid', '')}: NotAction/NotResource may reach any KMS key")
+            continue
+        if not any(_may_grant_kms(a) for a in as_list(stmt.get("Action", []))):
+            continue
+        breaches += [f"{role} ({where}) {stmt.get('Sid', '')}: kms on {r!r}" for r in as_list(stmt.get("Resource", []))
+                     if not names_the_stacks_key(r, resources)]
+    return breaches
+
+
+def test_no_lambda_role_may_use_a_kms_key_other_than_the_stacks(resources):
+    breaches = fence_breaches(resources)
+
+    assert not breaches, ("a function role may use KMS keys other than the stack's, so a forged key store item "
+                          "could make the discovery reader unwrap with them:\n" + "\n".join(breaches))
+
+
+def test_the_fence_covers_every_role_that_reads_or_writes_branch_keys(resources):
+    kms_roles = {role for role, _, stmt in role_policy_statements(resources)
+                 if isinstance(stmt, dict) and any(_may_grant_kms(a) for a in as_list(stmt.get("Action", [])))}
+
+    assert {"EncryptObjectFunctionRole", "ProtectContactFunctionRole", "ExpireKeysFunctionRole"} <= kms_roles
+    assert {"EncryptObjectFunctionRole", "ProtectContactFunctionRole", "ExpireKeysFunctionRole",
+            "KmsGrantFunctionRole"} <= lambda_roles(resources)
+
+
+def test_the_fence_check_catches_a_wildcard_a_literal_key_and_an_attached_policy(resources):
+    role = {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {"Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}}}
+
+    def policy(action: str, resource: Any) -> dict[str, Any]:
+        return {"Type": "AWS::IAM::Policy", "Properties": {"Roles": [{"Ref": "Probe"}], "PolicyDocument": {
+            "Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}]}}}
+
+    key = {"Fn::If": ["CreateKmsKey", {"Fn::GetAtt": ["AtrestKmsKey", "Arn"]}, {"Ref": "CustomerManagedKeyArn"}]}
+    assert fence_breaches({**resources, "Probe": role, "P": policy("kms:Decrypt", key)}) == []
+    for action, resource in (("kms:Decrypt", "*"), ("kms:*", "arn:aws:kms:us-east-1:123456789012:key/other"),
+                             ("*", "*"), ("kms:ReEncrypt*", {"Fn::Sub": "arn:aws:kms:${AWS::Region}:${AWS::AccountId}:key/*"})):
+        assert fence_breaches({**resources, "Probe": role, "P": policy(action, resource)}), (action, resource)
+    for managed, breach in (("AWSLambdaBasicExecutionRole", False), ("AWSKeyManagementServicePowerUser", True)):
+        carrying = {**role, "Properties": {**role["Properties"], "ManagedPolicyArns": [
+            {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/service-role/{managed}"}]}}
+        assert bool(fence_breaches({**resources, "Probe": carrying})) is breach, managed
+    # A key policy's "*" (the key itself) is not an identity policy: not a breach.
+    assert fence_breaches({**resources, "Probe": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": {
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}]}}}}) == []
+
+
+def _named_roles(principal: Any) -> set[str]:
+    aws = principal.get("AWS", []) if isinstance(principal, dict) else []
+    return {p["Fn::GetAtt"][0] for p in as_list(aws) if isinstance(p, dict) and "Fn::GetAtt" in p}
+
+
+def test_every_key_policy_statement_naming_a_function_role_is_bound_to_one_key_store(resources):
+    """A key policy may name a role directly (no identity policy needed): such a statement
+    must hold to one key store's encryption context, so an item of one key store naming
+    another key store's KMS key is still refused (the MPL puts `tablename` in every call)."""
+    roles = lambda_roles(resources)
+    unbound = []
+    for logical_id, resource in resources.items():
+        if resource.get("Type") != "AWS::KMS::Key":
+            continue
+        for stmt in statements(resource.get("Properties", {}).get("KeyPolicy")):
+            named = _named_roles(stmt.get("Principal")) & roles
+            condition = (stmt.get("Condition") or {}).get("StringEquals") or {}
+            if stmt.get("Effect") == "Allow" and named and "kms:EncryptionContext:tablename" not in condition:
+                unbound.append(f"{logical_id} {stmt.get('Sid', '')}: {sorted(named)}")
+
+    assert not unbound, "key policy statements naming function roles without a tablename condition:\n" + "\n".join(unbound)
+
+
+def test_rekey_bridge_grants_give_each_role_what_the_deploys_kms_grants_give_it(template, resources):
+    """`atrest rekey` bridges the window with the same per-role operations as KmsGrants."""
+    grantees = {g["RoleArn"]["Fn::GetAtt"][0]: tuple(g["Operations"])
+                for g in resources["KmsGrants"]["Properties"]["Grantees"]}
+    outputs = template["Outputs"]
+
+    bridged = {outputs[name]["Value"]["Fn::GetAtt"][0]: operations for name, operations in BRIDGE_ROLE_OUTPUTS.items()}
+
+    assert bridged == grantees

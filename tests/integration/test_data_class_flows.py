@@ -1,0 +1,233 @@
+"""Every data class of the catalog end to end on the emulator, each under its own scope,
+and the service-owned key surviving a customer key switch (docs/data-classes.md)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+import boto3
+import pytest
+
+from atrest import rekey
+from atrest.clients import AwsClients
+from atrest.contacts import ContactReader, contact_key
+from atrest.demo import put_contact_event
+from atrest.pipeline import EncryptPipeline, Outcome
+from atrest.reader import VaultReader
+from atrest.records import MetadataTable, ObjectStatus
+from atrest.samples import call_recording_wav, chat_transcript, connect_key, contact_event
+from atrest.source import SourceObject
+from atrest.vault import vault_key_for
+
+WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
+
+
+def _uploads(settings: Any, contact: str) -> dict[str, tuple[str, str, bytes]]:
+    """key -> (data class, branch key id, plaintext): one object of every S3 class."""
+    account = f"account/{settings.account_id}"
+    return {
+        connect_key(settings.connect_prefix, "acme", "CallRecordings", contact, WHEN, "wav"):
+            ("call-recording", account, call_recording_wav(1)),
+        connect_key(settings.connect_prefix, "acme", "ChatTranscripts", contact, WHEN, "json"):
+            ("chat-transcript", account, chat_transcript(settings.account_id, "i-1", contact)),
+        f"{settings.knowledge_prefix}returns/policy-{contact}.md": ("knowledge-document", account, b"# Returns\n"),
+        f"integrations/crm/{contact}.json": ("integration-configuration", f"{account}/integration-configuration",
+                                             json.dumps({"endpoint": "https://crm.example.com", "token": "t0"}).encode()),
+        f"voiceprints/{contact}.bin": ("voiceprint", "service/voiceprint", bytes(range(256)) * 8),
+    }
+
+
+def _kms_arn_of(table: str, branch_key_id: str) -> set[str]:
+    items = boto3.client("dynamodb").query(
+        TableName=table, KeyConditionExpression="#id = :id", ExpressionAttributeNames={"#id": "branch-key-id"},
+        ExpressionAttributeValues={":id": {"S": branch_key_id}}, ConsistentRead=True)["Items"]
+    return {item["kms-arn"]["S"] for item in items}
+
+
+def test_every_s3_class_is_encrypted_end_to_end_under_its_own_scope(settings, local_runner, tmp_path):
+    s3 = boto3.client("s3")
+    contact = str(uuid.uuid4())
+    uploads = _uploads(settings, contact)
+    versions = {key: s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
+                for key, (_, _, body) in uploads.items()}
+
+    stats = local_runner.drain(timeout=60)
+
+    assert stats.failed_invocations == 0
+    table = MetadataTable(boto3.client("dynamodb"), settings.metadata_table)
+    reader = VaultReader.from_settings(settings)
+    for key, (data_class, branch_key_id, body) in uploads.items():
+        record = table.get_object(vault_key_for(data_class, settings.intake_bucket, key, versions[key]))
+        assert record is not None, key
+        assert (record.data_class, record.scope, record.branch_key_id) == (data_class, branch_key_id, branch_key_id)
+        assert data_class in record.encryption_context.values()  # bound into every message
+        assert record.status is ObjectStatus.SOURCE_DELETED
+        out = tmp_path / uuid.uuid4().hex
+        reader.decrypt_to_file(settings.vault_bucket, record.vault_key, out)
+        assert out.read_bytes() == body
+    assert s3.list_object_versions(Bucket=settings.intake_bucket).get("Versions", []) == []
+
+    # The voiceprint's branch key lives only in the service key store, under the service key.
+    assert _kms_arn_of(settings.service_keystore_table, "service/voiceprint") == {settings.service_kms_key_arn}
+    assert _kms_arn_of(settings.keystore_table, "service/voiceprint") == set()
+    assert _kms_arn_of(settings.keystore_table, f"account/{settings.account_id}/integration-configuration") == {
+        settings.kms_key_arn}
+
+
+def test_contact_pii_is_encrypted_under_its_instance_key(settings, local_runner):
+    instance_id, contact = str(uuid.uuid4()), str(uuid.uuid4())
+    put_contact_event(contact_event(settings.account_id, "us-east-1", instance_id, contact, "CONNECTED_TO_AGENT",
+                                    phone="+12065550100"))
+
+    stats = local_runner.drain(timeout=60)
+
+    assert stats.failed_invocations == 0
+    view = ContactReader.from_settings(settings).reveal(instance_id, contact)
+    assert "+12065550100" in json.dumps(view.pii)
+    item = boto3.client("dynamodb").get_item(TableName=settings.metadata_table, Key=contact_key(instance_id, contact),
+                                             ConsistentRead=True)["Item"]
+    assert "+12065550100" not in json.dumps(item, default=str)  # stored encrypted ...
+    versions = set(view.key_versions.values())  # ... under the instance's own branch key
+    assert versions == {MetadataTable(boto3.client("dynamodb"), settings.metadata_table)
+                        .key_versions(f"instance/{instance_id}")[0].version}
+
+
+def test_a_class_that_keeps_its_source_leaves_the_plaintext_and_records_that(settings, tmp_path):
+    catalog = tmp_path / "classes.json"
+    catalog.write_text(json.dumps({"schema": 1, "classes": [
+        {"name": "quality-evaluation", "source": "s3", "prefix": "evaluations/", "scope": "account",
+         "key": "evaluations", "lifetime": {"rotate_every": "7d", "retain_for": "30d", "shred": True},
+         "source_removal": "keep"},
+    ]}))
+    ours = replace(settings, data_classes_file=str(catalog))
+    key = f"evaluations/{uuid.uuid4()}.pdf"
+    version = boto3.client("s3").put_object(Bucket=settings.intake_bucket, Key=key, Body=b"%PDF")["VersionId"]
+
+    outcome = EncryptPipeline.from_settings(ours).encrypt(SourceObject(settings.intake_bucket, key, version))
+
+    assert (outcome.outcome, outcome.data_class, outcome.scope) == (
+        Outcome.ENCRYPTED, "quality-evaluation", f"account/{settings.account_id}/evaluations")
+    assert outcome.source_status == ObjectStatus.SOURCE_KEPT.value
+    assert boto3.client("s3").get_object(Bucket=settings.intake_bucket, Key=key)["Body"].read() == b"%PDF"
+
+
+@pytest.fixture
+def own_key_stores(settings, clone_table):
+    """Key stores and metadata of our own (the stack's schemas), so switching the customer
+    key here never touches the branch keys other tests share."""
+    dynamodb, kms = boto3.client("dynamodb"), boto3.client("kms")
+    suffix = uuid.uuid4().hex[:8]
+    names = {"keystore_table": f"dc-keystore-{suffix}", "service_keystore_table": f"dc-service-{suffix}",
+             "metadata_table": f"dc-metadata-{suffix}"}
+    for field, name in names.items():
+        clone_table(dynamodb, getattr(settings, field), name)
+    customer = kms.create_key(Description="atrest data class test: customer key")["KeyMetadata"]["Arn"]
+    service = kms.create_key(Description="atrest data class test: service key")["KeyMetadata"]["Arn"]
+    yield replace(settings, keystore_name=names["keystore_table"], kms_key_arn=customer, service_kms_key_arn=service,
+                  **names)
+    for name in names.values():
+        dynamodb.delete_table(TableName=name)
+
+
+def test_the_service_owned_key_survives_a_customer_key_switch_untouched(own_key_stores, tmp_path):
+    settings = own_key_stores
+    s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
+    contact = str(uuid.uuid4())
+    uploads = {k: v for k, v in _uploads(settings, contact).items() if v[0] in ("voiceprint", "call-recording")}
+    pipeline = EncryptPipeline.from_settings(replace(settings, keep_source=True))
+    records = {}
+    for key, (data_class, _, body) in uploads.items():
+        version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
+        outcome = pipeline.encrypt(SourceObject(settings.intake_bucket, key, version))
+        records[outcome.vault_key] = body
+        s3.delete_object(Bucket=settings.intake_bucket, Key=key, VersionId=version)
+    service_items = dynamodb.scan(TableName=settings.service_keystore_table, ConsistentRead=True)["Items"]
+    new_customer_key = boto3.client("kms").create_key(Description="the customer's new key")["KeyMetadata"]["Arn"]
+
+    clients = AwsClients()
+    plan = rekey.plan_rekey(clients.dynamodb, settings, new_customer_key)
+    rekey.execute(plan, clients.kms, clients.dynamodb, settings)
+
+    # The rekey moved the customer's branch keys and never looked at the service store.
+    assert not any(ref.branch_key_id.startswith("service/") for ref in plan.pending + plan.done)
+    assert _kms_arn_of(settings.keystore_table, f"account/{settings.account_id}") == {new_customer_key}
+    assert dynamodb.scan(TableName=settings.service_keystore_table, ConsistentRead=True)["Items"] == service_items
+    # Both still decrypt, after the switch, with the switched configuration; the voiceprint's
+    # branch key is unwrapped by the service key alone, never by either customer key.
+    switched = replace(settings, kms_key_arn=new_customer_key)
+    fresh = AwsClients()
+    calls: list[tuple[str, str]] = []
+    fresh.kms.meta.events.register("after-call.kms", lambda parsed, model, **_: calls.append((model.name, parsed.get("KeyId", ""))))
+    reader = VaultReader.from_settings(switched, fresh)
+    used: dict[str, set[str]] = {}
+    for vault_key, body in records.items():
+        calls.clear()
+        out = tmp_path / uuid.uuid4().hex
+        result = reader.decrypt_to_file(settings.vault_bucket, vault_key, out)
+        assert out.read_bytes() == body
+        used[result.record.data_class] = {key for _, key in calls}
+    assert used == {"voiceprint": {settings.service_kms_key_arn}, "call-recording": {new_customer_key}}
+
+
+def test_each_class_key_expires_on_its_own_lifetime_including_the_service_key(own_key_stores):
+    """Integration configuration rotates after 30 days (its own key), the account key after
+    the stack's 365, and the service key is rotated by the same run from its own store."""
+    from atrest.clock import ManualClock
+    from atrest.expiry import KeyExpiry
+
+    settings = own_key_stores
+    s3 = boto3.client("s3")
+    pipeline = EncryptPipeline.from_settings(replace(settings, keep_source=True))
+    contact = str(uuid.uuid4())
+    for key, (data_class, _, body) in _uploads(settings, contact).items():
+        if data_class in ("knowledge-document", "integration-configuration", "voiceprint"):
+            version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
+            pipeline.encrypt(SourceObject(settings.intake_bucket, key, version))
+            s3.delete_object(Bucket=settings.intake_bucket, Key=key, VersionId=version)
+    clock = ManualClock()
+    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    account, integration = f"account/{settings.account_id}", f"account/{settings.account_id}/integration-configuration"
+
+    clock.advance(days=31)
+    month = expiry.run()
+    clock.advance(days=340)
+    year = expiry.run()
+
+    assert month.keys_checked == 3  # both customer keys and the service key
+    assert [r.branch_key_id for r in month.rotated] == [integration]
+    assert sorted(r.branch_key_id for r in year.rotated) == sorted([account, integration, "service/voiceprint"])
+    # The service key's new version is still wrapped by the service key alone.
+    assert _kms_arn_of(settings.service_keystore_table, "service/voiceprint") == {settings.service_kms_key_arn}
+
+
+def test_a_key_that_cannot_be_rotated_does_not_stop_the_others_and_fails_the_run(own_key_stores):
+    """After `atrest rekey`, until the stack update, ExpireKeys' writer still names the old
+    KMS key and the MPL refuses to version re-wrapped keys: the service key is rotated
+    anyway, and the run fails loudly naming the keys it could not settle."""
+    from atrest.clock import ManualClock
+    from atrest.errors import AtrestError
+    from atrest.expiry import KeyExpiry
+
+    settings = own_key_stores
+    s3 = boto3.client("s3")
+    pipeline = EncryptPipeline.from_settings(replace(settings, keep_source=True))
+    for key, (data_class, _, body) in _uploads(settings, str(uuid.uuid4())).items():
+        if data_class in ("knowledge-document", "voiceprint"):
+            version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
+            pipeline.encrypt(SourceObject(settings.intake_bucket, key, version))
+            s3.delete_object(Bucket=settings.intake_bucket, Key=key, VersionId=version)
+    clients = AwsClients()
+    new_key = boto3.client("kms").create_key(Description="switched to")["KeyMetadata"]["Arn"]
+    rekey.execute(rekey.plan_rekey(clients.dynamodb, settings, new_key), clients.kms, clients.dynamodb, settings)
+    clock = ManualClock()
+    clock.advance(days=400)
+    expiry = KeyExpiry.from_settings(settings, clock=clock)  # still configured with the old key
+
+    with pytest.raises(AtrestError, match=rf"1 key\(s\) not settled \(account/{settings.account_id}: "):
+        expiry.run()
+
+    assert len(expiry.keystore.versions("service/voiceprint")) == 2  # rotated anyway
