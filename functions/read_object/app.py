@@ -2,7 +2,7 @@
 
 The URL's AuthType is AWS_IAM: Lambda has authenticated the caller (SigV4) and checked
 lambda:InvokeFunctionUrl before this runs, and names the caller in
-requestContext.authorizer.iam.userArn. The domain code (atrest.retrieval) authorizes that
+requestContext.authorizer.iam.userArn. The domain code (atrest.reads) authorizes that
 principal against the data class's decryptors, audits, decrypts and answers with
 presigned URLs. Locally SigV4 is not checked: the event says who the caller is.
 """
@@ -19,7 +19,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atrest.audit import AuditOutcome
 from atrest.clients import AwsClients
-from atrest.retrieval import ApiResponse, ReadObjectService
+from atrest.read_requests import ApiResponse
+from atrest.reads import ReadObjectService
 from atrest.settings import Settings
 
 logger = Logger()

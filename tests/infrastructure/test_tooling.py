@@ -106,6 +106,8 @@ def test_sam_build_without_container(run_tool, tmp_path, template):
     layer = build_dir / "AtrestLayer" / "python"
     assert (layer / "atrest" / "__init__.py").is_file(), "the layer does not ship the atrest package under python/"
     assert not (layer / "python").exists(), "layer code built to python/python/: the package belongs at layers/atrest/atrest/"
+    # The data class catalog every function validates at start (docs/data-classes.md).
+    assert (layer / "atrest" / "data_classes.json").read_bytes() == (TEMPLATE.parent / "layers/atrest/atrest/data_classes.json").read_bytes()
     for package in ("aws_encryption_sdk", "aws_cryptographic_material_providers", "aws_lambda_powertools"):
         assert (layer / package).is_dir(), f"the layer is missing {package}"
     function = build_dir / "EncryptObjectFunction"

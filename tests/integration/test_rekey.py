@@ -336,6 +336,8 @@ def test_rekey_takes_bridge_grants_for_the_function_roles_once_and_retires_them_
     assert _bridge_grants(isolated) == expected
     assert out.count("  took atrest-atrest-bridge:") == roles
     assert out.index("bridge grants on") < out.index("re-wrapped")  # before any item moved (stderr has the bar)
+    code, listed, _ = atrest("grants", "list", "--key", isolated.new)  # visible before the configuration switch
+    assert code == 0 and listed.count("-bridge:") == roles
 
     # On AWS the configuration stays on the old key until `sam deploy`: a second run then
     # (or a resumed one) finds the grants and takes none again.

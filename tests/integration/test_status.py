@@ -74,3 +74,18 @@ def test_status_renders_readable_tables(settings, clean_stack, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "objects" in result.stdout and "key versions" in result.stdout and "KMS key" in result.stdout
     assert "dead-letter queues" in result.stdout
+
+
+def test_status_shows_the_service_owned_key_on_service_scopes_apart_from_the_customers(settings, clean_stack, tmp_path):
+    s3 = boto3.client("s3")
+    pipeline = EncryptPipeline.from_settings(settings)
+    key = f"voiceprints/{uuid.uuid4()}.vp"
+    version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=b"v" * 64)["VersionId"]
+    pipeline.encrypt(SourceObject(settings.intake_bucket, key, version))
+
+    report = json.loads(status(settings, clean_stack, tmp_path, "--json").stdout)
+    text = status(settings, clean_stack, tmp_path).stdout
+
+    assert report["kms_keys"]["service/voiceprint"] == settings.service_kms_key_arn != settings.kms_key_arn
+    assert report["service_kms_key"] == settings.service_kms_key_arn
+    assert f"  service/voiceprint: {settings.service_kms_key_arn}\n" in text  # no "differs" warning

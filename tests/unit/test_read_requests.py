@@ -18,7 +18,7 @@ from atrest.audit import (
     printable,
 )
 from atrest.errors import AtrestError
-from atrest.retrieval import BadReadRequest, parse_read_request
+from atrest.read_requests import BadReadRequest, parse_read_request
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 

@@ -45,6 +45,7 @@ class StatusReport:
     dead_letters: dict[str, int]  # queue name -> messages
     skipped: int  # intake objects under watched prefixes that match no data class
     objects_per_key_version: dict[str, int] = field(default_factory=dict)
+    service_kms_key: str | None = None  # the stack-owned key of service scopes (never the customer's)
 
     def as_dict(self) -> dict[str, Any]:
         result = asdict(self)
@@ -110,6 +111,7 @@ def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], cl
         key_versions=sorted(versions, key=lambda v: (v.branch_key_id, v.created_at)),
         kms_keys=_active_kms_keys(clients, settings),
         configured_kms_key=settings.kms_key_arn,
+        service_kms_key=settings.service_kms_key_arn,
         dead_letters=dead_letters,
         skipped=skipped,
         objects_per_key_version=dict(per_version),
@@ -125,16 +127,19 @@ def _count_unclassified(clients: AwsClients, settings: Settings, classifier: Dat
 
 
 def _active_kms_keys(clients: AwsClients, settings: Settings) -> dict[str, str]:
-    """scope -> the KMS key ARN on its branch key's ACTIVE item (what wraps new data keys)."""
+    """scope -> the KMS key ARN on its branch key's ACTIVE item (what wraps new data keys),
+    from the customer's key store and, when there is one, the service key store."""
     keys = {}
-    pages = clients.dynamodb.get_paginator("scan").paginate(
-        TableName=settings.keystore_table,
-        FilterExpression="#type = :active",
-        ProjectionExpression="#id, #kms",
-        ExpressionAttributeNames={"#type": "type", "#id": "branch-key-id", "#kms": "kms-arn"},
-        ExpressionAttributeValues={":active": {"S": "branch:ACTIVE"}},
-    )
-    for page in pages:
-        for item in page.get("Items", []):
-            keys[item["branch-key-id"]["S"]] = item.get("kms-arn", {}).get("S", "")
+    tables = [settings.keystore_table] + ([settings.service_keystore_table] if settings.service_keystore_table else [])
+    for table in tables:
+        pages = clients.dynamodb.get_paginator("scan").paginate(
+            TableName=table,
+            FilterExpression="#type = :active",
+            ProjectionExpression="#id, #kms",
+            ExpressionAttributeNames={"#type": "type", "#id": "branch-key-id", "#kms": "kms-arn"},
+            ExpressionAttributeValues={":active": {"S": "branch:ACTIVE"}},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                keys[item["branch-key-id"]["S"]] = item.get("kms-arn", {}).get("S", "")
     return keys

@@ -1,4 +1,5 @@
-"""`atrest grants list`: the KMS grants this stack holds on the key it is configured with."""
+"""`atrest grants list [--key ARN]`: the KMS grants this stack holds on the key it is
+configured with (or on another key, such as a rekey's target)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ def register(subparsers: Any) -> None:
     actions = grants.add_subparsers(dest="grants_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="grant id, role, operations and encryption context constraint")
     listing.add_argument("--all", action="store_true", help="every grant on the key, not only this stack's")
+    listing.add_argument("--key", metavar="ARN", help="list grants on this KMS key instead of the configured one (e.g. "
+                         "the target of a rekey, to see its bridge grants before `sam deploy`)")
     add_stack_options(listing)
     listing.set_defaults(run=run_list)
 
@@ -37,7 +40,7 @@ def run_list(args: argparse.Namespace) -> int:
     from atrest.grants import list_grants, stack_grant_prefix
 
     deployment = resolve_deployment(args.stack_name, args.state_file)
-    key_arn = deployment.settings.kms_key_arn
+    key_arn = args.key or deployment.settings.kms_key_arn
     prefix = "" if args.all else stack_grant_prefix(_stack_name(args))
     grants = list_grants(AwsClients().kms, key_arn, prefix)
     print(f"KMS key: {key_arn}")

@@ -71,8 +71,11 @@ def render(report: Any) -> str:
                  if version_rows else "  (no branch keys yet: they are created with the first object)")
     parts.append("")
     parts.append(f"KMS key (configured): {report.configured_kms_key}")
+    if report.service_kms_key:
+        parts.append(f"service-owned KMS key (service/ scopes): {report.service_kms_key}")
     for scope, arn in sorted(report.kms_keys.items()):
-        note = "" if arn == report.configured_kms_key else "   <- differs from the configured key"
+        expected = report.service_kms_key if scope.startswith("service/") else report.configured_kms_key
+        note = "" if arn == expected else "   <- differs from the configured key"
         parts.append(f"  {scope}: {arn}{note}")
     parts.append("")
     dead = ", ".join(f"{name}: {count}" for name, count in report.dead_letters.items()) or "none configured"
