@@ -148,6 +148,21 @@ def test_no_identity_policy_grants_data_actions_on_any_resource(resources):
     assert not offenders, "\n".join(offenders)
 
 
+# Actions with no resource-level permissions in IAM: "*" is the only resource they accept.
+UNSCOPABLE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_resource_star_in_identity_policies_is_only_for_actions_that_cannot_be_scoped(resources):
+    """KMS key policies are not identity policies: their "*" means the key itself."""
+    offenders = [
+        f"{where}: {sorted(set(map(str, as_list(stmt['Action']))) - UNSCOPABLE_ACTIONS)}"
+        for where, stmt in identity_policy_statements(resources)
+        if stmt.get("Effect") == "Allow" and "*" in as_list(stmt.get("Resource"))
+        and not set(map(str, as_list(stmt["Action"]))) <= UNSCOPABLE_ACTIONS
+    ]
+    assert not offenders, "granted on Resource '*' though they can be scoped:\n" + "\n".join(offenders)
+
+
 def _actions_by_resource(resources, role: str = "EncryptObjectFunctionRole") -> dict[str, set[str]]:
     """What one role's identity policies allow, by resource."""
     granted: dict[str, set[str]] = {}
