@@ -41,6 +41,21 @@ def _uploads(settings: Any, contact: str) -> dict[str, tuple[str, str, bytes]]:
     }
 
 
+def _encrypt_in_process(settings: Any, *classes: str) -> dict[str, bytes]:
+    """One object of each of `classes` through the pipeline of `settings` (not the stack's
+    functions: these tests use key stores of their own). Returns vault key -> plaintext;
+    the source versions are removed afterwards."""
+    s3 = boto3.client("s3")
+    pipeline = EncryptPipeline.from_settings(replace(settings, keep_source=True))
+    encrypted = {}
+    for key, (data_class, _, body) in _uploads(settings, str(uuid.uuid4())).items():
+        if data_class in classes:
+            version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
+            encrypted[pipeline.encrypt(SourceObject(settings.intake_bucket, key, version)).vault_key] = body
+            s3.delete_object(Bucket=settings.intake_bucket, Key=key, VersionId=version)
+    return encrypted
+
+
 def _kms_arn_of(table: str, branch_key_id: str) -> set[str]:
     items = boto3.client("dynamodb").query(
         TableName=table, KeyConditionExpression="#id = :id", ExpressionAttributeNames={"#id": "branch-key-id"},
@@ -135,16 +150,8 @@ def own_key_stores(settings, clone_table):
 
 def test_the_service_owned_key_survives_a_customer_key_switch_untouched(own_key_stores, tmp_path):
     settings = own_key_stores
-    s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
-    contact = str(uuid.uuid4())
-    uploads = {k: v for k, v in _uploads(settings, contact).items() if v[0] in ("voiceprint", "call-recording")}
-    pipeline = EncryptPipeline.from_settings(replace(settings, keep_source=True))
-    records = {}
-    for key, (data_class, _, body) in uploads.items():
-        version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
-        outcome = pipeline.encrypt(SourceObject(settings.intake_bucket, key, version))
-        records[outcome.vault_key] = body
-        s3.delete_object(Bucket=settings.intake_bucket, Key=key, VersionId=version)
+    dynamodb = boto3.client("dynamodb")
+    records = _encrypt_in_process(settings, "voiceprint", "call-recording")
     service_items = dynamodb.scan(TableName=settings.service_keystore_table, ConsistentRead=True)["Items"]
     new_customer_key = boto3.client("kms").create_key(Description="the customer's new key")["KeyMetadata"]["Arn"]
 
@@ -180,14 +187,7 @@ def test_each_class_key_expires_on_its_own_lifetime_including_the_service_key(ow
     from atrest.expiry import KeyExpiry
 
     settings = own_key_stores
-    s3 = boto3.client("s3")
-    pipeline = EncryptPipeline.from_settings(replace(settings, keep_source=True))
-    contact = str(uuid.uuid4())
-    for key, (data_class, _, body) in _uploads(settings, contact).items():
-        if data_class in ("knowledge-document", "integration-configuration", "voiceprint"):
-            version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
-            pipeline.encrypt(SourceObject(settings.intake_bucket, key, version))
-            s3.delete_object(Bucket=settings.intake_bucket, Key=key, VersionId=version)
+    _encrypt_in_process(settings, "knowledge-document", "integration-configuration", "voiceprint")
     clock = ManualClock()
     expiry = KeyExpiry.from_settings(settings, clock=clock)
     account, integration = f"account/{settings.account_id}", f"account/{settings.account_id}/integration-configuration"
@@ -213,13 +213,7 @@ def test_a_key_that_cannot_be_rotated_does_not_stop_the_others_and_fails_the_run
     from atrest.expiry import KeyExpiry
 
     settings = own_key_stores
-    s3 = boto3.client("s3")
-    pipeline = EncryptPipeline.from_settings(replace(settings, keep_source=True))
-    for key, (data_class, _, body) in _uploads(settings, str(uuid.uuid4())).items():
-        if data_class in ("knowledge-document", "voiceprint"):
-            version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
-            pipeline.encrypt(SourceObject(settings.intake_bucket, key, version))
-            s3.delete_object(Bucket=settings.intake_bucket, Key=key, VersionId=version)
+    _encrypt_in_process(settings, "knowledge-document", "voiceprint")
     clients = AwsClients()
     new_key = boto3.client("kms").create_key(Description="switched to")["KeyMetadata"]["Arn"]
     rekey.execute(rekey.plan_rekey(clients.dynamodb, settings, new_key), clients.kms, clients.dynamodb, settings)

@@ -33,6 +33,8 @@ from atrest.errors import AtrestError, ConfigurationError
 
 BY_CONTACT_INDEX = "by-contact"
 MAX_REASON_LENGTH = 500
+MAX_REQUESTED_LENGTH = 1100  # "object:<vault key>" with the longest S3 key
+MAX_DETAIL_LENGTH = 500
 # `--since` reaches back at most this far (one Query per day); older records are still in
 # the table (and in its point-in-time backups) for an export to find.
 MAX_SINCE_DAYS = 366
@@ -82,6 +84,24 @@ class AuditRecord:
     request_id: str | None = None
     at: str = field(default_factory=lambda: to_text(datetime.now(timezone.utc)))
     record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @classmethod
+    def of_read(cls, principal: str, channel: Channel, outcome: AuditOutcome, reason: str, requested: str,
+                record: Any = None, detail: str | None = None, contact_id: str | None = None,
+                request_id: str | None = None) -> "AuditRecord":
+        """A read as ReadObject and `atrest decrypt` record it: what was asked, and, when the
+        object's record was found (an `ObjectRecord`), its class, key version and contact."""
+        return cls(
+            principal=principal, channel=channel, outcome=outcome, reason=reason,
+            requested=requested[:MAX_REQUESTED_LENGTH],
+            vault_key=record.vault_key if record else None,
+            data_class=record.data_class if record else None,
+            branch_key_id=record.branch_key_id if record else None,
+            branch_key_version=record.branch_key_version if record else None,
+            contact_id=(record.contact_id if record else None) or contact_id,
+            detail=detail[:MAX_DETAIL_LENGTH] if detail else None,
+            request_id=request_id,
+        )
 
     @property
     def sort_key(self) -> str:
@@ -207,12 +227,14 @@ def parse_since(text: str, now: Callable[[], datetime] = lambda: datetime.now(ti
     return start
 
 
-def check_reason(reason: str | None) -> str:
-    """The reason a reader must give, as given; raises `AtrestError` when it is missing or too long."""
-    if reason is None or not reason.strip():
-        raise AtrestError("a reason is required: say why you need this plaintext (--reason \"...\"); it is kept in the audit trail")
+def check_reason(reason: Any, error: type[Exception] = AtrestError, name: str = "the reason",
+                 where: str = '--reason "..."') -> str:
+    """The reason a reader must give (`atrest decrypt --reason`, ReadObject's "reason"), as
+    given; raises `error` naming `name` and `where` when it is missing or too long."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise error(f"{name} is required: say why you need this plaintext ({where}); it is kept in the audit trail")
     if len(reason) > MAX_REASON_LENGTH:
-        raise AtrestError(f"the reason is longer than {MAX_REASON_LENGTH} characters")
+        raise error(f"{name} is longer than {MAX_REASON_LENGTH} characters")
     return reason
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from atrest.errors import ConfigurationError
 from atrest.lifetimes import SERVICE_LIFETIME, KeyLifetimePolicy, KeyLifetimes
@@ -157,17 +157,14 @@ class DataClassCatalog:
 class DataClassifier:
     """Maps an object key to its `Classification`, or None when atrest should leave it alone."""
 
-    def __init__(self, classes: Iterable[DataClassSpec], account_id: str) -> None:
-        self.classes = [spec for spec in classes if spec.source == SOURCE_S3]
+    def __init__(self, catalog: DataClassCatalog, account_id: str) -> None:
+        self.catalog = catalog
+        self.classes = catalog.s3_classes()
         self.account_id = account_id
 
     @classmethod
     def from_settings(cls, settings: Settings, catalog: DataClassCatalog | None = None) -> "DataClassifier":
-        catalog = catalog or DataClassCatalog.from_settings(settings)
-        return cls(catalog.classes, settings.account_id)
-
-    def spec(self, name: str) -> DataClassSpec | None:
-        return next((spec for spec in self.classes if spec.name == name), None)
+        return cls(catalog or DataClassCatalog.from_settings(settings), settings.account_id)
 
     def classify(self, key: str) -> Classification | None:
         for spec in self.classes:

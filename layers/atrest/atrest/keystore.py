@@ -50,7 +50,7 @@ from aws_cryptographic_material_providers.mpl.models import (
 from atrest.clients import AwsClients
 from atrest.clock import from_text
 from atrest.errors import AtrestError
-from atrest.scopes import BranchKeyScope
+from atrest.scopes import BranchKeyScope, ScopeKind
 from atrest.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class StoredVersion:
     version: str
     created: datetime
     active: bool = False
+    kms_arn: str = ""  # the KMS key its item is wrapped by (what `atrest rekey` moves)
 
 
 def _is_not_found(error: Exception) -> bool:
@@ -187,7 +188,8 @@ class BranchKeyStore:
     def _item_version(self, item: dict[str, Any], active: bool) -> StoredVersion:
         version = item["version"]["S"] if active else item["type"]["S"]
         return StoredVersion(
-            item["branch-key-id"]["S"], version.removeprefix(VERSION_TYPE_PREFIX), from_text(item["create-time"]["S"]), active
+            item["branch-key-id"]["S"], version.removeprefix(VERSION_TYPE_PREFIX), from_text(item["create-time"]["S"]), active,
+            item.get("kms-arn", {}).get("S", ""),
         )
 
     def active_keys(self) -> list[StoredVersion]:
@@ -317,7 +319,7 @@ class KeyStores:
         return [self.customer] + ([self.service] if self.service else [])
 
     def for_branch_key(self, branch_key_id: str) -> BranchKeyStore:
-        if not branch_key_id.startswith("service/"):
+        if BranchKeyScope.parse(branch_key_id).kind is not ScopeKind.SERVICE:
             return self.customer
         if self.service is None:
             raise AtrestError(

@@ -242,7 +242,7 @@ class EncryptPipeline:
                        earlier_write: bool = False) -> EncryptOutcome:
         self._remove_unrecorded_ciphertext(record, look_for_versions=repeated or earlier_write)
         if record.status is ObjectStatus.ENCRYPTED:
-            spec = self.classifier.spec(record.data_class)
+            spec = self.classifier.catalog.get(record.data_class)
             if self.settings.keep_source or (spec is not None and spec.keeps_source) or not record.source_version_id:
                 # Kept by configuration (the stack's KeepSourceObjects or the class's
                 # source_removal), or without a version id we cannot name the exact bytes

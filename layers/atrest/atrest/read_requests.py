@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from atrest.audit import MAX_REASON_LENGTH
+from atrest.audit import check_reason
 from atrest.errors import AtrestError
 
 MAX_BODY_BYTES = 16 * 1024
@@ -60,11 +60,7 @@ def parse_read_request(body: str | None, is_base64: bool = False) -> ReadRequest
     unknown = sorted(set(document) - _REQUEST_FIELDS)
     if unknown:
         raise BadReadRequest(f"unknown field(s) {unknown}; send reason and either contact_id (+ data_class) or object")
-    reason = document.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise BadReadRequest('"reason" is required: say why you need this data (it is kept in the audit trail)')
-    if len(reason) > MAX_REASON_LENGTH:
-        raise BadReadRequest(f'"reason" is longer than {MAX_REASON_LENGTH} characters')
+    reason = check_reason(document.get("reason"), BadReadRequest, '"reason"', 'a "reason" in the JSON body')
     contact_id, data_class, key = document.get("contact_id"), document.get("data_class"), document.get("object")
     if (contact_id is None) == (key is None):
         raise BadReadRequest('send exactly one of "contact_id" (all of a contact\'s objects) or "object" (one vault key)')

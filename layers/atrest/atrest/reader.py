@@ -1,8 +1,8 @@
 """`VaultReader`: turns a vault object back into plaintext, only when it matches its record.
 
 The record in the metadata table is the authority on what a vault object is. A
-ciphertext whose encryption context, size or checksum disagrees with the record is
-refused, and nothing is left at the output path: plaintext goes to a temporary file
+ciphertext whose encryption context, size or checksum disagrees with the record, or
+whose plaintext's size or checksum does, is refused, and nothing is left at the output path: plaintext goes to a temporary file
 beside it and is renamed into place only after the whole message has verified.
 """
 
@@ -21,7 +21,7 @@ from atrest.clients import AwsClients
 from atrest.envelope import context_differences, encryption_client
 from atrest.errors import DecryptRefusedError, RecordNotFoundError
 from atrest.keystore import BranchKeyStore, KeyStores
-from atrest.records import KeyVersionState, MetadataTable, ObjectRecord
+from atrest.records import KeyVersionRecord, KeyVersionState, MetadataTable, ObjectRecord
 from atrest.settings import Settings
 
 CHUNK = 1024 * 1024
@@ -71,10 +71,15 @@ class VaultReader:
             )
         return record
 
+    def shredded_version(self, record: ObjectRecord) -> KeyVersionRecord | None:
+        """The record's key version when it was shredded (from the metadata: no key store call)."""
+        version = self.records.key_version(record.branch_key_id, record.branch_key_version)
+        return version if version is not None and version.state is KeyVersionState.SHREDDED else None
+
     def refuse_if_shredded(self, record: ObjectRecord) -> None:
         """Say when and that the key is gone, from the metadata, before the key store is asked."""
-        version = self.records.key_version(record.branch_key_id, record.branch_key_version)
-        if version is not None and version.state is KeyVersionState.SHREDDED:
+        version = self.shredded_version(record)
+        if version is not None:
             raise DecryptRefusedError(
                 f"refusing to decrypt s3://{record.vault_bucket}/{record.vault_key}: key {record.branch_key_id} "
                 f"version {record.branch_key_version} was shredded on {version.shredded_at}; this object is "
@@ -85,6 +90,13 @@ class VaultReader:
                         progress: Callable[[int], None] | None = None) -> DecryptResult:
         record = self.record_for(bucket, key)
         self.refuse_if_shredded(record)
+        return self.decrypt_record(record, output, progress)
+
+    def decrypt_record(self, record: ObjectRecord, output: str | os.PathLike[str],
+                       progress: Callable[[int], None] | None = None) -> DecryptResult:
+        """Decrypt the vault object `record` describes; for callers that already looked the
+        record up and checked its key version (`record_for`, `refuse_if_shredded`)."""
+        bucket, key = record.vault_bucket, record.vault_key
         target = Path(output)
         kwargs = {"VersionId": record.vault_version_id} if record.vault_version_id not in (None, "null") else {}
         try:
@@ -97,6 +109,7 @@ class VaultReader:
 
         descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
         written = 0
+        plaintext_sha256 = hashlib.sha256()
         try:
             with os.fdopen(descriptor, "wb") as sink:
                 try:
@@ -111,6 +124,7 @@ class VaultReader:
                             raise DecryptRefusedError(_mismatch(bucket, key, differences))
                         while chunk := decryptor.read(CHUNK):
                             sink.write(chunk)
+                            plaintext_sha256.update(chunk)
                             written += len(chunk)
                             if progress:
                                 progress(written)
@@ -122,6 +136,11 @@ class VaultReader:
                 raise DecryptRefusedError(
                     f"s3://{bucket}/{key} is not the ciphertext its record describes (size or checksum differs); "
                     "it was replaced or altered after encryption"
+                )
+            if written != record.plaintext_size or plaintext_sha256.hexdigest() != record.plaintext_sha256:
+                raise DecryptRefusedError(
+                    f"s3://{bucket}/{key} decrypted to plaintext whose size or checksum differs from its record; "
+                    "the record was edited or belongs to another object, so nothing was kept"
                 )
             os.replace(temporary, target)
         except BaseException:

@@ -22,7 +22,6 @@ Denied and refused reads are audited too. Nothing here logs the reason, a URL or
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -35,7 +34,7 @@ from atrest.access import Principal, is_decryptor, parse_principal
 from atrest.audit import AuditOutcome, AuditRecord, AuditTrail, Channel
 from atrest.errors import DecryptRefusedError
 from atrest.read_requests import FORBIDDEN, ApiResponse, BadReadRequest, ReadRequest, contact_named_in, parse_read_request
-from atrest.records import KeyVersionState, MetadataTable, ObjectRecord
+from atrest.records import MetadataTable, ObjectRecord
 from atrest.retrieval import Retrieval, RetrievalStore, file_name
 
 log = logging.getLogger(__name__)
@@ -188,8 +187,8 @@ class ReadObjectService:
                                                "status": status, "request_id": request_id, "detail": detail})
             return AuditOutcome.REFUSED
 
-        version = self.records.key_version(record.branch_key_id, record.branch_key_version)
-        if version is not None and version.state is KeyVersionState.SHREDDED:
+        version = self.reader.shredded_version(record)
+        if version is not None:
             return refuse(410, f"the key that protected this object was shredded on {version.shredded_at}; "
                                "it can never be read again", f"key version shredded on {version.shredded_at}")
         free = shutil.disk_usage(self.work_dir).free - STAGING_HEADROOM_BYTES
@@ -203,14 +202,11 @@ class ReadObjectService:
         try:
             plaintext = staging / "plaintext"
             try:
-                self.reader.decrypt_to_file(record.vault_bucket, record.vault_key, plaintext)
+                # Checks context, sizes and both checksums against the record before keeping the file.
+                self.reader.decrypt_record(record, plaintext)
             except DecryptRefusedError as error:
                 return refuse(422, "this object does not verify against its record and was not decrypted; "
                                    f"report request {request_id} to the stack's operators", f"decrypt refused: {error}")
-            if _sha256(plaintext) != record.plaintext_sha256:
-                return refuse(422, "this object's plaintext does not match its recorded checksum and was not "
-                                   f"handed out; report request {request_id} to the stack's operators",
-                              "plaintext checksum differs from the record")
             try:
                 target.retrieval = self.store.put(plaintext, record, request_id)
             except Exception as error:
@@ -231,27 +227,5 @@ class ReadObjectService:
 
     def _audit(self, principal: Principal, request_id: str, outcome: AuditOutcome, reason: str, requested: str,
                detail: str | None = None, record: ObjectRecord | None = None, contact_id: str | None = None) -> None:
-        self.audit.record(AuditRecord(
-            principal=principal.arn or "(no caller identity)",
-            channel=Channel.API,
-            outcome=outcome,
-            reason=reason,
-            requested=requested[:1100],
-            vault_key=record.vault_key if record else None,
-            data_class=record.data_class if record else None,
-            branch_key_id=record.branch_key_id if record else None,
-            branch_key_version=record.branch_key_version if record else None,
-            contact_id=(record.contact_id if record else None) or contact_id,
-            detail=detail[:500] if detail else None,
-            request_id=request_id,
-        ))
-
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+        self.audit.record(AuditRecord.of_read(principal.arn or "(no caller identity)", Channel.API, outcome, reason,
+                                              requested, record, detail, contact_id, request_id))

@@ -17,6 +17,7 @@ from atrest.backfill import list_candidates, unrecorded
 from atrest.clients import AwsClients
 from atrest.data_classes import DataClassCatalog, DataClassifier
 from atrest.dead_letters import DeadLetterQueue
+from atrest.keystore import KeyStores
 from atrest.records import KeyVersionRecord, ObjectStatus, _plain
 from atrest.settings import Settings
 
@@ -128,18 +129,5 @@ def _count_unclassified(clients: AwsClients, settings: Settings, classifier: Dat
 
 def _active_kms_keys(clients: AwsClients, settings: Settings) -> dict[str, str]:
     """scope -> the KMS key ARN on its branch key's ACTIVE item (what wraps new data keys),
-    from the customer's key store and, when there is one, the service key store."""
-    keys = {}
-    tables = [settings.keystore_table] + ([settings.service_keystore_table] if settings.service_keystore_table else [])
-    for table in tables:
-        pages = clients.dynamodb.get_paginator("scan").paginate(
-            TableName=table,
-            FilterExpression="#type = :active",
-            ProjectionExpression="#id, #kms",
-            ExpressionAttributeNames={"#type": "type", "#id": "branch-key-id", "#kms": "kms-arn"},
-            ExpressionAttributeValues={":active": {"S": "branch:ACTIVE"}},
-        )
-        for page in pages:
-            for item in page.get("Items", []):
-                keys[item["branch-key-id"]["S"]] = item.get("kms-arn", {}).get("S", "")
-    return keys
+    in the customer's key store and the service's."""
+    return {key.branch_key_id: key.kms_arn for key in KeyStores.from_settings(settings, clients).active_keys()}

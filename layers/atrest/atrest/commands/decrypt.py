@@ -41,13 +41,7 @@ def run(args: argparse.Namespace) -> int:
     reader = VaultReader.from_settings(settings, clients)
 
     def audit(outcome: AuditOutcome, record: Any = None, detail: str | None = None) -> None:
-        trail.record(AuditRecord(
-            principal=principal, channel=Channel.CLI, outcome=outcome, reason=reason, requested=f"object:{args.uri}"[:1100],
-            vault_key=record.vault_key if record else None, data_class=record.data_class if record else None,
-            branch_key_id=record.branch_key_id if record else None,
-            branch_key_version=record.branch_key_version if record else None,
-            contact_id=record.contact_id if record else None, detail=detail[:500] if detail else None,
-        ))
+        trail.record(AuditRecord.of_read(principal, Channel.CLI, outcome, reason, f"object:{args.uri}", record, detail))
 
     try:
         record = reader.record_for(bucket, key)
@@ -63,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     audit(AuditOutcome.ALLOWED, record)
     progress = ByteProgress(f"decrypting {args.uri}", record.plaintext_size)
     try:
-        result = reader.decrypt_to_file(bucket, key, args.output, progress=progress)
+        result = reader.decrypt_record(record, args.output, progress=progress)
     except DecryptRefusedError as error:
         audit(AuditOutcome.REFUSED, record, str(error))
         raise
