@@ -121,6 +121,9 @@ class LocalFunction:
     schedule_sources: list[ScheduleSource] = field(default_factory=list)
     eventbridge_sources: list[EventBridgeSource] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The execution role (its ARN as the template resolves it): the local runtime runs
+    # the function with credentials of this role, assumed in the emulator.
+    role_arn: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +135,25 @@ class LocalFunction:
         values["schedule_sources"] = [ScheduleSource(**item) for item in data.get("schedule_sources", [])]
         values["eventbridge_sources"] = [EventBridgeSource(**item) for item in data.get("eventbridge_sources", [])]
         return cls(**values)
+
+
+@dataclass
+class LocalStateMachine:
+    """A Step Functions state machine of the template: its definition with the
+    DefinitionSubstitutions applied (as CloudFormation applies them), name, ARN and role."""
+
+    logical_id: str
+    name: str
+    arn: str
+    role_arn: str
+    definition: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "LocalStateMachine":
+        return cls(**data)
 
 
 # -- the provisioned stack ---------------------------------------------------------------
@@ -153,6 +175,7 @@ class LocalStackState:
     outputs: dict[str, Any]
     functions: dict[str, LocalFunction]
     notes: list[str] = field(default_factory=list)
+    state_machines: dict[str, LocalStateMachine] = field(default_factory=dict)
 
     def physical_id(self, logical_id: str) -> str:
         """What `Ref` gives for a resource (bucket/table name, queue URL, KMS key id, ...)."""
@@ -164,6 +187,12 @@ class LocalStackState:
         if name not in record.attributes:
             raise KeyError(f"{logical_id} has no attribute {name}; it has {', '.join(sorted(record.attributes))}")
         return record.attributes[name]
+
+    def state_machine(self, logical_id: str) -> LocalStateMachine:
+        if logical_id not in self.state_machines:
+            known = ", ".join(sorted(self.state_machines)) or "none"
+            raise KeyError(f"no state machine {logical_id} in stack {self.stack_name}; state machines: {known}")
+        return self.state_machines[logical_id]
 
     def function(self, logical_id: str) -> LocalFunction:
         if logical_id not in self.functions:
@@ -189,6 +218,7 @@ class LocalStackState:
             "outputs": self.outputs,
             "functions": {logical_id: function.to_json() for logical_id, function in self.functions.items()},
             "notes": self.notes,
+            "state_machines": {logical_id: machine.to_json() for logical_id, machine in self.state_machines.items()},
         }
 
     @classmethod
@@ -206,6 +236,7 @@ class LocalStackState:
             outputs=dict(data.get("outputs") or {}),
             functions={lid: LocalFunction.from_json(fn) for lid, fn in (data.get("functions") or {}).items()},
             notes=list(data.get("notes") or []),
+            state_machines={lid: LocalStateMachine.from_json(m) for lid, m in (data.get("state_machines") or {}).items()},
         )
 
     def write(self, path: str | Path = DEFAULT_STATE_FILE) -> Path:
@@ -279,6 +310,7 @@ def provision(
         outputs=evaluator.outputs(),
         functions=functions,
         notes=[f"{r.logical_id} ({r.type}): {r.note}" for r in records.values() if r.note],
+        state_machines=local_state_machines(template, evaluator),
     )
 
 
@@ -382,6 +414,11 @@ class _StackBuilder:
             name = properties.get("FunctionName") or self.name(logical_id, 64)
             return ResourceRecord(logical_id, resource_type, name, {"Arn": _arn(region, account, "lambda", f"function:{name}")},
                                   "recorded", "run in-process by the local runner (Lambda needs Docker)")
+        if resource_type in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
+            name = properties.get("Name") or properties.get("StateMachineName") or self.name(logical_id, 80)
+            arn = _arn(region, account, "states", f"stateMachine:{name}")
+            return ResourceRecord(logical_id, resource_type, arn, {"Arn": arn, "Name": name}, "recorded",
+                                  "run by the local state machine interpreter (atrest.local.state_machine)")
         # Alarms, dashboards, SNS topics, ...: not emulated, but references to them resolve.
         service = resource_type.split("::")[1].lower() if resource_type.count("::") >= 2 else "unknown"
         name = self.name(logical_id, 255)
@@ -838,6 +875,25 @@ def local_functions(template: SamTemplate, evaluator: TemplateEvaluator) -> dict
     return functions
 
 
+def local_state_machines(template: SamTemplate, evaluator: TemplateEvaluator) -> dict[str, LocalStateMachine]:
+    """Every active `AWS::Serverless::StateMachine` with its definition file read and its
+    DefinitionSubstitutions applied (`${Name}` replaced, as CloudFormation does)."""
+    machines: dict[str, LocalStateMachine] = {}
+    for logical_id, definition in template.resources.items():
+        if definition["Type"] != "AWS::Serverless::StateMachine" or not evaluator.is_active(logical_id):
+            continue
+        properties = evaluator.resolve({k: v for k, v in (definition.get("Properties") or {}).items() if k != "Events"})
+        text = (template.directory / str(properties["DefinitionUri"])).read_text(encoding="utf-8")
+        for name, value in (properties.get("DefinitionSubstitutions") or {}).items():
+            text = text.replace("${" + name + "}", _text(value))
+        record = evaluator.resources[logical_id]
+        machines[logical_id] = LocalStateMachine(
+            logical_id=logical_id, name=str(record.attributes.get("Name") or record.physical_id),
+            arn=record.attributes.get("Arn", ""), role_arn=str(properties.get("Role") or ""), definition=text,
+        )
+    return machines
+
+
 def _sqs_source(event_id: str, queue: ResourceRecord, properties: Mapping[str, Any]) -> SqsEventSource:
     return SqsEventSource(
         event_id=event_id,
@@ -887,6 +943,7 @@ def _local_function(
         layer_dirs=layer_dirs,
         log_group_name=str(log_group),
         notes=notes,
+        role_arn=str(properties.get("Role") or ""),
     )
     events = (definition.get("Properties") or {}).get("Events") or {}
     for event_id, event in events.items():
