@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import selectors
 import signal
 import subprocess
@@ -83,7 +84,7 @@ def test_local_up_prints_one_json_line_and_exits_cleanly_on_sigterm(tmp_path):
 
     assert REQUIRED_FIELDS <= set(summary)
     assert summary["account_id"] == "123456789012" and summary["region"] == "us-east-1"
-    assert summary["intake_bucket"] == "atrest-intake-123456789012-us-east-1"
+    assert re.fullmatch(r"atrest-intake-[0-9a-f]{8}-123456789012-us-east-1", summary["intake_bucket"])
     assert summary["kms_key_arn"].startswith("arn:aws:kms:us-east-1:123456789012:key/")
     assert is_reachable(summary["endpoint"])
     state = json.loads(running.state_file.read_text())

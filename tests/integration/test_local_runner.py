@@ -192,8 +192,48 @@ def test_schedules_are_played_with_a_scheduled_event_or_the_targets_input(stack,
     events = [tick["event"] for tick in results(stack, "ticks/").values()]
     scheduled = next(e for e in events if e.get("detail-type") == "Scheduled Event")
     assert scheduled["source"] == "aws.events"
-    assert scheduled["resources"] == [stack.function("TickFunction").schedule_sources[0].rule_arn]
+    [hourly] = [source for source in stack.function("TickFunction").schedule_sources if source.input is None]
+    assert scheduled["resources"] == [hourly.rule_arn]
     assert {"from": "NightlyRule"} in events
+
+
+class MovableClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_schedule_rules_fire_on_their_own_rate_with_what_their_target_sends(stack):
+    clock = MovableClock()
+    runner = Runner(stack, retry_delay_seconds=0, clock=clock)
+    runner.arm_schedules()
+
+    assert runner.fire_due_schedules() == []  # EventBridge fires a rate rule one period after it is created
+    clock.now += 3600  # rate(1 hour): TickFunction's Hourly event
+    assert [i.succeeded for i in runner.fire_due_schedules()] == [True]
+    assert [e["event"]["detail-type"] for e in results(stack, "ticks/").values()] == ["Scheduled Event"]
+    clock.now += 1800
+    assert runner.fire_due_schedules() == []
+    clock.now += 23 * 3600  # a day after the start: NightlyRule (rate(1 day)) fires with its Input, and the hourly one again
+    assert len(runner.fire_due_schedules()) == 2
+    assert {"from": "NightlyRule"} in [tick["event"] for tick in results(stack, "ticks/").values()]
+
+
+def test_the_translated_templates_schedules_carry_its_rates_and_states(local_stack):
+    expire = local_stack.function("ExpireKeysFunction").schedule_sources
+    sweep = local_stack.function("SweepRetrievalsFunction").schedule_sources
+    assert [(s.period_seconds, s.enabled) for s in expire] == [(3600.0, True)]  # ExpiryScheduleRate: rate(1 hour)
+    assert [(s.period_seconds, s.enabled) for s in sweep] == [(300.0, True)]
+
+
+@pytest.mark.parametrize("expression", ["rate(1 hours)", "rate(5 minute)", "rate(0 minutes)", "every hour"])
+def test_schedule_expressions_eventbridge_refuses_are_refused(expression):
+    from atrest.local.stack import rate_seconds
+
+    with pytest.raises(ValueError):
+        rate_seconds(expression)
 
 
 def test_in_the_background_the_runner_processes_uploads_and_plays_schedules(stack):

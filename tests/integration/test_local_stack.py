@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import boto3
 import pytest
 
 from atrest.local.stack import LocalStackState, provision
-from atrest.local.template import load_template
+from atrest.local.template import StackTemplate, TemplateEvaluator, load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(REPO_ROOT / "template.yaml")
@@ -74,15 +75,18 @@ def test_the_encrypt_queue_dead_letters_after_max_receive_count(local_stack):
     )
 
 
-def test_buckets_are_versioned_private_and_named_from_stack_account_and_region(local_stack):
+def test_buckets_are_versioned_private_and_named_from_the_stack_id_account_and_region(local_stack):
     s3 = boto3.client("s3")
     for logical_id in ("IntakeBucket", "VaultBucket"):
         bucket = local_stack.physical_id(logical_id)
         assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
         assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
         assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-    assert local_stack.physical_id("IntakeBucket") == "atrest-intake-123456789012-us-east-1"
-    assert local_stack.physical_id("VaultBucket") == "atrest-vault-123456789012-us-east-1"
+    # A lowercase token of the stack id, not the stack name: any valid stack name makes valid bucket names.
+    token = local_stack.physical_id("IntakeBucket").split("-")[2]
+    assert re.fullmatch("[0-9a-f]{8}", token)
+    assert local_stack.physical_id("IntakeBucket") == f"atrest-intake-{token}-123456789012-us-east-1"
+    assert local_stack.physical_id("VaultBucket") == f"atrest-vault-{token}-123456789012-us-east-1"
 
 
 def test_bucket_policies_with_deny_statements_are_recorded_not_applied(local_stack):
@@ -143,10 +147,23 @@ def test_outputs_are_evaluated(local_stack):
 
 
 def test_what_the_emulator_cannot_hold_is_recorded_with_a_reason(local_stack):
-    assert local_stack.resources["EncryptDeadLetterQueueAlarm"].status == "skipped"
     assert local_stack.resources["EncryptObjectFunction"].status == "recorded"
     assert local_stack.resources["EncryptObjectFunctionRole"].attributes["Arn"].startswith("arn:aws:iam::123456789012:role/")
-    assert any("EncryptDeadLetterQueueAlarm" in note for note in local_stack.notes)
+    assert local_stack.resources["ExpireKeysFunctionExpiryPermission"].status == "recorded"
+    assert any("ExpireKeysFunctionExpiryPermission" in note for note in local_stack.notes)
+
+
+def test_every_resource_sams_translation_deploys_is_created_or_listed_with_a_reason(local_stack):
+    template = StackTemplate.load(REPO_ROOT / "template.yaml", stack_name="atrest")
+    evaluator = TemplateEvaluator(template, stack_name="atrest", region="us-east-1", account_id="123456789012")
+    deployed = {logical_id for logical_id in template.resources if evaluator.is_active(logical_id)}
+
+    # SAM's generated resources (event source mapping, schedule rules, permissions, URL) are among them.
+    assert {"EncryptObjectFunctionEncryptQueueMessages", "ExpireKeysFunctionExpiry", "ReadObjectFunctionUrl"} <= deployed
+    assert deployed <= set(local_stack.resources)
+    silent = [lid for lid in deployed if local_stack.resources[lid].status != "created" and not local_stack.resources[lid].note]
+    assert silent == []
+    assert local_stack.resources["EncryptDeadLetterQueueAlarm"].status == "created"
 
 
 def test_provisioning_again_finds_the_same_resources(local_stack, emulator):

@@ -1,4 +1,4 @@
-"""Reading template.yaml as CloudFormation and SAM do (no emulator needed)."""
+"""Reading template.yaml as CloudFormation receives it from SAM's translator (no emulator needed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from atrest.local.template import NO_VALUE, ResourceRecord, SamTemplate, TemplateError, TemplateEvaluator, load_template
+from atrest.local.template import NO_VALUE, ResourceRecord, StackTemplate, TemplateError, TemplateEvaluator, load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def write_template(tmp_path: Path, text: str) -> Path:
 
 
 def evaluator_for(tmp_path: Path, text: str, **overrides: str) -> TemplateEvaluator:
-    template = SamTemplate.load(write_template(tmp_path, text))
+    template = StackTemplate.load(write_template(tmp_path, text))
     return TemplateEvaluator(template, stack_name="demo", region="eu-west-1", account_id="111122223333",
                              parameter_overrides=overrides, resources={})
 
@@ -147,30 +147,69 @@ def test_unsupported_references_fail_with_a_name(tmp_path):
         evaluator.resolve({"Fn::ImportValue": "shared-vpc"})
 
 
-def test_globals_merge_into_functions_as_sam_does(tmp_path):
-    template = SamTemplate.load(write_template(tmp_path, """
-        Globals:
-          Function:
-            Timeout: 30
-            Layers: [global-layer]
-            Environment: {Variables: {SHARED: g, OVERRIDDEN: g}}
-        Resources:
-          Fn:
-            Type: AWS::Serverless::Function
-            Properties:
-              Timeout: 5
-              Layers: [own-layer]
-              Environment: {Variables: {OVERRIDDEN: own, OWN: own}}
-    """))
-    properties = template.resources["Fn"]["Properties"]
+SAM_FUNCTION = """
+    Transform: AWS::Serverless-2016-10-31
+    Parameters:
+      Schedule: {Type: String, Default: ""}
+    Conditions:
+      HasSchedule: !Not [!Equals [!Ref Schedule, ""]]
+    Globals:
+      Function:
+        Timeout: 30
+        Layers: [arn:aws:lambda:eu-west-1:111122223333:layer:global:1]
+        Environment: {Variables: {SHARED: g, OVERRIDDEN: g}}
+    Resources:
+      Fn:
+        Type: AWS::Serverless::Function
+        Properties:
+          CodeUri: src/
+          Handler: app.handler
+          Runtime: python3.12
+          Timeout: 5
+          Layers: [arn:aws:lambda:eu-west-1:111122223333:layer:own:1]
+          Environment: {Variables: {OVERRIDDEN: own, OWN: own}}
+          Events:
+            Tick:
+              Type: Schedule
+              Properties:
+                Schedule: rate(1 hour)
+                Enabled: !If [HasSchedule, true, false]
+"""
+
+
+def test_globals_merge_into_functions_as_sams_translator_merges_them(tmp_path):
+    template = StackTemplate.load(write_template(tmp_path, SAM_FUNCTION))
+
+    function = template.resources["Fn"]
+    properties = function["Properties"]
+    assert function["Type"] == "AWS::Lambda::Function"
     assert properties["Timeout"] == 5
-    assert properties["Layers"] == ["global-layer", "own-layer"]
+    assert properties["Layers"] == ["arn:aws:lambda:eu-west-1:111122223333:layer:global:1",
+                                    "arn:aws:lambda:eu-west-1:111122223333:layer:own:1"]
     assert properties["Environment"]["Variables"] == {"SHARED": "g", "OVERRIDDEN": "own", "OWN": "own"}
-    assert "FnRole" in template.implicit_resources  # SAM's generated role, which templates may reference
+    assert template.resources["FnRole"]["Type"] == "AWS::IAM::Role"  # SAM's generated role
+    assert template.code_path(properties["Code"]) == (tmp_path / "src").resolve()
+
+
+def test_an_if_in_a_sam_property_reaches_the_stack_as_sams_translator_reads_it(tmp_path):
+    # SAM decides `Enabled` at translation time and treats any non-false value, an
+    # unresolved !If included, as enabled: the local stack must see that, as AWS would.
+    template = StackTemplate.load(write_template(tmp_path, SAM_FUNCTION))
+
+    assert template.resources["FnTick"]["Properties"]["State"] == "ENABLED"
+
+
+def test_a_template_sams_translator_refuses_is_refused_with_its_reason(tmp_path):
+    with pytest.raises(TemplateError, match="SAM's translator refuses the template.*CodeUri"):
+        StackTemplate.load(write_template(tmp_path, """
+            Transform: AWS::Serverless-2016-10-31
+            Resources:
+              Fn: {Type: AWS::Serverless::Function, Properties: {Handler: app.handler, Runtime: python3.12}}
+        """))
 
 
 def test_resources_are_ordered_after_what_they_reference(tmp_path):
-    template = SamTemplate.load(write_template(tmp_path, """
+    template = StackTemplate.load(write_template(tmp_path, """
         Resources:
           Rule: {Type: AWS::Events::Rule, Properties: {Targets: [{Arn: !GetAtt Queue.Arn}]}}
           Policy: {Type: AWS::SQS::QueuePolicy, Properties: {Queues: [!Ref Queue], Doc: !Sub "${Rule.Arn}"}}
@@ -183,7 +222,7 @@ def test_resources_are_ordered_after_what_they_reference(tmp_path):
 
 
 def test_circular_references_are_reported(tmp_path):
-    template = SamTemplate.load(write_template(tmp_path, """
+    template = StackTemplate.load(write_template(tmp_path, """
         Resources:
           A: {Type: AWS::SQS::Queue, Properties: {X: !GetAtt B.Arn}}
           B: {Type: AWS::SQS::Queue, Properties: {X: !GetAtt A.Arn}}
@@ -193,7 +232,10 @@ def test_circular_references_are_reported(tmp_path):
 
 
 def test_the_projects_template_evaluates_with_its_defaults():
-    template = SamTemplate.load(REPO_ROOT / "template.yaml")
+    template = StackTemplate.load(REPO_ROOT / "template.yaml")
     evaluator = TemplateEvaluator(template, stack_name="atrest", region="us-east-1", account_id="123456789012")
     assert evaluator.condition("CreateKmsKey") is True
     assert template.creation_order(r for r in template.resources if evaluator.is_active(r))
+    # What SAM generates is there, as CloudFormation would receive it.
+    assert template.resources["EncryptObjectFunctionEncryptQueueMessages"]["Type"] == "AWS::Lambda::EventSourceMapping"
+    assert template.resources["ReadObjectFunctionUrl"]["Type"] == "AWS::Lambda::Url"

@@ -69,7 +69,8 @@ def register(subparsers: Any) -> None:
         help="template parameters, as for `sam deploy` (Key=Value or ParameterKey=Key,ParameterValue=Value)",
     )
     up.add_argument("--schedule-every", type=float, metavar="SECONDS",
-                    help="invoke functions that have schedules every SECONDS (schedules never fire by themselves locally)")
+                    help="fire every schedule rule every SECONDS instead of on its own rate (for demos; by default "
+                         "ExpireKeys and SweepRetrievals fire on the rates the template gives them)")
     up.add_argument("--retry-delay", type=int, default=2, metavar="SECONDS",
                     help="how long a failed SQS message waits before its retry (default: 2)")
     up.add_argument("--state-file", type=Path, help=f"where to write the stack's state (default: {DEFAULT_STATE_FILE} of this project)")
@@ -246,7 +247,7 @@ def run_invoke(args: argparse.Namespace) -> int:
     from atrest.local.emulator import emulator_environment, is_reachable
     from atrest.local.lambda_runtime import InProcessFunction
     from atrest.local.stack import local_functions
-    from atrest.local.template import SamTemplate, TemplateError, TemplateEvaluator
+    from atrest.local.template import StackTemplate, TemplateError, TemplateEvaluator
 
     _configure_logging()
     state_file = (args.state_file or project_root() / DEFAULT_STATE_FILE).resolve()
@@ -262,7 +263,10 @@ def run_invoke(args: argparse.Namespace) -> int:
                 f"no local stack is running at {state.endpoint} (the state file {state_file} is left over); {NO_STACK_HINT}"
             )
         event = _read_event(args.event)
-        template = SamTemplate.load(args.template or state.template_path)
+        template = StackTemplate.load(
+            args.template or state.template_path, stack_name=state.stack_name, region=state.region,
+            account_id=state.account_id, parameter_values=state.parameters,
+        )
         evaluator = TemplateEvaluator(
             template,
             stack_name=state.stack_name,

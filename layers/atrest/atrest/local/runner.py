@@ -10,8 +10,12 @@
   maxReceiveCount receives, as SQS does.
 - EventBridge rule events: each event the rule's relay queue receives is one
   asynchronous invocation (three attempts, then the relay's dead-letter queue).
-- Schedules: moto never fires them; `fire_schedules()` (or `schedule_every_seconds` in
-  background mode) invokes every scheduled function with a "Scheduled Event".
+- Schedules: moto never fires them. In background mode the runner fires each enabled
+  schedule rule of the (translated) template on its own rate, the first time one period
+  after `start()`, as EventBridge does, with the target's `Input` or a "Scheduled Event";
+  `schedule_every_seconds` replaces every rate with one shorter period (demos), and
+  `fire_schedules()` fires every enabled schedule once, now. Disabled rules never fire;
+  `cron(...)` rules fire only through `fire_schedules()`.
 
 One worker: functions run one at a time (`os.environ` is process-wide). `drain()` runs
 the flow in the calling thread until every mapped queue is empty; `start()` runs it in
@@ -28,7 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, TextIO
+from typing import Any, Callable, Iterable, Mapping, TextIO
 
 from atrest.local.emulator import emulator_client, emulator_environment
 from atrest.local.lambda_runtime import InProcessFunction, Invocation
@@ -145,6 +149,7 @@ class Runner:
     `retry_delay_seconds`: how long a failed message stays invisible before its retry.
     `function_stdout`: where function output goes (None: this process's stdout).
     `functions`: the logical ids to run (default: all of them).
+    `clock`: monotonic seconds, for schedules (tests pass a clock they move).
     """
 
     def __init__(
@@ -157,6 +162,7 @@ class Runner:
         schedule_every_seconds: float | None = None,
         function_stdout: TextIO | None = None,
         functions: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = state
         self.aws_environment = dict(aws_environment) if aws_environment is not None else emulator_environment(state.endpoint, state.region)
@@ -176,7 +182,8 @@ class Runner:
         self._sqs = emulator_client("sqs", endpoint=state.endpoint, region=state.region)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._next_schedule: float | None = None
+        self._clock = clock
+        self._schedule_due: dict[tuple[str, str], float] | None = None
 
     # -- what runs --------------------------------------------------------------------
 
@@ -295,15 +302,51 @@ class Runner:
         self.stats.messages_deleted += len(succeeded)
         self.stats.messages_returned += len(failed)
 
+    def _schedules(self) -> list[tuple[InProcessFunction, ScheduleSource]]:
+        return [
+            (runtime, source)
+            for runtime in self._functions.values()
+            for source in runtime.function.schedule_sources
+            if source.enabled
+        ]
+
+    def _fire(self, runtime: InProcessFunction, source: ScheduleSource) -> Invocation:
+        event = scheduled_event(source, self.state.account_id, self.state.region)
+        self.stats.scheduled_invocations += 1
+        return self._record(runtime.invoke(event))
+
     def fire_schedules(self) -> list[Invocation]:
-        """Invoke every enabled scheduled function once, as its schedule would."""
+        """Invoke every enabled scheduled function once, now, as its schedule would."""
+        return [self._fire(runtime, source) for runtime, source in self._schedules()]
+
+    def _period(self, source: ScheduleSource) -> float | None:
+        return float(self.schedule_every_seconds) if self.schedule_every_seconds else source.period_seconds
+
+    def arm_schedules(self) -> None:
+        """Start the schedule clocks: each rule first fires one period from now."""
+        now = self._clock()
+        self._schedule_due = {}
+        for runtime, source in self._schedules():
+            period = self._period(source)
+            if period is None:
+                log.info("%s: %s is not fired locally (cron); use fire_schedules()", runtime.function.logical_id, source.expression)
+                continue
+            self._schedule_due[(runtime.function.logical_id, source.event_id)] = now + period
+
+    def fire_due_schedules(self) -> list[Invocation]:
+        """Fire every schedule whose time has come (arming the clocks on first use). A rule
+        that missed several periods fires once, as EventBridge does not catch up."""
+        if self._schedule_due is None:
+            self.arm_schedules()
+        assert self._schedule_due is not None
         invocations = []
-        for runtime in self._functions.values():
-            for source in runtime.function.schedule_sources:
-                if source.enabled:
-                    event = scheduled_event(source, self.state.account_id, self.state.region)
-                    invocations.append(self._record(runtime.invoke(event)))
-                    self.stats.scheduled_invocations += 1
+        for runtime, source in self._schedules():
+            key = (runtime.function.logical_id, source.event_id)
+            due = self._schedule_due.get(key)
+            if due is None or self._clock() < due:
+                continue
+            invocations.append(self._fire(runtime, source))
+            self._schedule_due[key] = self._clock() + float(self._period(source) or 0)
         return invocations
 
     # -- until the queues are empty ----------------------------------------------------
@@ -335,12 +378,11 @@ class Runner:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> "Runner":
-        """Run the event flow (and schedules, if `schedule_every_seconds`) in a background thread."""
+        """Run the event flow and the schedules in a background thread."""
         if self.running:
             return self
         self._stop.clear()
-        if self.schedule_every_seconds:
-            self._next_schedule = time.monotonic() + self.schedule_every_seconds
+        self.arm_schedules()
         self._thread = threading.Thread(target=self._run, name="atrest-local-runner", daemon=True)
         self._thread.start()
         return self
@@ -361,9 +403,7 @@ class Runner:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if self._next_schedule is not None and time.monotonic() >= self._next_schedule:
-                    self._next_schedule = time.monotonic() + float(self.schedule_every_seconds or 0)
-                    self.fire_schedules()
+                self.fire_due_schedules()
                 taken = self.process_once()
             except Exception:
                 # The emulator may be going away, or answer once with an error: keep polling.

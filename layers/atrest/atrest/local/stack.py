@@ -1,12 +1,16 @@
 """Provisioning `template.yaml` into the emulator, and the resulting `LocalStackState`.
 
-`provision()` creates, in dependency order, the resources the template declares that
-the emulator can hold (KMS keys and aliases, S3 buckets and bucket policies, DynamoDB
-tables, SQS queues and queue policies, EventBridge pattern rules with their SQS
-targets). Functions and layers are recorded, not created: Lambda needs Docker, so the
-runner (`atrest.local.runner`) calls handlers in this process. Schedule rules are
-recorded and played by the runner. Everything else (IAM, log groups, alarms) is
-recorded with the names and ARNs CloudFormation would give it, so references resolve.
+`provision()` deploys what AWS would deploy: the CloudFormation SAM's translator makes of
+the template (`atrest.local.template.StackTemplate`), not a reading of SAM by hand. In
+dependency order it creates the resources the emulator can hold (KMS keys and aliases,
+S3 buckets and bucket policies, DynamoDB tables, SQS queues and queue policies,
+EventBridge pattern rules, IAM roles and their policies). Functions, layers, event
+source mappings and state machines are recorded, not created: Lambda needs Docker, so
+the runner (`atrest.local.runner`) calls handlers in this process, polls the mappings'
+queues, relays pattern rules with Lambda targets through a queue, and fires schedule
+rules on their rate. Everything else is recorded with the names and ARNs CloudFormation
+would give it, so references resolve, and with a note saying why it is not emulated:
+`LocalStackState.notes` lists them (`atrest local up` prints them), nothing is dropped silently.
 
 Provisioning is idempotent: names are derived from stack and logical id, the KMS key
 is found again by its tags, and existing resources are reconfigured, not duplicated.
@@ -17,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
@@ -24,10 +30,8 @@ from typing import Any, Callable, Mapping, Protocol
 from botocore.exceptions import ClientError
 
 from atrest.local.template import (
-    SERVERLESS_FUNCTION,
-    SERVERLESS_LAYER,
     ResourceRecord,
-    SamTemplate,
+    StackTemplate,
     TemplateError,
     TemplateEvaluator,
     generated_name,
@@ -72,10 +76,31 @@ class SqsEventSource:
         return "ReportBatchItemFailures" in self.function_response_types
 
 
+_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> float | None:
+    """The period of an EventBridge `rate(...)` expression in seconds; None for `cron(...)`.
+    Raises ValueError for an expression EventBridge would refuse (`rate(1 hours)`, `rate(0 minutes)`)."""
+    if expression.startswith("cron("):
+        return None
+    match = _RATE.match(expression.strip())
+    if match is None:
+        raise ValueError(f"not an EventBridge schedule expression: {expression!r}")
+    value, unit = int(match.group(1)), match.group(2)
+    # EventBridge: the unit is singular for 1 and plural otherwise; 0 is refused.
+    if value == 0 or (value == 1) != (not unit.endswith("s")):
+        raise ValueError(f"EventBridge refuses {expression!r}: use rate(1 {unit.rstrip('s')}) or rate(N {unit.rstrip('s')}s) with N > 1")
+    return float(value * _RATE_UNIT_SECONDS[unit.rstrip("s")])
+
+
 @dataclass
 class ScheduleSource:
-    """A schedule that invokes a function (SAM `Schedule`/`ScheduleV2` events, or a schedule
-    `AWS::Events::Rule` targeting it). The runner plays it; moto never fires schedules."""
+    """A schedule rule that targets a function or state machine (what SAM's `Schedule`
+    event translates into, or a schedule `AWS::Events::Rule` of the template), with the
+    `State` and target `Input` CloudFormation gives it. moto never fires schedules: the
+    runner fires it on its rate."""
 
     event_id: str
     expression: str
@@ -83,6 +108,11 @@ class ScheduleSource:
     rule_arn: str
     input: Any = None
     enabled: bool = True
+
+    @property
+    def period_seconds(self) -> float | None:
+        """How often the rule fires (None: a cron expression, fired only when asked)."""
+        return rate_seconds(self.expression)
 
 
 @dataclass
@@ -147,13 +177,16 @@ class LocalStateMachine:
     arn: str
     role_arn: str
     definition: str
+    schedule_sources: list[ScheduleSource] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "LocalStateMachine":
-        return cls(**data)
+        values = dict(data)
+        values["schedule_sources"] = [ScheduleSource(**item) for item in data.get("schedule_sources", [])]
+        return cls(**values)
 
 
 # -- the provisioned stack ---------------------------------------------------------------
@@ -270,7 +303,10 @@ def provision(
     evaluate (the message names the resource) and botocore's `ClientError` when the
     emulator refuses a resource.
     """
-    template = SamTemplate.load(template_path)
+    template = StackTemplate.load(
+        template_path, stack_name=stack_name, region=emulator.region, account_id=emulator.account_id,
+        parameter_values=dict(parameters or {}),
+    )
     records: dict[str, ResourceRecord] = {}
     evaluator = TemplateEvaluator(
         template,
@@ -281,10 +317,6 @@ def provision(
         resources=records,
     )
     builder = _StackBuilder(emulator, template, evaluator, records, stack_name)
-    # SAM's implicit function roles have no dependencies; key and bucket policies may name them.
-    for logical_id, definition in template.implicit_resources.items():
-        if evaluator.is_active(logical_id):
-            records[logical_id] = builder.record_only(logical_id, definition["Type"], {})
     active = [logical_id for logical_id in template.resources if evaluator.is_active(logical_id)]
     for logical_id in template.creation_order(active):
         definition = template.resources[logical_id]
@@ -297,8 +329,6 @@ def provision(
             error.add_note(f"while creating {logical_id} ({definition['Type']}) of {template.path.name}")
             raise
     functions = local_functions(template, evaluator)
-    for function in functions.values():
-        builder.connect_event_sources(function)
     return LocalStackState(
         stack_name=stack_name,
         region=emulator.region,
@@ -340,7 +370,7 @@ class _StackBuilder:
     def __init__(
         self,
         emulator: AwsEndpoint,
-        template: SamTemplate,
+        template: StackTemplate,
         evaluator: TemplateEvaluator,
         records: dict[str, ResourceRecord],
         stack_name: str,
@@ -395,30 +425,40 @@ class _StackBuilder:
             arn = _arn(region, account, "logs", f"log-group:{name}:*")
             return ResourceRecord(logical_id, resource_type, name, {"Arn": arn}, "recorded",
                                   "function logs go to the runner's stderr")
-        if resource_type == SERVERLESS_LAYER:
+        if resource_type == "AWS::Lambda::LayerVersion":
             name = properties.get("LayerName") or logical_id
             arn = _arn(region, account, "lambda", f"layer:{name}:1")
             return ResourceRecord(logical_id, resource_type, arn, {}, "recorded",
-                                  "layer code is imported from its ContentUri (the atrest package is installed editable)")
+                                  "layer code is imported from its folder (the atrest package is installed editable)")
         if resource_type == "AWS::Lambda::Url":
-            # A function URL SAM adds for FunctionUrlConfig. Locally nothing listens there and
+            # A function URL (SAM's FunctionUrlConfig). Locally nothing listens there and
             # SigV4 is not checked: invoke the function with a function-URL event whose
             # requestContext names the caller (`atrest local invoke`, Runner.invoke).
             url_id = hashlib.sha256(f"{self.stack_name}/{logical_id}".encode()).hexdigest()[:32]
             url = f"https://{url_id}.lambda-url.{region}.on.aws/"
-            function = self.name(logical_id[: -len("Url")], 64) if logical_id.endswith("Url") else logical_id
-            return ResourceRecord(logical_id, resource_type, url,
-                                  {"FunctionUrl": url, "FunctionArn": _arn(region, account, "lambda", f"function:{function}")},
+            target = str(properties.get("TargetFunctionArn", ""))
+            function_arn = target if target.startswith("arn:") else _arn(region, account, "lambda", f"function:{target}")
+            return ResourceRecord(logical_id, resource_type, url, {"FunctionUrl": url, "FunctionArn": function_arn},
                                   status="recorded", note="function URLs are not served locally; the runner invokes the handler in-process")
-        if resource_type == SERVERLESS_FUNCTION:
+        if resource_type == "AWS::Lambda::Function":
             name = properties.get("FunctionName") or self.name(logical_id, 64)
             return ResourceRecord(logical_id, resource_type, name, {"Arn": _arn(region, account, "lambda", f"function:{name}")},
                                   "recorded", "run in-process by the local runner (Lambda needs Docker)")
-        if resource_type in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
-            name = properties.get("Name") or properties.get("StateMachineName") or self.name(logical_id, 80)
+        if resource_type == "AWS::Lambda::EventSourceMapping":
+            mapping_id = str(uuid.UUID(hashlib.sha256(f"{self.stack_name}/{logical_id}".encode()).hexdigest()[:32]))
+            return ResourceRecord(logical_id, resource_type, mapping_id, {"EventSourceMappingArn": _arn(
+                region, account, "lambda", f"event-source-mapping:{mapping_id}")}, "recorded", "polled by the local runner")
+        if resource_type == "AWS::Lambda::Permission":
+            return ResourceRecord(logical_id, resource_type, self.name(logical_id, 128), {}, "recorded",
+                                  "Lambda resource policies are not evaluated locally: the runner invokes the function directly")
+        if resource_type == "AWS::StepFunctions::StateMachine":
+            name = properties.get("StateMachineName") or self.name(logical_id, 80)
             arn = _arn(region, account, "states", f"stateMachine:{name}")
             return ResourceRecord(logical_id, resource_type, arn, {"Arn": arn, "Name": name}, "recorded",
                                   "run by the local state machine interpreter (atrest.local.state_machine)")
+        if resource_type.startswith("Custom::") or resource_type == "AWS::CloudFormation::CustomResource":
+            return ResourceRecord(logical_id, resource_type, self.name(logical_id, 128), {}, "skipped",
+                                  "custom resources are not run on the local stack (their function can be invoked with `atrest local invoke`)")
         # Alarms, dashboards, SNS topics, ...: not emulated, but references to them resolve.
         service = resource_type.split("::")[1].lower() if resource_type.count("::") >= 2 else "unknown"
         name = self.name(logical_id, 255)
@@ -619,6 +659,60 @@ class _StackBuilder:
         return ResourceRecord(logical_id, "AWS::SQS::QueuePolicy", self.name(logical_id, 128), {},
                               note="stored, not enforced by the emulator")
 
+    # -- SNS, CloudWatch and Logs: created so operators' tools find them ------------------
+
+    def _aws_sns_topic(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        name = properties.get("TopicName") or self.name(logical_id, 256)
+        attributes = {key: _text(properties[key]) for key in ("DisplayName", "KmsMasterKeyId") if key in properties}
+        arn = self.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
+        return ResourceRecord(logical_id, "AWS::SNS::Topic", arn, {"TopicArn": arn, "TopicName": name},
+                              note="created; the emulator sends no notifications and does not check the topic's KMS key")
+
+    def _aws_sns_topicpolicy(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        for topic in properties["Topics"]:
+            self.client("sns").set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=_text(properties["PolicyDocument"]))
+        return ResourceRecord(logical_id, "AWS::SNS::TopicPolicy", self.name(logical_id, 128), {},
+                              note="stored, not enforced by the emulator")
+
+    def _aws_sns_subscription(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        arn = self.client("sns").subscribe(TopicArn=properties["TopicArn"], Protocol=properties["Protocol"],
+                                           Endpoint=properties["Endpoint"])["SubscriptionArn"]
+        return ResourceRecord(logical_id, "AWS::SNS::Subscription", arn, {}, note="recorded by the emulator; nothing is sent")
+
+    def _aws_cloudwatch_alarm(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        name = properties.get("AlarmName") or self.name(logical_id, 255)
+        request = {key: properties[key] for key in _ALARM_KEYS if key in properties}
+        for key in ("EvaluationPeriods", "DatapointsToAlarm", "Period"):
+            if key in request:
+                request[key] = int(request[key])
+        if "Threshold" in request:
+            request["Threshold"] = float(request["Threshold"])
+        if "Metrics" in request:
+            request["Metrics"] = [_metric_query(query) for query in request["Metrics"]]
+        self.client("cloudwatch").put_metric_alarm(AlarmName=name, **request)
+        arn = _arn(self.region, self.account_id, "cloudwatch", f"alarm:{name}")
+        return ResourceRecord(logical_id, "AWS::CloudWatch::Alarm", name, {"Arn": arn},
+                              note="created; the emulator never evaluates alarms (SetAlarmState works, no action runs)")
+
+    def _aws_cloudwatch_dashboard(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        name = properties.get("DashboardName") or self.name(logical_id, 255)
+        self.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=_text(properties["DashboardBody"]))
+        return ResourceRecord(logical_id, "AWS::CloudWatch::Dashboard", name, {})
+
+    def _aws_logs_loggroup(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        logs = self.client("logs")
+        name = properties.get("LogGroupName") or self.name(logical_id, 512)
+        try:
+            logs.create_log_group(logGroupName=name)
+        except ClientError as error:
+            if not _has_error_code(error, "ResourceAlreadyExistsException"):
+                raise
+        if properties.get("RetentionInDays"):
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(properties["RetentionInDays"]))
+        arn = _arn(self.region, self.account_id, "logs", f"log-group:{name}:*")
+        return ResourceRecord(logical_id, "AWS::Logs::LogGroup", name, {"Arn": arn},
+                              note="created; function logs go to the runner's stderr, not to the group")
+
     # -- EventBridge --------------------------------------------------------------------
 
     def _aws_events_rule(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
@@ -628,9 +722,10 @@ class _StackBuilder:
         arn = _arn(self.region, self.account_id, "events", f"rule/{rule_path}")
         if properties.get("ScheduleExpression") and not properties.get("EventPattern"):
             # Not created: moto never fires schedules, and a schedule rule with a Lambda target
-            # would take part in (and break) S3 event delivery. The runner plays schedules.
+            # would take part in (and break) S3 event delivery. The runner plays schedules
+            # on their rate, with the input the rule's target gives.
             return ResourceRecord(logical_id, "AWS::Events::Rule", name, {"Arn": arn}, status="recorded",
-                                  note=f"schedule {properties['ScheduleExpression']} is played by the runner (--schedule-every)")
+                                  note=f"schedule {properties['ScheduleExpression']} ({properties.get('State', 'ENABLED')}) is fired by the local runner")
         events = self.client("events")
         request: dict[str, Any] = {"Name": name, "EventBusName": bus, "State": properties.get("State", "ENABLED")}
         if properties.get("EventPattern"):
@@ -641,11 +736,19 @@ class _StackBuilder:
         if properties.get("RoleArn"):
             request["RoleArn"] = properties["RoleArn"]
         arn = events.put_rule(**request)["RuleArn"]
-        deliverable, undeliverable = [], []
+        deliverable, undeliverable, relays = [], [], []
         for target in properties.get("Targets") or []:
-            service = str(target.get("Arn", "")).split(":")[2:3]
+            target_arn = str(target.get("Arn", ""))
+            service = target_arn.split(":")[2:3]
             if service and service[0] in ("sqs", "logs", "events"):
                 deliverable.append({k: v for k, v in target.items() if k in _TARGET_KEYS})
+            elif service == ["lambda"]:
+                # moto cannot invoke Lambda: the rule targets a relay queue the runner takes
+                # each event from, as one asynchronous invocation of the function.
+                relay = self._relay_queue(logical_id, target)
+                relays.append(relay.logical_id)
+                deliverable.append({**{k: v for k, v in target.items() if k in _TARGET_KEYS and k not in (
+                    "RetryPolicy", "DeadLetterConfig", "RoleArn")}, "Arn": relay.attributes["Arn"]})
             else:
                 undeliverable.append(str(target.get("Id")))
         if deliverable:
@@ -653,51 +756,37 @@ class _StackBuilder:
         note = None
         if undeliverable:
             note = f"targets {', '.join(undeliverable)} not delivered locally (the emulator delivers to SQS, Logs and event buses)"
+        if relays:
+            note = "Lambda target relayed through a local queue (moto cannot invoke Lambda)"
         return ResourceRecord(logical_id, "AWS::Events::Rule", name, {"Arn": arn}, note=note)
 
-    # -- SAM ----------------------------------------------------------------------------
+    def _relay_queue(self, rule_logical_id: str, target: Mapping[str, Any]) -> ResourceRecord:
+        """The queue a rule's Lambda target is relayed through, and its dead-letter queue:
+        the function's own `DeadLetterConfig` queue when it has one (failed asynchronous
+        invocations land where they would on AWS), else a local one."""
+        function = self._function_by_arn(str(target.get("Arn", "")))
+        dead_letter_arn = None
+        if function is not None:
+            properties = self.evaluator.resolve(self.template.resources[function.logical_id].get("Properties") or {})
+            dead_letter_arn = (properties.get("DeadLetterConfig") or {}).get("TargetArn")
+        if not dead_letter_arn:
+            dead_letters = self._aws_sqs_queue(f"{rule_logical_id}RelayDLQ", {})
+            dead_letters.note = f"local dead-letter queue of {rule_logical_id}'s relay"
+            self.records[dead_letters.logical_id] = dead_letters
+            dead_letter_arn = dead_letters.attributes["Arn"]
+        relay = self._aws_sqs_queue(
+            f"{rule_logical_id}Relay", {"RedrivePolicy": {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": 3}},
+        )
+        relay.note = f"local relay for {rule_logical_id}'s Lambda target (moto cannot invoke Lambda targets)"
+        relay.attributes["DeadLetterTargetArn"] = dead_letter_arn
+        self.records[relay.logical_id] = relay
+        return relay
 
-    def _aws_serverless_function(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
-        return self.record_only(logical_id, SERVERLESS_FUNCTION, properties)
-
-    def _aws_serverless_layerversion(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
-        return self.record_only(logical_id, SERVERLESS_LAYER, properties)
-
-    def connect_event_sources(self, function: LocalFunction) -> None:
-        """Create what a function's EventBridgeRule events need locally: the rule, a relay
-        queue it targets (moto cannot invoke Lambda) and the relay's dead-letter queue."""
-        definition = self.template.resources[function.logical_id]
-        events = (definition.get("Properties") or {}).get("Events") or {}
-        for source in function.eventbridge_sources:
-            event_properties = self.evaluator.resolve(events[source.event_id].get("Properties") or {})
-            prefix = f"{function.logical_id}{source.event_id}"
-            dead_letters = self._aws_sqs_queue(f"{prefix}RelayDLQ", {})
-            relay = self._aws_sqs_queue(
-                f"{prefix}Relay",
-                {"RedrivePolicy": {"deadLetterTargetArn": dead_letters.attributes["Arn"], "maxReceiveCount": 3}},
-            )
-            target: dict[str, Any] = {"Id": "LocalRelay", "Arn": relay.attributes["Arn"]}
-            for key in ("Input", "InputPath", "InputTransformer"):
-                if key in event_properties:
-                    target[key] = event_properties[key]
-            pattern = event_properties.get("Pattern")
-            rule = self._aws_events_rule(
-                prefix,
-                {
-                    "Name": source.rule_name,
-                    "EventBusName": event_properties.get("EventBusName"),
-                    "EventPattern": pattern,
-                    "State": event_properties.get("State", "ENABLED"),
-                    "Targets": [target],
-                },
-            )
-            source.rule_arn = rule.attributes["Arn"]
-            source.relay_queue_url = relay.physical_id
-            source.relay_queue_arn = relay.attributes["Arn"]
-            source.relay_dead_letter_queue_url = dead_letters.physical_id
-            for record in (dead_letters, relay, rule):
-                record.note = f"local relay for {function.logical_id} event {source.event_id} (moto cannot invoke Lambda targets)"
-                self.records[record.logical_id] = record
+    def _function_by_arn(self, arn: str) -> ResourceRecord | None:
+        for record in self.records.values():
+            if record.type == "AWS::Lambda::Function" and record.attributes.get("Arn") == arn:
+                return record
+        return None
 
 
 _DENY_NOTE = (
@@ -711,6 +800,25 @@ def _has_deny_statement(policy: Any) -> bool:
     statements = document.get("Statement", [])
     statements = [statements] if isinstance(statements, dict) else statements
     return any(str(statement.get("Effect", "")).lower() == "deny" for statement in statements)
+
+
+_ALARM_KEYS = (
+    "ActionsEnabled", "AlarmActions", "AlarmDescription", "ComparisonOperator", "DatapointsToAlarm", "Dimensions",
+    "EvaluateLowSampleCountPercentile", "EvaluationPeriods", "ExtendedStatistic", "InsufficientDataActions",
+    "MetricName", "Metrics", "Namespace", "OKActions", "Period", "Statistic", "Threshold", "ThresholdMetricId",
+    "TreatMissingData", "Unit",
+)
+
+
+def _metric_query(query: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation alarm metric query in the shape of PutMetricAlarm."""
+    api = dict(query)
+    stat = api.get("MetricStat")
+    if stat:
+        api["MetricStat"] = {**stat, "Period": int(stat["Period"])}
+    if "Period" in api:
+        api["Period"] = int(api["Period"])
+    return api
 
 
 _TARGET_KEYS = ("Id", "Arn", "Input", "InputPath", "InputTransformer", "RoleArn", "SqsParameters", "RetryPolicy", "DeadLetterConfig")
@@ -823,30 +931,30 @@ def _queue_attributes(properties: Mapping[str, Any]) -> dict[str, str]:
 # -- functions ---------------------------------------------------------------------------
 
 
-def local_functions(template: SamTemplate, evaluator: TemplateEvaluator) -> dict[str, LocalFunction]:
-    """Every active `AWS::Serverless::Function` of `template`, resolved against the
-    resources `evaluator` knows (a fresh provisioning, or a state file's records), with
-    its SQS event sources, schedules and EventBridge rules."""
+def local_functions(template: StackTemplate, evaluator: TemplateEvaluator) -> dict[str, LocalFunction]:
+    """Every active `AWS::Lambda::Function` of the translated template, resolved against
+    the resources `evaluator` knows (a fresh provisioning, or a state file's records), with
+    what invokes it as CloudFormation wires it: event source mappings, schedule rules and
+    pattern rules targeting its ARN."""
     records = evaluator.resources
-    queues_by_arn = {
-        r.attributes.get("Arn"): r for r in records.values() if r.type == "AWS::SQS::Queue"
-    }
-    layer_dirs_by_arn = {
-        r.physical_id: str((template.directory / str((template.resources[r.logical_id].get("Properties") or {}).get("ContentUri", ""))).resolve())
-        for r in records.values()
-        if r.type == SERVERLESS_LAYER and r.logical_id in template.resources
-    }
+    queues_by_arn = {r.attributes.get("Arn"): r for r in records.values() if r.type == "AWS::SQS::Queue"}
+    layer_dirs_by_arn: dict[str, str] = {}
+    for record in records.values():
+        if record.type == "AWS::Lambda::LayerVersion" and record.logical_id in template.resources:
+            content = (template.resources[record.logical_id].get("Properties") or {}).get("Content")
+            path = template.code_path(content)
+            if path is not None:
+                layer_dirs_by_arn[record.physical_id] = str(path)
     functions: dict[str, LocalFunction] = {}
     for logical_id, definition in template.resources.items():
-        if definition["Type"] != SERVERLESS_FUNCTION or not evaluator.is_active(logical_id):
+        if definition["Type"] != "AWS::Lambda::Function" or not evaluator.is_active(logical_id):
             continue
         try:
-            functions[logical_id] = _local_function(template, evaluator, logical_id, definition, queues_by_arn, layer_dirs_by_arn)
+            functions[logical_id] = _local_function(template, evaluator, logical_id, definition, layer_dirs_by_arn)
         except TemplateError as error:
             raise TemplateError(f"{logical_id}: {error}") from None
     by_arn = {function.arn: function for function in functions.values()}
     by_name = {function.function_name: function for function in functions.values()}
-    # Plain CloudFormation wiring: event source mappings and schedule rules naming a function.
     for logical_id, definition in template.resources.items():
         if not evaluator.is_active(logical_id) or logical_id not in records:
             continue
@@ -854,44 +962,91 @@ def local_functions(template: SamTemplate, evaluator: TemplateEvaluator) -> dict
             properties = evaluator.resolve(definition.get("Properties") or {})
             target = by_arn.get(properties.get("FunctionName")) or by_name.get(properties.get("FunctionName"))
             queue = queues_by_arn.get(properties.get("EventSourceArn"))
-            if target is not None and queue is not None:
-                target.sqs_sources.append(_sqs_source(logical_id, queue, properties))
+            if target is None:
+                continue
+            if queue is None:
+                target.notes.append(f"{logical_id}: event source {properties.get('EventSourceArn')} is not a queue of this stack; not polled")
+                continue
+            if properties.get("FilterCriteria"):
+                target.notes.append(f"{logical_id}: FilterCriteria are not applied locally (every message is delivered)")
+            target.sqs_sources.append(_sqs_source(logical_id, queue, properties))
         elif definition["Type"] == "AWS::Events::Rule":
             properties = evaluator.resolve(definition.get("Properties") or {})
-            if not properties.get("ScheduleExpression"):
-                continue
+            record = records[logical_id]
             for target_spec in properties.get("Targets") or []:
                 target = by_arn.get(target_spec.get("Arn"))
-                if target is not None:
-                    record = records[logical_id]
-                    target.schedule_sources.append(ScheduleSource(
+                if target is None:
+                    continue
+                if properties.get("ScheduleExpression"):
+                    target.schedule_sources.append(_schedule_source(logical_id, record, properties, target_spec))
+                else:
+                    relay = records.get(f"{logical_id}Relay")
+                    target.eventbridge_sources.append(EventBridgeSource(
                         event_id=logical_id,
-                        expression=properties["ScheduleExpression"],
                         rule_name=record.physical_id,
                         rule_arn=record.attributes["Arn"],
-                        input=json.loads(target_spec["Input"]) if target_spec.get("Input") else None,
-                        enabled=properties.get("State", "ENABLED") == "ENABLED",
+                        relay_queue_url=relay.physical_id if relay else "",
+                        relay_queue_arn=relay.attributes["Arn"] if relay else "",
+                        relay_dead_letter_queue_url=_queue_url_of(records, relay.attributes.get("DeadLetterTargetArn")) if relay else "",
                     ))
     return functions
 
 
-def local_state_machines(template: SamTemplate, evaluator: TemplateEvaluator) -> dict[str, LocalStateMachine]:
-    """Every active `AWS::Serverless::StateMachine` with its definition file read and its
+def _queue_url_of(records: Mapping[str, ResourceRecord], arn: Any) -> str:
+    for record in records.values():
+        if record.type == "AWS::SQS::Queue" and record.attributes.get("Arn") == arn:
+            return record.physical_id
+    return ""
+
+
+def local_state_machines(template: StackTemplate, evaluator: TemplateEvaluator) -> dict[str, LocalStateMachine]:
+    """Every active `AWS::StepFunctions::StateMachine` with its definition read from where
+    the template keeps it (a local file, `Definition` or `DefinitionString`) and its
     DefinitionSubstitutions applied (`${Name}` replaced, as CloudFormation does)."""
     machines: dict[str, LocalStateMachine] = {}
     for logical_id, definition in template.resources.items():
-        if definition["Type"] != "AWS::Serverless::StateMachine" or not evaluator.is_active(logical_id):
+        if definition["Type"] != "AWS::StepFunctions::StateMachine" or not evaluator.is_active(logical_id):
             continue
-        properties = evaluator.resolve({k: v for k, v in (definition.get("Properties") or {}).items() if k != "Events"})
-        text = (template.directory / str(properties["DefinitionUri"])).read_text(encoding="utf-8")
+        properties = evaluator.resolve(definition.get("Properties") or {})
+        path = template.code_path(properties.get("DefinitionS3Location"))
+        if path is not None:
+            text = path.read_text(encoding="utf-8")
+        elif "Definition" in properties:
+            text = json.dumps(properties["Definition"])
+        elif "DefinitionString" in properties:
+            text = str(properties["DefinitionString"])
+        else:
+            raise TemplateError(f"{logical_id}: its definition is not a local file, Definition or DefinitionString")
         for name, value in (properties.get("DefinitionSubstitutions") or {}).items():
             text = text.replace("${" + name + "}", _text(value))
         record = evaluator.resources[logical_id]
         machines[logical_id] = LocalStateMachine(
             logical_id=logical_id, name=str(record.attributes.get("Name") or record.physical_id),
-            arn=record.attributes.get("Arn", ""), role_arn=str(properties.get("Role") or ""), definition=text,
+            arn=str(record.attributes.get("Arn", "")), role_arn=str(properties.get("RoleArn") or ""), definition=text,
         )
+    by_arn = {machine.arn: machine for machine in machines.values()}
+    for logical_id, definition in template.resources.items():
+        if definition["Type"] != "AWS::Events::Rule" or not evaluator.is_active(logical_id) or logical_id not in evaluator.resources:
+            continue
+        properties = evaluator.resolve(definition.get("Properties") or {})
+        for target_spec in properties.get("Targets") or []:
+            machine = by_arn.get(target_spec.get("Arn"))
+            if machine is not None and properties.get("ScheduleExpression"):
+                machine.schedule_sources.append(_schedule_source(logical_id, evaluator.resources[logical_id], properties, target_spec))
     return machines
+
+
+def _schedule_source(
+    logical_id: str, record: ResourceRecord, properties: Mapping[str, Any], target: Mapping[str, Any],
+) -> ScheduleSource:
+    return ScheduleSource(
+        event_id=logical_id,
+        expression=properties["ScheduleExpression"],
+        rule_name=record.physical_id,
+        rule_arn=record.attributes["Arn"],
+        input=json.loads(target["Input"]) if target.get("Input") else None,
+        enabled=properties.get("State", "ENABLED") == "ENABLED",
+    )
 
 
 def _sqs_source(event_id: str, queue: ResourceRecord, properties: Mapping[str, Any]) -> SqsEventSource:
@@ -908,19 +1063,18 @@ def _sqs_source(event_id: str, queue: ResourceRecord, properties: Mapping[str, A
 
 
 def _local_function(
-    template: SamTemplate,
+    template: StackTemplate,
     evaluator: TemplateEvaluator,
     logical_id: str,
     definition: Mapping[str, Any],
-    queues_by_arn: Mapping[str, ResourceRecord],
     layer_dirs_by_arn: Mapping[str, str],
 ) -> LocalFunction:
-    properties = evaluator.resolve({k: v for k, v in (definition.get("Properties") or {}).items() if k != "Events"})
+    properties = evaluator.resolve(definition.get("Properties") or {})
     record = evaluator.resources[logical_id]
     notes: list[str] = []
-    code_uri = properties.get("CodeUri")
-    if not isinstance(code_uri, str):
-        raise TemplateError("CodeUri must be a local directory for the local runner (InlineCode and S3 locations are not run)")
+    code_dir = template.code_path(properties.get("Code"))
+    if code_dir is None:
+        raise TemplateError("its code must be a local folder for the local runner (inline code and S3 locations are not run)")
     layer_dirs = []
     for layer in properties.get("Layers") or []:
         if layer in layer_dirs_by_arn:
@@ -930,11 +1084,11 @@ def _local_function(
     variables = (properties.get("Environment") or {}).get("Variables") or {}
     environment = {str(name): _text(value) for name, value in variables.items()}
     log_group = (properties.get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{record.physical_id}"
-    function = LocalFunction(
+    return LocalFunction(
         logical_id=logical_id,
         function_name=record.physical_id,
         arn=record.attributes["Arn"],
-        code_dir=str((template.directory / code_uri).resolve()),
+        code_dir=str(code_dir),
         handler=str(properties.get("Handler", "")),
         runtime=str(properties.get("Runtime", "")),
         timeout=int(properties.get("Timeout", 3)),
@@ -945,46 +1099,6 @@ def _local_function(
         notes=notes,
         role_arn=str(properties.get("Role") or ""),
     )
-    events = (definition.get("Properties") or {}).get("Events") or {}
-    for event_id, event in events.items():
-        event_type = event.get("Type")
-        event_properties = evaluator.resolve(event.get("Properties") or {})
-        if event_type == "SQS":
-            queue = queues_by_arn.get(event_properties.get("Queue"))
-            if queue is None:
-                raise TemplateError(f"event {event_id}: queue {event_properties.get('Queue')} is not a queue of this stack")
-            if event_properties.get("FilterCriteria"):
-                notes.append(f"event {event_id}: FilterCriteria are not applied locally (every message is delivered)")
-            function.sqs_sources.append(_sqs_source(event_id, queue, event_properties))
-        elif event_type in ("Schedule", "ScheduleV2"):
-            expression = event_properties.get("Schedule") or event_properties.get("ScheduleExpression")
-            enabled = str(event_properties.get("Enabled", "true")).lower() == "true" and event_properties.get("State", "ENABLED") == "ENABLED"
-            rule_name = event_properties.get("Name") or generated_name(evaluator.stack_name, f"{logical_id}{event_id}", 64)
-            raw_input = event_properties.get("Input")
-            function.schedule_sources.append(ScheduleSource(
-                event_id=event_id,
-                expression=str(expression),
-                rule_name=rule_name,
-                rule_arn=_arn(evaluator.region, evaluator.account_id, "events" if event_type == "Schedule" else "scheduler",
-                              f"rule/{rule_name}" if event_type == "Schedule" else f"schedule/default/{rule_name}"),
-                input=json.loads(raw_input) if isinstance(raw_input, str) and raw_input else raw_input,
-                enabled=enabled,
-            ))
-        elif event_type in ("EventBridgeRule", "CloudWatchEvent"):
-            rule_name = event_properties.get("RuleName") or generated_name(evaluator.stack_name, f"{logical_id}{event_id}", 64)
-            relay = evaluator.resources.get(f"{logical_id}{event_id}Relay")
-            relay_dlq = evaluator.resources.get(f"{logical_id}{event_id}RelayDLQ")
-            function.eventbridge_sources.append(EventBridgeSource(
-                event_id=event_id,
-                rule_name=rule_name,
-                rule_arn=_arn(evaluator.region, evaluator.account_id, "events", f"rule/{rule_name}"),
-                relay_queue_url=relay.physical_id if relay else "",
-                relay_queue_arn=relay.attributes["Arn"] if relay else "",
-                relay_dead_letter_queue_url=relay_dlq.physical_id if relay_dlq else "",
-            ))
-        else:
-            notes.append(f"event {event_id} ({event_type}) is not emulated locally; invoke the function with `atrest local invoke`")
-    return function
 
 
 # -- emptying a stack between tests ------------------------------------------------------

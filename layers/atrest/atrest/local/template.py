@@ -1,21 +1,25 @@
 """Reading `template.yaml` the way CloudFormation and SAM read it, for the local runner.
 
 - `load_template`: YAML with the CloudFormation short tags (`!Ref`, `!Sub`, `!GetAtt`, ...).
-- `SamTemplate`: the document with SAM `Globals` merged into every
-  `AWS::Serverless::Function`, the implicit resources SAM adds (`<Function>Role`),
-  and the order resources can be created in.
+- `StackTemplate`: the CloudFormation SAM's own translator (aws-sam-translator, what
+  `sam deploy` runs) makes of the template, offline: what a stack on AWS is made of,
+  SAM's generated resources included, and the order resources can be created in.
 - `TemplateEvaluator`: parameters (defaults and overrides, validated), conditions and
   intrinsic functions, with references to resources answered from `ResourceRecord`s.
 
-Only what a SAM application of this kind uses is supported; anything else raises
-`TemplateError` naming the construct, rather than being guessed at.
+SAM is never re-implemented here: a defect in how SAM reads a property (for example an
+`!If` in a SAM event's `Enabled`) reaches the local stack as it reaches AWS. Only the
+CloudFormation intrinsics a template of this kind uses are evaluated; anything else
+raises `TemplateError` naming the construct, rather than being guessed at.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +91,16 @@ def load_template(path: str | Path) -> dict[str, Any]:
     return document
 
 
-# -- the template with SAM's additions ---------------------------------------------------
+# -- the template as CloudFormation receives it: after SAM's translation ----------------
+
+# Local code locations stand in as S3 locations during the translation (as `sam package`
+# would upload them); the key names the resource, so the translated code maps back to its folder.
+LOCAL_ARTIFACT_BUCKET = "atrest-local-artifacts"
+_CODE_PROPERTIES = {
+    SERVERLESS_FUNCTION: "CodeUri",
+    SERVERLESS_LAYER: "ContentUri",
+    "AWS::Serverless::StateMachine": "DefinitionUri",
+}
 
 
 def generated_name(stack_name: str, logical_id: str, max_length: int, *, lowercase: bool = False) -> str:
@@ -100,58 +113,114 @@ def generated_name(stack_name: str, logical_id: str, max_length: int, *, lowerca
     return name.lower() if lowercase else name
 
 
-def _merge_globals(global_value: Any, own_value: Any) -> Any:
-    # SAM: maps merge (the function wins), lists add up (globals first), scalars: the function wins.
-    if isinstance(global_value, dict) and isinstance(own_value, dict):
-        merged = dict(global_value)
-        for key, value in own_value.items():
-            merged[key] = _merge_globals(global_value[key], value) if key in global_value else value
-        return merged
-    if isinstance(global_value, list) and isinstance(own_value, list):
-        return [*global_value, *own_value]
-    return own_value
+class _NoManagedPolicies:
+    """The translator asks for AWS managed policy ARNs only when a function names one by
+    its short name (SAM policy templates and `Policies: [AWSLambdaBasicExecutionRole]`)."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def _parameter_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(_as_text(item) for item in value)
+    return _as_text(value)
+
+
+def translate_sam(
+    document: Mapping[str, Any],
+    *,
+    stack_name: str,
+    region: str,
+    account_id: str,
+    parameter_values: Mapping[str, Any] = {},
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`document` (a SAM template) as SAM's translator hands it to CloudFormation, and the
+    local path of every code artifact by the artifact key it was replaced with.
+
+    It runs the translator `sam build`/`sam deploy` run (aws-sam-translator), offline: Globals,
+    implicit resources (event source mappings, rules, permissions, function URLs, roles)
+    and SAM's own reading of intrinsics in SAM properties all come out as on AWS.
+    A template without the SAM transform is returned unchanged."""
+    document = copy.deepcopy(dict(document))
+    if "AWS::Serverless-2016-10-31" not in _transforms(document):
+        return document, {}
+    from samtranslator.model.exceptions import InvalidDocumentException
+    from samtranslator.translator.transform import transform
+
+    artifacts: dict[str, str] = {}
+    for logical_id, resource in (document.get("Resources") or {}).items():
+        code_property = _CODE_PROPERTIES.get(resource.get("Type")) if isinstance(resource, dict) else None
+        properties = (resource.get("Properties") or {}) if code_property else {}
+        location = properties.get(code_property) if code_property else None
+        if isinstance(location, str) and not location.startswith("s3://"):
+            key = f"{logical_id}.zip"
+            artifacts[key] = location
+            properties[code_property] = f"s3://{LOCAL_ARTIFACT_BUCKET}/{key}"
+    declared = document.get("Parameters") or {}
+    values: dict[str, Any] = {
+        name: _parameter_text(parameter_values[name] if name in parameter_values else (spec or {}).get("Default", ""))
+        for name, spec in declared.items()
+    }
+    values.update({"AWS::Region": region, "AWS::AccountId": account_id, "AWS::Partition": "aws", "AWS::StackName": stack_name})
+    # The translator asks boto3 for a region even when AWS::Region is given.
+    previous_region = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ.setdefault("AWS_DEFAULT_REGION", region)
+    try:
+        translated = transform(document, values, _NoManagedPolicies(), passthrough_metadata=True)
+    except InvalidDocumentException as error:
+        causes = "; ".join(str(cause) for cause in error.causes) or str(error)
+        raise TemplateError(f"SAM's translator refuses the template: {causes}") from None
+    finally:
+        if previous_region is None:
+            os.environ.pop("AWS_DEFAULT_REGION", None)
+    return translated, artifacts
+
+
+def _transforms(document: Mapping[str, Any]) -> list[str]:
+    transform = document.get("Transform")
+    if transform is None:
+        return []
+    return [transform] if isinstance(transform, str) else [str(item) for item in transform]
 
 
 @dataclass
-class SamTemplate:
-    """A loaded SAM template: `resources` holds every declared resource (functions with
-    `Globals` merged in); `implicit_resources` the ones SAM adds and templates may reference."""
+class StackTemplate:
+    """The CloudFormation template a stack deploys: `template.yaml` after SAM's translation.
+
+    `resources` holds every resource CloudFormation would create, SAM's generated ones
+    included (roles, event source mappings, rules, permissions, function URLs, layer
+    versions with their hashed logical ids). `code_path(properties)` gives the local
+    folder or file behind a translated function's `Code`, a layer's `Content` or a state
+    machine's `DefinitionS3Location`."""
 
     path: Path
     document: dict[str, Any]
-    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    implicit_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: str | Path) -> "SamTemplate":
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        stack_name: str = "atrest",
+        region: str = "us-east-1",
+        account_id: str = "123456789012",
+        parameter_values: Mapping[str, Any] = {},
+    ) -> "StackTemplate":
         path = Path(path).resolve()
-        document = load_template(path)
-        template = cls(path=path, document=document)
-        function_globals = (document.get("Globals") or {}).get("Function") or {}
+        document, artifacts = translate_sam(
+            load_template(path), stack_name=stack_name, region=region, account_id=account_id,
+            parameter_values=parameter_values,
+        )
         for logical_id, definition in document["Resources"].items():
             if not isinstance(definition, dict) or "Type" not in definition:
                 raise TemplateError(f"resource {logical_id} has no Type")
-            definition = dict(definition)
-            if definition["Type"] == SERVERLESS_FUNCTION and function_globals:
-                definition["Properties"] = _merge_globals(function_globals, definition.get("Properties") or {})
-            template.resources[logical_id] = definition
-            if definition["Type"] == SERVERLESS_FUNCTION and "Role" not in (definition.get("Properties") or {}):
-                role_id = f"{logical_id}Role"
-                template.implicit_resources[role_id] = {
-                    "Type": "AWS::IAM::Role",
-                    "Properties": {},
-                    "Condition": definition.get("Condition"),
-                    "ImplicitFor": logical_id,
-                }
-            if definition["Type"] == SERVERLESS_FUNCTION and (definition.get("Properties") or {}).get("FunctionUrlConfig"):
-                # SAM adds <Function>Url (AWS::Lambda::Url); outputs read its FunctionUrl.
-                template.implicit_resources[f"{logical_id}Url"] = {
-                    "Type": "AWS::Lambda::Url",
-                    "Properties": {},
-                    "Condition": definition.get("Condition"),
-                    "ImplicitFor": logical_id,
-                }
-        return template
+        return cls(path=path, document=document, artifacts=artifacts)
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return self.document["Resources"]
 
     @property
     def directory(self) -> Path:
@@ -166,9 +235,18 @@ class SamTemplate:
         return self.document.get("Outputs") or {}
 
     def definition(self, logical_id: str) -> dict[str, Any]:
-        if logical_id in self.resources:
-            return self.resources[logical_id]
-        return self.implicit_resources[logical_id]
+        return self.resources[logical_id]
+
+    def code_path(self, location: Any) -> Path | None:
+        """The local path behind a translated code location (`{"S3Bucket", "S3Key"}` or
+        `{"Bucket", "Key"}`), or None when it is a real S3 location."""
+        if not isinstance(location, Mapping):
+            return None
+        bucket = location.get("S3Bucket", location.get("Bucket"))
+        key = location.get("S3Key", location.get("Key"))
+        if bucket != LOCAL_ARTIFACT_BUCKET or key not in self.artifacts:
+            return None
+        return (self.directory / self.artifacts[key]).resolve()
 
     def creation_order(self, active: Iterable[str]) -> list[str]:
         """`active` resources ordered so each comes after everything it references
@@ -305,7 +383,7 @@ class TemplateEvaluator:
     stack. `resources` is read when a `Ref`/`GetAtt` names a resource, so it may fill up
     while the stack is being provisioned."""
 
-    template: SamTemplate
+    template: StackTemplate
     stack_name: str
     region: str
     account_id: str
@@ -454,7 +532,7 @@ class TemplateEvaluator:
         record = self.resources.get(logical_id)
         if record is not None:
             return record
-        if logical_id in self.template.resources or logical_id in self.template.implicit_resources:
+        if logical_id in self.template.resources:
             raise TemplateError(f"{logical_id} is referenced before it exists (or its Condition is false)")
         raise TemplateError(f"{logical_id} is not a parameter or resource of {self.template.path.name}")
 
