@@ -1,7 +1,8 @@
 """ReadObject: an audited read of a contact's recordings and transcripts, through a function URL.
 
 The URL's AuthType is AWS_IAM: Lambda has authenticated the caller (SigV4) and checked
-lambda:InvokeFunctionUrl before this runs, and names the caller in
+lambda:InvokeFunctionUrl and lambda:InvokeFunction (with lambda:InvokedViaFunctionUrl
+"true"; both are required of URLs created since October 2025) before this runs, and names the caller in
 requestContext.authorizer.iam.userArn. The domain code (atrest.reads) authorizes that
 principal against the data class's decryptors, audits, decrypts and answers with
 presigned URLs. Locally SigV4 is not checked: the event says who the caller is.

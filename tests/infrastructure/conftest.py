@@ -13,6 +13,7 @@ green run must mean the template was linted, validated, built and scanned.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -36,8 +37,19 @@ TRANSLATE_SCRIPT = Path(__file__).resolve().parent / "sam_translate.py"
 STACK_NAME = "atrest"
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
+
+
+def stack_id(stack_name: str, account_id: str = ACCOUNT_ID, region: str = REGION) -> str:
+    """A stack id shaped like CloudFormation's (the local runner derives its UUID the same
+    way, from the stack name), so names built from it are stable in tests."""
+    digest = hashlib.sha256(stack_name.encode()).hexdigest()
+    uuid = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+    return f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/{uuid}"
+
+
 PSEUDO_PARAMETERS = {
     "AWS::StackName": STACK_NAME,
+    "AWS::StackId": stack_id(STACK_NAME),
     "AWS::AccountId": ACCOUNT_ID,
     "AWS::Region": REGION,
     "AWS::Partition": "aws",
@@ -324,15 +336,26 @@ def run_tool(tools_bin: Path, tool_env: dict[str, str]):
 
 
 @pytest.fixture(scope="session")
-def translated_template_path(run_tool, tmp_path_factory) -> Path:
-    """template.yaml translated to plain CloudFormation JSON by aws-sam-translator."""
-    out = tmp_path_factory.mktemp("translated") / "template.json"
-    result = run_tool("python", str(TRANSLATE_SCRIPT), str(TEMPLATE), str(out), timeout=120)
-    assert result.returncode == 0, "SAM translation failed\n" + result.explain()
-    return out
+def translated_template() -> dict[str, Any]:
+    """template.yaml translated to plain CloudFormation by aws-sam-translator, in-process
+    (the test environment has it): what `sam deploy` hands CloudFormation, so tests can
+    judge what SAM generates (event rules, function URLs, permissions), not what we wrote."""
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    from .sam_translate import PSEUDO, NoManagedPolicies, as_packaged
+
+    # The translator asks boto3 for a region even when AWS::Region is given.
+    os.environ.setdefault("AWS_DEFAULT_REGION", PSEUDO["AWS::Region"])
+    parsed = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+    translated = transform(as_packaged(parsed), dict(PSEUDO), NoManagedPolicies(), passthrough_metadata=True)
+    # Through JSON, as CloudFormation receives it: no YAML-only types, no shared objects.
+    return json.loads(json.dumps(translated))
 
 
 @pytest.fixture(scope="session")
-def translated_template(translated_template_path: Path) -> dict[str, Any]:
-    return json.loads(translated_template_path.read_text(encoding="utf-8"))
-
+def translated_template_path(translated_template: dict[str, Any], tmp_path_factory) -> Path:
+    """The translation written to a file, for the tools (checkov) to scan."""
+    out = tmp_path_factory.mktemp("translated") / "template.json"
+    out.write_text(json.dumps(translated_template, indent=2, sort_keys=True), encoding="utf-8")
+    return out

@@ -87,7 +87,8 @@ def test_read_object_is_told_where_to_audit_and_stage(resources, stack):
     assert env["ATREST_AUDIT_TABLE"] == {"Ref": "AuditTable"}
     assert env["ATREST_RETRIEVAL_BUCKET"] == {"Ref": "RetrievalBucket"}
     assert env["ATREST_RETRIEVAL_LIFETIME_MINUTES"] == {"Ref": "RetrievalLifetimeMinutes"}
-    assert stack.resolve(env["ATREST_RETRIEVAL_BUCKET"]) == "atrest-retrieval-123456789012-us-east-1"
+    token = stack.parameters["AWS::StackId"].split("/")[2].split("-")[0]
+    assert stack.resolve(env["ATREST_RETRIEVAL_BUCKET"]) == f"atrest-retrieval-{token}-123456789012-us-east-1"
 
 
 def test_read_object_reads_the_vault_and_records_but_writes_only_copies_and_audit_records(resources):
@@ -96,6 +97,9 @@ def test_read_object_reads_the_vault_and_records_but_writes_only_copies_and_audi
             if any(a.split(":")[0] in ("s3", "dynamodb") for a in actions)}
     assert data == {
         repr({"Fn::Sub": "${VaultBucket.Arn}/*"}): {"s3:GetObject", "s3:GetObjectVersion"},
+        # Listing only so that a missing object or version answers 404, not 403.
+        repr({"Fn::GetAtt": ["VaultBucket", "Arn"]}): {"s3:ListBucket", "s3:ListBucketVersions"},
+        repr({"Fn::GetAtt": ["RetrievalBucket", "Arn"]}): {"s3:ListBucket"},
         repr({"Fn::GetAtt": ["MetadataTable", "Arn"]}): {"dynamodb:GetItem", "dynamodb:Query"},
         repr({"Fn::Sub": "${MetadataTable.Arn}/index/by-contact"}): {"dynamodb:GetItem", "dynamodb:Query"},
         repr({"Fn::GetAtt": ["KeyStoreTable", "Arn"]}): {"dynamodb:GetItem"},

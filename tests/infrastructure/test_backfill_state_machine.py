@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import as_list
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -50,10 +52,48 @@ def test_concurrency_and_failure_threshold_are_parameters(machine):
     assert substitutions["ToleratedFailurePercentage"] == {"Ref": "BackfillToleratedFailurePercentage"}
 
 
+def _role_statements(resources):
+    return resources["BackfillStateMachineRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
 def test_results_are_written_where_the_role_may_write_and_no_data_class_matches(definition, machine, resources):
     writer = definition["States"][definition["StartAt"]]["ResultWriter"]["Parameters"]
     prefix = machine["DefinitionSubstitutions"]["ResultsPrefix"]
     assert writer["Prefix"] == prefix and not prefix.startswith(("connect/", "knowledge/"))
-    statements = resources["BackfillStateMachineRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    writes = [s for s in statements if "s3:PutObject" in s["Action"]]
+    writes = [s for s in _role_statements(resources) if "s3:PutObject" in as_list(s["Action"])]
     assert writes and all(prefix in json.dumps(s["Resource"]) for s in writes)
+
+
+def test_results_go_to_their_own_bucket_not_the_intake_where_every_object_is_encrypted(machine, resources):
+    """ObjectCreatedRule takes every object of the intake bucket: results written there go
+    through EncryptObject, and they stop the bucket's deletion."""
+    assert machine["DefinitionSubstitutions"]["ResultsBucket"] == {"Ref": "BackfillResultsBucket"}
+    writes = [s for s in _role_statements(resources) if "s3:PutObject" in as_list(s["Action"])]
+    assert writes and all("${BackfillResultsBucket.Arn}/" in json.dumps(s["Resource"]) for s in writes)
+    assert not [s for s in _role_statements(resources)
+                if "IntakeBucket" in json.dumps(s["Resource"]) and set(as_list(s["Action"])) - {"s3:ListBucket"}], (
+        "the backfill may only list the intake bucket"
+    )
+
+
+def test_the_results_bucket_is_private_encrypted_and_expires_results(resources, template):
+    bucket = resources["BackfillResultsBucket"]
+    assert bucket["DeletionPolicy"] == "Delete"
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    (sse,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    rules = props["LifecycleConfiguration"]["Rules"]
+    assert any(r["Status"] == "Enabled" and 0 < r.get("ExpirationInDays", 0) <= 90 for r in rules), rules
+    assert template["Outputs"]["BackfillResultsBucketName"]["Value"] == {"Ref": "BackfillResultsBucket"}
+
+
+def test_the_traced_state_machine_may_send_traces(machine, resources):
+    assert machine["Tracing"] == {"Enabled": True}
+    xray = {a for s in _role_statements(resources) if s["Resource"] == "*" for a in as_list(s["Action"])}
+    assert xray >= {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+                    "xray:GetSamplingTargets"}, "tracing is on but the role may not send traces"
+

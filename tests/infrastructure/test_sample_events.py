@@ -101,3 +101,23 @@ def test_sqs_batch_wraps_the_eventbridge_events_as_lambda_receives_them(rule_pat
         body = json.loads(record["body"])
         assert matches(rule_pattern, body), "only events the rule matches reach the queue"
     assert any(int(r["attributes"]["ApproximateReceiveCount"]) > 1 for r in records), "include a redelivery"
+
+
+BACKFILL_BATCH = "backfill-batch.json"
+
+
+def test_backfill_batch_has_the_shape_a_distributed_map_over_list_objects_v2_sends(stack, resources):
+    """ItemBatcher's {"Items", "BatchInput"}; each item as the ItemReader documents it:
+    Key (not URL-encoded), quoted Etag, LastModified in epoch seconds, Size, StorageClass."""
+    event = load(BACKFILL_BATCH)
+    assert set(event) == {"Items", "BatchInput"}
+    batch_input = event["BatchInput"]
+    assert batch_input["bucket"] == stack.resolve({"Ref": "IntakeBucket"})
+    assert set(batch_input) == {"bucket", "since"}  # the state machine's ItemBatcher.BatchInput
+    items = event["Items"]
+    assert 1 < len(items) <= resources["BackfillStateMachine"]["Properties"]["DefinitionSubstitutions"]["ItemsPerBatch"]
+    for item in items:
+        assert set(item) == {"Etag", "Key", "LastModified", "Size", "StorageClass"}
+        assert item["Etag"].startswith('"') and item["Etag"].endswith('"')
+        assert isinstance(item["LastModified"], int) and isinstance(item["Size"], int)
+        assert "%" not in item["Key"], "ListObjectsV2 keys are not URL-encoded"

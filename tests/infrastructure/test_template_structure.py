@@ -89,8 +89,11 @@ def test_kms_key_rotates_and_outlives_the_stack(resources):
 
 
 def test_names_derive_from_stack_account_and_region(stack, resources):
-    assert stack.resolve({"Ref": "IntakeBucket"}) == "atrest-intake-123456789012-us-east-1"
-    assert stack.resolve({"Ref": "VaultBucket"}) == "atrest-vault-123456789012-us-east-1"
+    # Buckets take the stack id's first UUID segment (lowercase, unique to the stack), not
+    # its name: see test_bucket_names_and_parameters.py.
+    token = stack.parameters["AWS::StackId"].split("/")[2].split("-")[0]
+    assert stack.resolve({"Ref": "IntakeBucket"}) == f"atrest-intake-{token}-123456789012-us-east-1"
+    assert stack.resolve({"Ref": "VaultBucket"}) == f"atrest-vault-{token}-123456789012-us-east-1"
     for table in ("KeyStoreTable", "MetadataTable", "IdempotencyTable"):
         name = stack.resolve(resources[table]["Properties"]["TableName"])
         assert name.startswith("atrest-"), name
@@ -107,7 +110,7 @@ def test_function_environment_defines_every_contract_variable(template, stack):
     assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
     assert env["ATREST_ACCOUNT_ID"] == {"Ref": "AWS::AccountId"}
     rendered = stack.resolve(env)
-    assert rendered["ATREST_INTAKE_BUCKET"] == "atrest-intake-123456789012-us-east-1"
+    assert rendered["ATREST_INTAKE_BUCKET"] == stack.resolve({"Ref": "IntakeBucket"})
     assert rendered["ATREST_CACHE_TTL_SECONDS"] == 300 and rendered["ATREST_FRAME_LENGTH"] == 1048576
     assert rendered["ATREST_KEEP_SOURCE"] == "false"
 
@@ -149,7 +152,8 @@ def test_no_identity_policy_grants_data_actions_on_any_resource(resources):
 
 
 # Actions with no resource-level permissions in IAM: "*" is the only resource they accept.
-UNSCOPABLE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+UNSCOPABLE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+                      "xray:GetSamplingTargets"}
 
 
 def test_resource_star_in_identity_policies_is_only_for_actions_that_cannot_be_scoped(resources):
@@ -264,7 +268,7 @@ def test_intake_bucket_sends_events_to_eventbridge(resources):
     assert config["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
 
 
-@pytest.mark.parametrize("bucket", ["IntakeBucket", "VaultBucket"])
+@pytest.mark.parametrize("bucket", ["IntakeBucket", "VaultBucket", "BackfillResultsBucket"])
 def test_bucket_policy_denies_requests_without_tls(resources, bucket):
     denies = [
         s for s in bucket_policy_for(resources, bucket)
@@ -388,6 +392,38 @@ def test_queue_redrives_to_the_dead_letter_queue(resources):
         assert resources[queue]["Properties"]["SqsManagedSseEnabled"] is True
 
 
+def _queue_policy(resources, queue: str) -> list[dict[str, Any]]:
+    found = [
+        r["Properties"]["PolicyDocument"] for r in resources.values()
+        if r["Type"] == "AWS::SQS::QueuePolicy" and {"Ref": queue} in r["Properties"]["Queues"]
+    ]
+    assert len(found) == 1, f"{queue} should have exactly one queue policy, found {len(found)}"
+    return statements(found[0])
+
+
+def test_contact_dead_letters_holding_phone_numbers_take_sends_only_from_protect_contact_and_only_tls(resources):
+    """Lambda sends a failed asynchronous invocation to the function's DeadLetterConfig
+    target with the function's execution role: that role, and nothing else, may send."""
+    config = resources["ProtectContactFunction"]["Properties"]["DeadLetterQueue"]
+    assert config == {"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["ContactEventDeadLetterQueue", "Arn"]}}
+    stmts = _queue_policy(resources, "ContactEventDeadLetterQueue")
+    queue_arn = {"Fn::GetAtt": ["ContactEventDeadLetterQueue", "Arn"]}
+    assert all(s["Resource"] == queue_arn for s in stmts)
+    assert not [s for s in stmts if s["Effect"] == "Allow" and s.get("Principal") in ("*", {"AWS": "*"})]
+    (send_fence,) = [s for s in stmts if s["Effect"] == "Deny" and "sqs:SendMessage" in as_list(s["Action"])]
+    assert send_fence["Principal"] == "*"
+    assert send_fence["Condition"] == {
+        "ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": ["ProtectContactFunctionRole", "Arn"]}}}
+    assert any(
+        s["Effect"] == "Deny" and s["Principal"] == "*" and as_list(s["Action"]) == ["sqs:*"]
+        and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        for s in stmts
+    ), "ContactEventDeadLetterQueue accepts requests without TLS"
+    role_sends = [s for where, s in identity_policy_statements(resources)
+                  if where.startswith("ProtectContactFunctionRole/") and "sqs:SendMessage" in as_list(s["Action"])]
+    assert role_sends and all(s["Resource"] == queue_arn for s in role_sends)
+
+
 def test_queue_visibility_is_at_least_six_function_timeouts(template, resources):
     timeout = function_setting(template, "EncryptObjectFunction", "Timeout")
     assert resources["EncryptQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
@@ -486,6 +522,13 @@ def test_a_customer_key_gets_grants_for_each_function_role_limited_to_key_store_
     read_write = {"Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
     assert operations == {"EncryptObjectFunctionRole": read_write, "ProtectContactFunctionRole": read_write,
                           "ExpireKeysFunctionRole": read_write - {"Decrypt"}, "ReadObjectFunctionRole": {"Decrypt"}}
+
+
+def test_a_grant_handler_that_dies_before_answering_does_not_stall_the_stack_for_an_hour(resources):
+    # Without ServiceTimeout CloudFormation waits an hour for a custom resource's answer.
+    timeout = resources["KmsGrants"]["Properties"].get("ServiceTimeout")
+    assert timeout is not None, "KmsGrants has no ServiceTimeout: a crashed handler stalls the stack for an hour"
+    assert int(resources["KmsGrantFunction"]["Properties"]["Timeout"]) < int(timeout) <= 3600
 
 
 def test_the_grant_function_may_only_create_grants_constrained_to_the_key_store_on_the_customer_key(resources):

@@ -1,7 +1,9 @@
 """Who is asking, and may they read a data class: the ReadObject API's authorization.
 
 On AWS the function URL (AuthType AWS_IAM) has already authenticated the caller with
-SigV4 and checked `lambda:InvokeFunctionUrl`; the URL event then names the caller in
+SigV4 and checked that its policies allow both `lambda:InvokeFunctionUrl` and
+`lambda:InvokeFunction` (the latter conditioned on `lambda:InvokedViaFunctionUrl`, required
+of function URLs created since October 2025; docs/audit.md); the URL event then names the caller in
 `requestContext.authorizer.iam.userArn`. That is almost always an STS session,
 `arn:aws:sts::<account>:assumed-role/<RoleName>/<session>`, which names the role but
 not its path. So a decryptor is matched by account and role name:

@@ -187,7 +187,7 @@ class SourceDiagnosis:
         try:
             self.s3.head_object(Bucket=source.bucket, Key=source.key, VersionId=source.version_id)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchVersion", "405", "MethodNotAllowed"):
+            if error.response.get("Error", {}).get("Code") in ("404", "NotFound", "NoSuchKey", "NoSuchVersion", "405", "MethodNotAllowed"):
                 return "the source version no longer exists; a redrive skips it"
             raise
         return None

@@ -107,8 +107,12 @@ def is_backfill_batch(event: Mapping[str, Any]) -> bool:
 
 
 def sources_from_backfill_batch(event: Mapping[str, Any]) -> list[SourceObject]:
-    """The objects of a backfill batch: S3 ListObjectsV2 items (keys are not URL-encoded
-    there), without those last modified before the batch's `since`."""
+    """The objects of a backfill batch, without those last modified before the batch's `since`.
+
+    Items are what a Distributed Map's ItemReader makes of S3 ListObjectsV2: `Key` (not
+    URL-encoded there), `Etag` in quotes, `LastModified` (epoch seconds in AWS's documented
+    example; an ISO 8601 string is accepted too), `Size`, `StorageClass`.
+    """
     batch = event.get("BatchInput") or {}
     bucket = batch.get("bucket")
     if not bucket:
@@ -118,19 +122,45 @@ def sources_from_backfill_batch(event: Mapping[str, Any]) -> list[SourceObject]:
     for item in event.get("Items", []):
         if not isinstance(item, Mapping) or not item.get("Key"):
             raise MalformedEventError("backfill batch item lacks Key")
-        modified = _timestamp(item.get("LastModified"), "LastModified")
+        modified = _timestamp(item.get("LastModified"), f"LastModified of {item['Key']!r}")
         if since and modified and modified < since:
             continue
         etag = item.get("Etag") or item.get("ETag")
-        sources.append(SourceObject(str(bucket), str(item["Key"]), None, str(etag).strip('"') if etag else None, item.get("Size")))
+        size = item.get("Size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise MalformedEventError(f"Size of {item['Key']!r} {size!r} is not a byte count")
+        sources.append(SourceObject(str(bucket), str(item["Key"]), None, str(etag).strip('"') if etag else None, size))
     return sources
 
 
+# Digits only, 9 or more before an optional fraction: epoch seconds (anything after
+# 1973-03-03). Shorter digit strings are left to ISO 8601, where "20261130" is a date.
+_EPOCH_SECONDS = re.compile(r"^[0-9]{9,}(\.[0-9]+)?$")
+
+
 def _timestamp(value: Any, name: str) -> datetime | None:
-    if not value:
+    """A time given as epoch seconds (a number, or a string of one) or ISO 8601; None if absent.
+
+    A time without a zone is UTC. Raises MalformedEventError for anything else (a bool,
+    a list, epoch milliseconds, text that is no time).
+    """
+    if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise MalformedEventError(f"{name} {value!r} is not a time (epoch seconds or ISO 8601)")
+    if isinstance(value, str) and _EPOCH_SECONDS.match(value.strip()):
+        value = float(value.strip())
+    if isinstance(value, (int, float)):
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError) as error:
+            raise MalformedEventError(
+                f"{name} {value!r} is not a time in epoch seconds (milliseconds or out of range?)"
+            ) from error
+    if not isinstance(value, str):
+        raise MalformedEventError(f"{name} {value!r} is not a time (epoch seconds or ISO 8601)")
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError as error:
-        raise MalformedEventError(f"{name} {value!r} is not an ISO 8601 time") from error
+        raise MalformedEventError(f"{name} {value!r} is not a time (epoch seconds or ISO 8601)") from error
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

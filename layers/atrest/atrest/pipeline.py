@@ -35,7 +35,7 @@ from atrest.vault import MultipartWriter, abort_open_uploads, other_versions, pa
 log = logging.getLogger(__name__)
 
 PEEK_BYTES = 64 * 1024  # enough for any ESDK header atrest writes (context includes a <=1024-byte key)
-_GONE = {"NoSuchKey", "NoSuchVersion", "404", "MethodNotAllowed"}  # MethodNotAllowed: version is a delete marker
+_GONE = {"NoSuchKey", "NoSuchVersion", "NotFound", "404", "MethodNotAllowed"}  # MethodNotAllowed: version is a delete marker
 # Unversioned bytes overwritten since the event/listing: what it described no longer exists,
 # and the replacement has an event of its own.
 _REPLACED = {"PreconditionFailed", "412"}

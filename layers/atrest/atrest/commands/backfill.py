@@ -128,4 +128,7 @@ def _start_state_machine(deployment: Any, bucket: str, prefixes: list[str], args
         executions.append(started["executionArn"])
         print(f"started {started['executionArn']} for s3://{bucket}/{prefix}")
     print("follow them in the Step Functions console, or: aws stepfunctions describe-execution --execution-arn <arn>")
+    results = deployment.outputs.get("BackfillResultsBucketName")
+    if results:  # the state machine's ResultWriter (template.yaml: BackfillResultsBucket), kept 30 days
+        print(f"per-batch results: s3://{results}/backfill-results/")
     return 0

@@ -659,6 +659,43 @@ class _StackBuilder:
         return ResourceRecord(logical_id, "AWS::SQS::QueuePolicy", self.name(logical_id, 128), {},
                               note="stored, not enforced by the emulator")
 
+    # -- IAM: roles and policies exist in the emulator, where its IAM enforcement reads them
+
+    def _aws_iam_role(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        iam = self.client("iam")
+        name = properties.get("RoleName") or self.name(logical_id, 64)
+        path = properties.get("Path") or "/"
+        trust = _text(properties["AssumeRolePolicyDocument"])
+        try:
+            role = iam.get_role(RoleName=name)["Role"]
+            iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust)
+        except ClientError as error:
+            if not _has_error_code(error, "NoSuchEntity"):
+                raise
+            role = iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=trust)["Role"]
+        declared = {str(policy["PolicyName"]): policy["PolicyDocument"] for policy in properties.get("Policies") or []}
+        for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            if policy_name not in declared and not policy_name.startswith(_STANDALONE_POLICY_PREFIX):
+                iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
+        for policy_name, document in declared.items():
+            iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=_policy_text(document))
+        for policy_arn in properties.get("ManagedPolicyArns") or []:
+            iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
+        return ResourceRecord(logical_id, "AWS::IAM::Role", name, {"Arn": role["Arn"], "RoleId": role["RoleId"]},
+                              note="created; the emulator enforces its identity policies for the function that runs with it")
+
+    def _aws_iam_policy(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
+        # An AWS::IAM::Policy is an inline policy of each role it names; stored under its
+        # logical id so that re-provisioning a role keeps it.
+        iam = self.client("iam")
+        policy_name = f"{_STANDALONE_POLICY_PREFIX}{logical_id}"
+        for role in properties.get("Roles") or []:
+            iam.put_role_policy(RoleName=role, PolicyName=policy_name, PolicyDocument=_policy_text(properties["PolicyDocument"]))
+        for group_or_user in ("Groups", "Users"):
+            if properties.get(group_or_user):
+                raise TemplateError(f"{logical_id}: policies attached to IAM {group_or_user.lower()} are not provisioned locally")
+        return ResourceRecord(logical_id, "AWS::IAM::Policy", self.name(logical_id, 128), {})
+
     # -- SNS, CloudWatch and Logs: created so operators' tools find them ------------------
 
     def _aws_sns_topic(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
@@ -801,6 +838,18 @@ def _has_deny_statement(policy: Any) -> bool:
     statements = [statements] if isinstance(statements, dict) else statements
     return any(str(statement.get("Effect", "")).lower() == "deny" for statement in statements)
 
+
+def _policy_text(document: Any) -> str:
+    """A policy document as IAM takes it. IAM accepts a document without `Version` (it then
+    means 2008-10-17, which differs only in policy variables); moto refuses it, and SAM
+    generates such documents (a schedule's StartExecution policy), so add the version."""
+    if isinstance(document, dict) and "Version" not in document:
+        document = {"Version": "2012-10-17", **document}
+    return _text(document)
+
+
+# Inline policies that come from AWS::IAM::Policy resources (not the role's own Policies).
+_STANDALONE_POLICY_PREFIX = "cfn-"
 
 _ALARM_KEYS = (
     "ActionsEnabled", "AlarmActions", "AlarmDescription", "ComparisonOperator", "DatapointsToAlarm", "Dimensions",
