@@ -15,4 +15,5 @@ COMMAND_MODULES = [
     "atrest.commands.status",
     "atrest.commands.rekey",
     "atrest.commands.grants",
+    "atrest.commands.doctor",
 ]

@@ -8,6 +8,10 @@ moto keeps its state in module globals, so every moto server in one process (and
 `moto.mock_aws`) shares one AWS: `Emulator` allows one running instance per process,
 and `reset()` forgets everything (it is not called on start, so as not to wipe what
 another moto user in the same process created).
+
+IAM: requests signed with credentials from an AssumeRole against the emulator are held
+to that role's identity policies (`atrest.local.iam_enforcement`); requests signed with
+the test credentials (`ACCESS_KEY_ID`) are not checked: they act as the administrator.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from atrest.local import event_fidelity
+from atrest.local import event_fidelity, iam_enforcement
 
 DEFAULT_REGION = "us-east-1"
 # The credentials moto accepts for its default account (123456789012).
@@ -42,7 +46,8 @@ class Emulator:
 
     Use as a context manager, or call `start()` and `stop()`. While it runs, EventBridge
     events (from S3 and from PutEvents) have the shape AWS gives them
-    (`atrest.local.event_fidelity`), and werkzeug's per-request log lines are silenced.
+    (`atrest.local.event_fidelity`), assumed roles' identity policies are enforced
+    (`atrest.local.iam_enforcement`), and werkzeug's per-request log lines are silenced.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, region: str = DEFAULT_REGION) -> None:
@@ -75,6 +80,8 @@ class Emulator:
             event_fidelity.install()
             server = ThreadedMotoServer(ip_address=self.host, port=self.requested_port, verbose=False)
             server.start()
+            # Before anyone learns the port (port 0) every request goes through the check.
+            iam_enforcement.install(server, self.account_id)
             self._server = server
             self._port = server.get_host_and_port()[1]
             _running = self

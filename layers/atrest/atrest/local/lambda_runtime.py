@@ -6,6 +6,23 @@ the function's environment in `os.environ` during the import (the cold start) an
 during every invocation. Events and responses pass through JSON, as on Lambda, and
 an invocation that outlives the function's Timeout counts as failed.
 
+Credentials: a function with a `role_arn` runs with its own execution role's credentials
+(AssumeRole against the emulator named by AWS_ENDPOINT_URL, once per `InProcessFunction`,
+at the first invocation; session name = function name), so the emulator holds it to the
+role's identity policies as AWS would (`atrest.local.iam_enforcement`). The role must
+exist in the emulator's IAM (`RoleNotProvisioned` otherwise). `enforce_iam=False` keeps
+the administrator's test credentials, for callers that must run unrestricted; a function
+without `role_arn` keeps them too.
+
+On Lambda each function has a process of its own with its role's credentials in its
+environment. Here functions share a process with the runner, the tests and the CLI, so
+the credentials are bound to the invoking thread instead of `os.environ`: every botocore
+session resolves them first from the function running in the current thread (a
+provider put ahead of the environment in botocore's chain), and `boto3.client(...)` in a
+function uses a default session of that function's own. Another thread creating a
+client at the same moment keeps its own (administrator) credentials. Clients that code
+caches in module globals of a shared layer are shared between functions, though.
+
 Limits of running in one process: handlers share the interpreter, so a module that
 two functions both import from their own code directories (say `models.py`) is
 imported once; a handler that outlives its Timeout is not stopped, only reported.
@@ -29,6 +46,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator, Mapping, TextIO
 
+import boto3
+import botocore.credentials
+
+from atrest.local import iam_enforcement
 from atrest.local.stack import LocalFunction
 
 log = logging.getLogger(__name__)
@@ -36,6 +57,50 @@ log = logging.getLogger(__name__)
 _module_numbers = count(1)
 # os.environ and sys.stdout are process-wide: one in-process invocation at a time.
 _invocation_lock = threading.RLock()
+_running_here = threading.local()  # .function: the InProcessFunction this thread is running
+
+
+class _FunctionRoleCredentials(botocore.credentials.CredentialProvider):
+    """The role credentials of the function running in the current thread, if any."""
+
+    METHOD = "atrest-local-function-role"
+    CANONICAL_NAME = "AtrestLocalFunctionRole"
+
+    def load(self) -> botocore.credentials.Credentials | None:
+        function = getattr(_running_here, "function", None)
+        credentials = function._role_credentials if function is not None else None
+        if not credentials:
+            return None
+        return botocore.credentials.Credentials(
+            credentials["AWS_ACCESS_KEY_ID"], credentials["AWS_SECRET_ACCESS_KEY"], credentials["AWS_SESSION_TOKEN"],
+            method=self.METHOD,
+        )
+
+
+def _install_credential_hooks() -> None:
+    """Once per process: the function-role provider ahead of botocore's environment
+    provider, and a per-function default session behind `boto3.client(...)`."""
+    if getattr(botocore.credentials.create_credential_resolver, "_atrest_local", False):
+        return
+    create_resolver = botocore.credentials.create_credential_resolver
+    default_session = boto3._get_default_session
+
+    def create_credential_resolver(session: Any, cache: Any = None, region_name: Any = None) -> Any:
+        resolver = create_resolver(session, cache=cache, region_name=region_name)
+        resolver.insert_before("env", _FunctionRoleCredentials())
+        return resolver
+
+    def get_default_session() -> boto3.session.Session:
+        function = getattr(_running_here, "function", None)
+        if function is None:
+            return default_session()
+        if function._default_session is None:
+            function._default_session = boto3.session.Session()
+        return function._default_session
+
+    create_credential_resolver._atrest_local = True  # type: ignore[attr-defined]
+    botocore.credentials.create_credential_resolver = create_credential_resolver
+    boto3._get_default_session = get_default_session
 
 
 @dataclass
@@ -117,12 +182,17 @@ class InProcessFunction:
     `aws_environment`: the variables that point the function's SDK at the emulator
     (`Emulator.environment()`). `stdout`: where the function's prints and logs go while it
     runs (None: leave `sys.stdout` alone); `atrest local` sends them to stderr.
+    `enforce_iam`: run with the function's role credentials (see the module docstring).
     """
 
-    def __init__(self, function: LocalFunction, aws_environment: Mapping[str, str], *, stdout: TextIO | None = None):
+    def __init__(self, function: LocalFunction, aws_environment: Mapping[str, str], *, stdout: TextIO | None = None,
+                 enforce_iam: bool = True):
         self.function = function
         self.environment = runtime_environment(function, aws_environment)
         self.stdout = stdout
+        self.enforce_iam = enforce_iam
+        self._role_credentials: dict[str, str] | None = None
+        self._default_session: boto3.session.Session | None = None
         self._handler: Callable[[Any, Any], Any] | None = None
         self._module: ModuleType | None = None
         self._log_stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
@@ -132,14 +202,39 @@ class InProcessFunction:
         """The handler's module once loaded (None before the first invocation)."""
         return self._module
 
+    @property
+    def runs_as_role(self) -> bool:
+        """Whether invocations use the function's role credentials (not the administrator's)."""
+        return bool(self.enforce_iam and self.function.role_arn and self.environment.get("AWS_ENDPOINT_URL"))
+
+    def _assume_role(self) -> None:
+        # Lazily, so that building the runner's functions stays cheap and needs no IAM.
+        if self._role_credentials is not None or not self.runs_as_role:
+            return
+        region = self.environment.get("AWS_REGION") or self.environment.get("AWS_DEFAULT_REGION") or "us-east-1"
+        credentials = iam_enforcement.assumed_role_environment(
+            self.environment["AWS_ENDPOINT_URL"], region, self.function.role_arn, self.function.function_name or self.function.logical_id
+        )
+        self._role_credentials = credentials
+
     @contextlib.contextmanager
     def _running(self) -> Iterator[None]:
-        with _invocation_lock, applied_environment(self.environment):
+        with _invocation_lock, applied_environment(self.environment), self._in_this_thread():
             if self.stdout is None:
                 yield
             else:
                 with contextlib.redirect_stdout(self.stdout):
                     yield
+
+    @contextlib.contextmanager
+    def _in_this_thread(self) -> Iterator[None]:
+        _install_credential_hooks()
+        previous = getattr(_running_here, "function", None)
+        _running_here.function = self
+        try:
+            yield
+        finally:
+            _running_here.function = previous
 
     def _load(self) -> Callable[[Any, Any], Any]:
         if self._handler is not None:
@@ -172,7 +267,9 @@ class InProcessFunction:
 
     def invoke(self, event: Any, *, request_id: str | None = None) -> Invocation:
         """Run the handler once with `event`. Never raises for the handler's own failures:
-        they come back as `Invocation.error`."""
+        they come back as `Invocation.error`. Raises `iam_enforcement.RoleNotProvisioned`
+        when the function's role is missing from the emulator."""
+        self._assume_role()
         request_id = request_id or str(uuid.uuid4())
         invocation = Invocation(self.function.logical_id, request_id)
         started = time.monotonic()

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from botocore.exceptions import ClientError
 
+from atrest.local.iam_enforcement import attach_role_policies
 from atrest.local.template import (
     ResourceRecord,
     StackTemplate,
@@ -679,8 +680,8 @@ class _StackBuilder:
                 iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
         for policy_name, document in declared.items():
             iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=_policy_text(document))
-        for policy_arn in properties.get("ManagedPolicyArns") or []:
-            iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
+        # moto holds no AWS managed policy until one is loaded: this loads it first.
+        attach_role_policies(iam, name, properties.get("ManagedPolicyArns") or [])
         return ResourceRecord(logical_id, "AWS::IAM::Role", name, {"Arn": role["Arn"], "RoleId": role["RoleId"]},
                               note="created; the emulator enforces its identity policies for the function that runs with it")
 

@@ -1,0 +1,292 @@
+"""The emulator holds assumed roles to their identity policies, as AWS does, and leaves
+the administrator's test credentials alone (atrest.local.iam_enforcement)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Callable
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from atrest.local.iam_enforcement import RoleNotProvisioned, assumed_role_environment, create_role
+
+TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+
+
+def _error_code(call: Callable[[], Any]) -> tuple[str, int]:
+    with pytest.raises(ClientError) as raised:
+        call()
+    return raised.value.response["Error"]["Code"], raised.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+class Scenario:
+    """Bucket A (allowed), bucket B (not), table T, a KMS key, and a role allowed s3:GetObject
+    on A, dynamodb:PutItem on T and kms:Decrypt when the encryption context names T."""
+
+    def __init__(self, emulator: Any) -> None:
+        suffix = uuid.uuid4().hex[:10]
+        self.emulator = emulator
+        self.bucket_a, self.bucket_b, self.table = f"iam-a-{suffix}", f"iam-b-{suffix}", f"iam-t-{suffix}"
+        s3, dynamodb, kms = emulator.client("s3"), emulator.client("dynamodb"), emulator.client("kms")
+        for bucket in (self.bucket_a, self.bucket_b):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_object(Bucket=bucket, Key="present", Body=b"data")
+        dynamodb.create_table(TableName=self.table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+        self.key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+        self.alias = f"alias/iam-{suffix}"
+        kms.create_alias(AliasName=self.alias, TargetKeyId=self.key_id)
+        self.ciphertext = kms.encrypt(KeyId=self.key_id, Plaintext=b"secret", EncryptionContext={"tablename": self.table})["CiphertextBlob"]
+        self.other_ciphertext = kms.encrypt(KeyId=self.key_id, Plaintext=b"secret", EncryptionContext={"tablename": "other"})["CiphertextBlob"]
+        self.role_name = f"atrest-EncryptObjectFunctionRole-{suffix.upper()}"
+        self.statements: list[dict[str, Any]] = [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{self.bucket_a}/*"},
+            {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": f"arn:aws:dynamodb:*:*:table/{self.table}"},
+            {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": f"arn:aws:kms:*:*:key/{self.key_id}",
+             "Condition": {"StringEquals": {"kms:EncryptionContext:tablename": self.table}}},
+        ]
+        self.role_arn = self.set_policy(self.statements)
+
+    def set_policy(self, statements: list[dict[str, Any]]) -> str:
+        return create_role(self.emulator.client("iam"), self.role_name, "/", TRUST,
+                           {"function": {"Version": "2012-10-17", "Statement": statements}}, [])
+
+    def role_client(self, service: str) -> Any:
+        credentials = assumed_role_environment(self.emulator.endpoint, self.emulator.region, self.role_arn, "EncryptObject")
+        session = boto3.session.Session(
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"], aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=credentials["AWS_SESSION_TOKEN"], region_name=self.emulator.region,
+        )
+        return session.client(service, endpoint_url=self.emulator.endpoint, config=Config(retries={"max_attempts": 1}))
+
+
+@pytest.fixture(scope="module")
+def scenario(emulator: Any) -> Scenario:
+    return Scenario(emulator)
+
+
+def test_assumed_role_credentials_are_temporary_and_name_the_role(scenario: Scenario) -> None:
+    credentials = assumed_role_environment(scenario.emulator.endpoint, scenario.emulator.region, scenario.role_arn, "EncryptObject")
+    assert credentials["AWS_ACCESS_KEY_ID"].startswith("ASIA") and credentials["AWS_SESSION_TOKEN"]
+    identity = scenario.role_client("sts").get_caller_identity()
+    assert identity["Arn"].endswith(f":assumed-role/{scenario.role_name}/EncryptObject")
+
+
+def test_assuming_a_role_missing_from_the_emulator_names_it(emulator: Any) -> None:
+    missing = f"arn:aws:iam::{emulator.account_id}:role/atrest-NoSuchRole-X"
+    with pytest.raises(RoleNotProvisioned, match="atrest-NoSuchRole-X"):
+        assumed_role_environment(emulator.endpoint, emulator.region, missing, "f")
+
+
+def test_allowed_calls_succeed(scenario: Scenario) -> None:
+    assert scenario.role_client("s3").get_object(Bucket=scenario.bucket_a, Key="present")["Body"].read() == b"data"
+    scenario.role_client("dynamodb").put_item(TableName=scenario.table, Item={"pk": {"S": "allowed"}})
+    kms = scenario.role_client("kms")
+    assert kms.decrypt(CiphertextBlob=scenario.ciphertext, EncryptionContext={"tablename": scenario.table})["Plaintext"] == b"secret"
+    assert kms.decrypt(CiphertextBlob=scenario.ciphertext, KeyId=scenario.alias,
+                       EncryptionContext={"tablename": scenario.table})["Plaintext"] == b"secret"
+
+
+def test_s3_object_in_another_bucket_is_access_denied_403(scenario: Scenario) -> None:
+    s3 = scenario.role_client("s3")
+    assert _error_code(lambda: s3.get_object(Bucket=scenario.bucket_b, Key="present")) == ("AccessDenied", 403)
+    assert _error_code(lambda: s3.put_object(Bucket=scenario.bucket_a, Key="new", Body=b"x")) == ("AccessDenied", 403)
+    assert _error_code(lambda: s3.head_object(Bucket=scenario.bucket_b, Key="present"))[1] == 403
+
+
+def test_denial_message_names_principal_action_and_resource_as_aws_does(scenario: Scenario) -> None:
+    with pytest.raises(ClientError) as raised:
+        scenario.role_client("s3").get_object(Bucket=scenario.bucket_b, Key="present")
+    assert raised.value.response["Error"]["Message"] == (
+        f"User: arn:aws:sts::{scenario.emulator.account_id}:assumed-role/{scenario.role_name}/EncryptObject is not "
+        f"authorized to perform: s3:GetObject on resource: arn:aws:s3:::{scenario.bucket_b}/present because no "
+        "identity-based policy allows the s3:GetObject action"
+    )
+
+
+def test_presigned_url_is_checked_with_the_signers_role(scenario: Scenario) -> None:
+    s3 = scenario.role_client("s3")
+    allowed = s3.generate_presigned_url("get_object", Params={"Bucket": scenario.bucket_a, "Key": "present"})
+    denied = s3.generate_presigned_url("get_object", Params={"Bucket": scenario.bucket_b, "Key": "present"})
+    assert requests.get(allowed, timeout=10).status_code == 200
+    response = requests.get(denied, timeout=10)
+    assert response.status_code == 403 and b"<Code>AccessDenied</Code>" in response.content
+
+
+def test_dynamodb_other_action_or_table_is_access_denied_exception(scenario: Scenario) -> None:
+    dynamodb = scenario.role_client("dynamodb")
+    assert _error_code(lambda: dynamodb.get_item(TableName=scenario.table, Key={"pk": {"S": "allowed"}})) == ("AccessDeniedException", 400)
+    assert _error_code(lambda: dynamodb.put_item(TableName="elsewhere", Item={"pk": {"S": "x"}})) == ("AccessDeniedException", 400)
+
+
+def test_kms_decrypt_with_another_encryption_context_is_access_denied(scenario: Scenario) -> None:
+    kms = scenario.role_client("kms")
+    assert _error_code(lambda: kms.decrypt(CiphertextBlob=scenario.other_ciphertext, EncryptionContext={"tablename": "other"})) == (
+        "AccessDeniedException", 400)
+    assert _error_code(lambda: kms.encrypt(KeyId=scenario.key_id, Plaintext=b"x", EncryptionContext={"tablename": scenario.table})) == (
+        "AccessDeniedException", 400)
+
+
+def test_sqs_and_sts_denials_use_their_protocols_codes(scenario: Scenario) -> None:
+    queue_url = scenario.emulator.client("sqs").create_queue(QueueName=f"iam-q-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    assert _error_code(lambda: scenario.role_client("sqs").send_message(QueueUrl=queue_url, MessageBody="x")) == ("AccessDenied", 403)
+    other_role = f"arn:aws:iam::{scenario.emulator.account_id}:role/{scenario.role_name}"
+    assert _error_code(lambda: scenario.role_client("sts").assume_role(RoleArn=other_role, RoleSessionName="again")) == ("AccessDenied", 403)
+
+
+def test_unmapped_operation_is_denied_naming_it(scenario: Scenario) -> None:
+    with pytest.raises(ClientError) as raised:
+        scenario.role_client("iam").list_roles()
+    assert raised.value.response["Error"]["Code"] == "AccessDenied"
+    assert "no IAM mapping" in raised.value.response["Error"]["Message"]
+
+
+def test_missing_object_is_403_without_list_bucket_and_404_with_it(scenario: Scenario) -> None:
+    s3 = scenario.role_client("s3")
+    assert _error_code(lambda: s3.get_object(Bucket=scenario.bucket_a, Key="missing")) == ("AccessDenied", 403)
+    assert _error_code(lambda: s3.head_object(Bucket=scenario.bucket_a, Key="missing"))[1] == 403
+    scenario.set_policy([*scenario.statements,
+                         {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{scenario.bucket_a}"}])
+    try:
+        assert _error_code(lambda: s3.get_object(Bucket=scenario.bucket_a, Key="missing")) == ("NoSuchKey", 404)
+        assert _error_code(lambda: s3.head_object(Bucket=scenario.bucket_a, Key="missing"))[1] == 404
+    finally:
+        scenario.set_policy(scenario.statements)
+
+
+def test_explicit_deny_wins_over_an_allow(scenario: Scenario) -> None:
+    scenario.set_policy([*scenario.statements,
+                         {"Effect": "Deny", "Action": "s3:*", "Resource": f"arn:aws:s3:::{scenario.bucket_a}/present"}])
+    try:
+        with pytest.raises(ClientError) as raised:
+            scenario.role_client("s3").get_object(Bucket=scenario.bucket_a, Key="present")
+        assert raised.value.response["Error"]["Code"] == "AccessDenied"
+        assert raised.value.response["Error"]["Message"].endswith("with an explicit deny in an identity-based policy")
+    finally:
+        scenario.set_policy(scenario.statements)
+
+
+def test_role_policy_changes_apply_to_the_next_request(scenario: Scenario) -> None:
+    s3 = scenario.role_client("s3")
+    scenario.set_policy([*scenario.statements, {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{scenario.bucket_b}/*"}])
+    try:
+        assert s3.get_object(Bucket=scenario.bucket_b, Key="present")["Body"].read() == b"data"
+    finally:
+        scenario.set_policy(scenario.statements)
+    assert _error_code(lambda: s3.get_object(Bucket=scenario.bucket_b, Key="present")) == ("AccessDenied", 403)
+
+
+def test_create_role_is_idempotent_and_loads_aws_managed_policies(emulator: Any) -> None:
+    iam = emulator.client("iam")
+    name = f"atrest-IdempotentRole-{uuid.uuid4().hex[:12].upper()}"
+    basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    def policy(action: str) -> dict[str, Any]:
+        return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}
+
+    first = create_role(iam, name, "/", TRUST, {"a": policy("sqs:*"), "b": policy("sns:*")}, [basic])
+    assert [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]] == [basic]
+    second = create_role(iam, name, "/", TRUST, {"b": policy("s3:*")}, [])
+    assert first == second
+    assert iam.list_role_policies(RoleName=name)["PolicyNames"] == ["b"]
+    assert iam.get_role_policy(RoleName=name, PolicyName="b")["PolicyDocument"]["Statement"][0]["Action"] == "s3:*"
+    assert iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"] == []
+
+
+def test_admin_test_credentials_are_not_restricted(scenario: Scenario) -> None:
+    s3 = scenario.emulator.client("s3")
+    assert s3.get_object(Bucket=scenario.bucket_b, Key="present")["Body"].read() == b"data"
+    assert _error_code(lambda: s3.get_object(Bucket=scenario.bucket_a, Key="missing")) == ("NoSuchKey", 404)
+    scenario.emulator.client("dynamodb").get_item(TableName=scenario.table, Key={"pk": {"S": "allowed"}})
+
+
+def test_enforcement_overhead_per_request_is_small(scenario: Scenario) -> None:
+    """Measures an allowed GetItem-free call as the role and as the administrator (printed
+    with -s); the bound is loose so a slow shared machine does not fail it."""
+    role_dynamodb, admin_dynamodb = scenario.role_client("dynamodb"), scenario.emulator.client("dynamodb")
+    item = {"pk": {"S": "timing"}}
+
+    def per_call(client: Any, count: int = 300) -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            client.put_item(TableName=scenario.table, Item=item)
+        return (time.perf_counter() - started) / count
+
+    per_call(role_dynamodb, 20), per_call(admin_dynamodb, 20)
+    role, admin = min(per_call(role_dynamodb) for _ in range(2)), min(per_call(admin_dynamodb) for _ in range(2))
+    print(f"\nPutItem: as role {role * 1000:.2f} ms, as admin {admin * 1000:.2f} ms, overhead {(role - admin) * 1000:.2f} ms")
+    assert role - admin < 0.005
+
+
+def test_in_process_function_runs_with_its_role(scenario: Scenario, emulator: Any, tmp_path: Any) -> None:
+    from atrest.local.lambda_runtime import InProcessFunction
+    from atrest.local.stack import LocalFunction
+
+    (tmp_path / "app.py").write_text(
+        "import boto3\n"
+        "def handler(event, context):\n"
+        "    s3 = boto3.client('s3')\n"
+        "    who = boto3.client('sts').get_caller_identity()['Arn']\n"
+        "    try:\n"
+        "        s3.get_object(Bucket=event['bucket'], Key='present')\n"
+        "        return {'who': who, 'read': 'ok'}\n"
+        "    except Exception as error:\n"
+        "        return {'who': who, 'read': error.response['Error']['Code']}\n"
+    )
+    function = LocalFunction(**_local_function_fields(tmp_path, scenario.role_arn))
+    as_role = InProcessFunction(function, emulator.environment())
+    allowed, denied = as_role.invoke({"bucket": scenario.bucket_a}), as_role.invoke({"bucket": scenario.bucket_b})
+    assert allowed.response["read"] == "ok" and denied.response["read"] == "AccessDenied"
+    assert ":assumed-role/" in allowed.response["who"]
+    as_admin = InProcessFunction(function, emulator.environment(), enforce_iam=False)
+    assert as_admin.invoke({"bucket": scenario.bucket_b}).response["read"] == "ok"
+
+
+def _local_function_fields(code_dir: Any, role_arn: str) -> dict[str, Any]:
+    import dataclasses
+
+    from atrest.local.stack import LocalFunction
+
+    values: dict[str, Any] = {"logical_id": "IamProbeFunction", "function_name": "atrest-IamProbeFunction-TEST",
+                              "code_dir": str(code_dir), "handler": "app.handler", "role_arn": role_arn}
+    for field in dataclasses.fields(LocalFunction):
+        if field.name not in values and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            values[field.name] = {"environment": {}, "layer_dirs": [], "memory_size": 128, "timeout": 30, "runtime": "python3.12",
+                                  "log_group_name": "/aws/lambda/probe", "arn": "arn:aws:lambda:us-east-1:123456789012:function:probe"}.get(field.name, "")
+    return values
+
+
+def test_kms_key_policy_naming_the_role_grants_without_an_identity_policy(scenario: Scenario, emulator: Any) -> None:
+    kms = emulator.client("kms")
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{emulator.account_id}:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": scenario.role_arn}, "Action": "kms:Encrypt", "Resource": "*"},
+    ]}))
+    role_kms = scenario.role_client("kms")
+    assert role_kms.encrypt(KeyId=key_id, Plaintext=b"x")["KeyId"].endswith(key_id)
+    assert _error_code(lambda: role_kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")) == ("AccessDeniedException", 400)
+
+
+def test_a_kms_grant_gives_the_role_its_operations_where_its_constraints_hold(scenario: Scenario, emulator: Any) -> None:
+    # A rekey's bridge grants must work with no policy naming the role (docs/byok.md).
+    kms = emulator.client("kms")
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]  # default key policy: the account root only
+    role_kms = scenario.role_client("kms")
+    context = {"tablename": "granted-keystore"}
+    assert _error_code(lambda: role_kms.encrypt(KeyId=key_id, Plaintext=b"x", EncryptionContext=context)) == (
+        "AccessDeniedException", 400)
+
+    kms.create_grant(KeyId=key_id, GranteePrincipal=scenario.role_arn, Operations=["Encrypt"],
+                     Constraints={"EncryptionContextSubset": context})
+
+    assert role_kms.encrypt(KeyId=key_id, Plaintext=b"x", EncryptionContext=context)["KeyId"].endswith(key_id)
+    assert _error_code(lambda: role_kms.encrypt(KeyId=key_id, Plaintext=b"x", EncryptionContext={"tablename": "other"})) == (
+        "AccessDeniedException", 400)
+    assert _error_code(lambda: role_kms.generate_data_key(KeyId=key_id, KeySpec="AES_256", EncryptionContext=context)) == (
+        "AccessDeniedException", 400)
