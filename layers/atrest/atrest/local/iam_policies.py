@@ -366,19 +366,7 @@ class Policy:
 
 def evaluate(policies: Iterable[Policy], action: str, resource: str, context: Context | None = None) -> Decision:
     """Decide `action` on `resource` under the identity `policies` (see the module docstring)."""
-    lookup = _Lookup(context or {})
-    allowed_by: Statement | None = None
-    for policy in policies:
-        for statement in policy.statements:
-            if statement.effect == "Allow" and allowed_by is not None:
-                continue  # one Allow is enough; only a Deny can still change the answer
-            if statement.applies(action, resource, lookup):
-                if statement.effect == "Deny":
-                    return Decision(False, "explicit_deny", statement.sid)
-                allowed_by = statement
-    if allowed_by is not None:
-        return Decision(True, "allowed", allowed_by.sid)
-    return Decision(False, "implicit_deny")
+    return _decide((statement for policy in policies for statement in policy.statements), action, resource, context)
 
 
 def evaluate_resource_policy(policy: Policy, action: str, resource: str, context: Context | None,
@@ -387,13 +375,17 @@ def evaluate_resource_policy(policy: Policy, action: str, resource: str, context
     only statements whose Principal names one of `principals` (ARNs or account ids) or
     "*". Statements with NotPrincipal or without a Principal are ignored."""
     wanted = frozenset(principals)
+    naming = (s for s in policy.statements if s.principals and any(p == "*" or p in wanted for p in s.principals))
+    return _decide(naming, action, resource, context)
+
+
+def _decide(statements: Iterable[Statement], action: str, resource: str, context: Context | None) -> Decision:
+    # An explicit Deny wins over any Allow; without either, the answer is an implicit deny.
     lookup = _Lookup(context or {})
     allowed_by: Statement | None = None
-    for statement in policy.statements:
-        if not statement.principals or not any(p == "*" or p in wanted for p in statement.principals):
-            continue
+    for statement in statements:
         if statement.effect == "Allow" and allowed_by is not None:
-            continue
+            continue  # one Allow is enough; only a Deny can still change the answer
         if statement.applies(action, resource, lookup):
             if statement.effect == "Deny":
                 return Decision(False, "explicit_deny", statement.sid)
