@@ -290,3 +290,44 @@ def test_a_kms_grant_gives_the_role_its_operations_where_its_constraints_hold(sc
         "AccessDeniedException", 400)
     assert _error_code(lambda: role_kms.generate_data_key(KeyId=key_id, KeySpec="AES_256", EncryptionContext=context)) == (
         "AccessDeniedException", 400)
+
+
+def test_another_thread_keeps_its_own_credentials_while_a_function_runs_with_its_role(
+    scenario: Scenario, emulator: Any, tmp_path: Any,
+) -> None:
+    # The runner invokes functions on a background thread while tests and the CLI make
+    # their own calls: the role must not leak to them (nor theirs to the function).
+    import threading
+
+    import boto3
+
+    from atrest.local.lambda_runtime import InProcessFunction
+    from atrest.local.stack import LocalFunction
+
+    (tmp_path / "app.py").write_text(
+        "import boto3\n"
+        "def handler(event, context):\n"
+        "    import builtins\n"
+        "    gate = builtins._atrest_test_gate\n"
+        "    gate['inside'].set()\n"
+        "    assert gate['outside_done'].wait(10)\n"
+        "    return {'who': boto3.client('sts').get_caller_identity()['Arn']}\n"
+    )
+    import builtins
+
+    gate = {"inside": threading.Event(), "outside_done": threading.Event()}
+    builtins._atrest_test_gate = gate  # type: ignore[attr-defined]
+    function = InProcessFunction(LocalFunction(**_local_function_fields(tmp_path, scenario.role_arn)), emulator.environment())
+    result: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: result.update(invocation=function.invoke({})))
+    worker.start()
+    try:
+        assert gate["inside"].wait(10)
+        outside = boto3.client("sts").get_caller_identity()["Arn"]
+    finally:
+        gate["outside_done"].set()
+        worker.join(20)
+        del builtins._atrest_test_gate  # type: ignore[attr-defined]
+
+    assert ":assumed-role/" not in outside
+    assert ":assumed-role/" in result["invocation"].response["who"]
