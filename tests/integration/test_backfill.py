@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -20,6 +21,41 @@ OBJECTS = 2000
 def backfill(env, *args, **popen):
     return subprocess.Popen([sys.executable, "-m", "atrest.cli", "backfill", "--json", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+class ProgressWatcher:
+    """Reads a backfill's stderr as it comes; `reached(n)` waits until it reports n objects done."""
+
+    _DONE = re.compile(r"backfill: (\d+)/\d+ objects")
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self.done = 0
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                match = self._DONE.search(line)
+                if match:
+                    self.done = max(self.done, int(match.group(1)))
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("")  # end of output
+            self._changed.notify_all()
+
+    def reached(self, objects: int, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.done >= objects or (self.lines and self.lines[-1] == ""), timeout)\
+                and self.done >= objects
+
+    def text(self) -> str:
+        self._reader.join(timeout=60)
+        with self._changed:
+            return "".join(self.lines)
 
 
 def object_records(settings):
@@ -50,12 +86,14 @@ def existing_recordings(settings, clean_stack):
 @pytest.mark.slow
 def test_backfill_encrypts_every_existing_object_exactly_once_and_resumes_after_an_interruption(settings, cli_environment, existing_recordings):
     first = backfill(cli_environment, "--workers", "2")
-    # Interrupt it half way, as an operator's Ctrl-C would.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(object_records(settings)) < OBJECTS // 4:
-        time.sleep(0.5)
+    # Interrupt it a quarter of the way, as an operator's Ctrl-C would: on its own progress
+    # lines (scanning the table to find out is slow on a busy machine and let the run finish).
+    progress = ProgressWatcher(first)
+    assert progress.reached(OBJECTS // 4, timeout=180), progress.text()
     first.send_signal(signal.SIGINT)
-    out, err = first.communicate(timeout=60)
+    out = first.stdout.read()
+    first.wait(timeout=60)
+    err = progress.text()
     assert first.returncode == 130, err
     interrupted = json.loads(out.strip().splitlines()[-1])
     assert interrupted["interrupted"] and 0 < sum(interrupted["outcomes"].values()) < OBJECTS

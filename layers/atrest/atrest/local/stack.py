@@ -1170,13 +1170,22 @@ def empty_stack(state: LocalStackState, emulator: AwsEndpoint) -> None:
 
 
 def _empty_bucket(s3: Any, bucket: str) -> None:
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+    # List everything first, then delete: deleting while paginating makes moto end the
+    # listing early (a version past the first 1,000 keys survived). Then check it is empty.
+    for _ in range(10):
         doomed = [
             {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
             for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
         ]
+        if not doomed:
+            break
         for start in range(0, len(doomed), 1000):
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + 1000], "Quiet": True})
+            errors = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + 1000], "Quiet": True}).get("Errors")
+            if errors:
+                raise RuntimeError(f"could not empty bucket {bucket}: {errors[:3]}")
+    else:
+        raise RuntimeError(f"bucket {bucket} still holds objects after 10 rounds of deletion")
     for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
         s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
 
