@@ -18,9 +18,16 @@ from atrest.records import ObjectStatus
 OBJECTS = 2000
 
 
+def _as_in_a_terminal() -> None:
+    # An operator's Ctrl-C reaches a foreground command with SIGINT's default handling; a
+    # test run started in the background (`make test &`) would pass SIGINT on ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def backfill(env, *args, **popen):
     return subprocess.Popen([sys.executable, "-m", "atrest.cli", "backfill", "--json", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_in_a_terminal, **popen)
 
 
 class ProgressWatcher:
