@@ -44,7 +44,7 @@ def main() -> int:
         statements = [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::other-{n}/*"} for n in range(31)]
         statements.append({"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": f"arn:aws:dynamodb:*:*:table/{table}"})
         role_arn = create_role(emulator.client("iam"), f"iam-bench-{table}", "/", TRUST,
-                               {"bench": {"Version": "2012-10-17", "Statement": statements}}, [])
+                               {"bench": {"Version": "2012-10-17", "Statement": statements}}, [])["Arn"]
         credentials = assumed_role_environment(emulator.endpoint, emulator.region, role_arn, "bench")
         role = boto3.session.Session(
             aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"], aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],

@@ -31,7 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 ARCHITECTURE_DOC = REPO / "docs" / "architecture.md"
 EVENTS = REPO / "events"
-TRANSLATE_SCRIPT = Path(__file__).resolve().parent / "sam_translate.py"
 
 # The local stack the sample events are written for (events/README.md).
 STACK_NAME = "atrest"
@@ -339,16 +338,11 @@ def run_tool(tools_bin: Path, tool_env: dict[str, str]):
 def translated_template() -> dict[str, Any]:
     """template.yaml translated to plain CloudFormation by aws-sam-translator, in-process
     (the test environment has it): what `sam deploy` hands CloudFormation, so tests can
-    judge what SAM generates (event rules, function URLs, permissions), not what we wrote."""
-    from samtranslator.translator.transform import transform
-    from samtranslator.yaml_helper import yaml_parse
+    judge what SAM generates (event rules, function URLs, permissions), not what we wrote.
+    The same translation the local stack deploys (`atrest.local.template.translate_sam`)."""
+    from atrest.local.template import load_template, translate_sam
 
-    from .sam_translate import PSEUDO, NoManagedPolicies, as_packaged
-
-    # The translator asks boto3 for a region even when AWS::Region is given.
-    os.environ.setdefault("AWS_DEFAULT_REGION", PSEUDO["AWS::Region"])
-    parsed = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
-    translated = transform(as_packaged(parsed), dict(PSEUDO), NoManagedPolicies(), passthrough_metadata=True)
+    translated, _ = translate_sam(load_template(TEMPLATE), stack_name=STACK_NAME, region=REGION, account_id=ACCOUNT_ID)
     # Through JSON, as CloudFormation receives it: no YAML-only types, no shared objects.
     return json.loads(json.dumps(translated))
 

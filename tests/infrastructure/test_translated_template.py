@@ -38,9 +38,7 @@ def test_the_backfill_runs_on_a_schedule_only_when_backfill_schedule_is_set(tran
 
 def test_the_backfill_rule_state_check_sees_what_sam_makes_of_enabled(translated_template):
     """The check above would catch the old `Enabled: !If [...]`: SAM makes that ENABLED."""
-    from samtranslator.translator.transform import transform
-
-    from .sam_translate import PSEUDO, NoManagedPolicies
+    from atrest.local.template import translate_sam
 
     template = {
         "Transform": "AWS::Serverless-2016-10-31",
@@ -53,6 +51,6 @@ def test_the_backfill_rule_state_check_sees_what_sam_makes_of_enabled(translated
                 "Schedule": "rate(1 day)", "Enabled": {"Fn::If": ["HasBackfillSchedule", True, False]}}}},
         }}},
     }
-    translated = transform(template, dict(PSEUDO), NoManagedPolicies())
+    translated, _ = translate_sam(template, stack_name="atrest", region="us-east-1", account_id="123456789012")
     state = _generated_rule(translated, "Machine")["Properties"].get("State", "ENABLED")
     assert Stack.with_defaults(translated, BackfillSchedule="").resolve(state) == "ENABLED"

@@ -10,7 +10,7 @@ and `reset()` forgets everything (it is not called on start, so as not to wipe w
 another moto user in the same process created).
 
 IAM: requests signed with credentials from an AssumeRole against the emulator are held
-to that role's identity policies (`atrest.local.iam_enforcement`); requests signed with
+to that role's policies, and to KMS key policies and grants (`atrest.local.iam_enforcement`); requests signed with
 the test credentials (`ACCESS_KEY_ID`) are not checked: they act as the administrator.
 """
 

@@ -22,12 +22,15 @@
 - every other request (the test credentials "testing", IAM users' keys, unsigned
   requests) passes untouched: they play the deploying administrator.
 
-Not enforced: other resource policies (bucket and queue policies: they can neither grant
-nor deny here), KMS grants (a grant never allows a call here), permission boundaries, session policies, SCPs, credential expiry and the
-session token's value. `aws:SecureTransport` is always "false" (plain http).
+For a KMS key, its key policy and grants count as KMS counts them (see `_with_key_policy`).
+
+Not enforced: other resource policies (bucket, queue and table policies: they can neither
+grant nor deny here), permission boundaries, session policies, SCPs, credential expiry and
+the session token's value. `aws:SecureTransport` is always "false" (plain http).
 
 Roles: `create_role(...)` creates or updates a role with its inline and managed policies
-(idempotent), `assumed_role_environment(...)` assumes it and returns the SDK variables.
+(idempotent; the local stack's provisioning uses it), `assumed_role_environment(...)`
+assumes it and returns the SDK variables.
 """
 
 from __future__ import annotations
@@ -468,9 +471,11 @@ def _role_name(role_arn: str) -> str:
 
 
 def create_role(iam_client: Any, role_name: str, path: str, assume_role_policy: Mapping[str, Any],
-                inline_policies: Mapping[str, Mapping[str, Any]], managed_policy_arns: Iterable[str]) -> str:
+                inline_policies: Mapping[str, Mapping[str, Any]], managed_policy_arns: Iterable[str],
+                *, keep: Callable[[str], bool] = lambda policy_name: False) -> dict[str, Any]:
     """Create the role, or bring an existing one to exactly these policies (idempotent:
-    calling it again with changed policies updates them). Returns the role ARN.
+    calling it again with changed policies updates them); inline policies not listed are
+    deleted unless `keep(name)`. Returns the role as IAM describes it (`Arn`, `RoleId`, ...).
     AWS-managed policies (`arn:aws:iam::aws:policy/...`) are loaded into the emulator's
     IAM on first use when it runs in this process (moto leaves them out by default)."""
     try:
@@ -478,18 +483,30 @@ def create_role(iam_client: Any, role_name: str, path: str, assume_role_policy: 
         iam_client.update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps(assume_role_policy))
     except iam_client.exceptions.NoSuchEntityException:
         role = iam_client.create_role(RoleName=role_name, Path=path or "/", AssumeRolePolicyDocument=json.dumps(assume_role_policy))["Role"]
-    put_role_policies(iam_client, role_name, inline_policies)
+    put_role_policies(iam_client, role_name, inline_policies, keep=keep)
     attach_role_policies(iam_client, role_name, managed_policy_arns)
-    return str(role["Arn"])
+    return dict(role)
 
 
-def put_role_policies(iam_client: Any, role_name: str, inline_policies: Mapping[str, Mapping[str, Any]]) -> None:
-    """Make the role's inline policies exactly `inline_policies` (name -> document)."""
+def put_role_policies(iam_client: Any, role_name: str, inline_policies: Mapping[str, Mapping[str, Any]],
+                      *, keep: Callable[[str], bool] = lambda policy_name: False) -> None:
+    """Make the role's inline policies exactly `inline_policies` (name -> document), but for
+    the ones `keep` names."""
     existing = set(iam_client.list_role_policies(RoleName=role_name)["PolicyNames"])
     for name in existing - set(inline_policies):
-        iam_client.delete_role_policy(RoleName=role_name, PolicyName=name)
+        if not keep(name):
+            iam_client.delete_role_policy(RoleName=role_name, PolicyName=name)
     for name, document in inline_policies.items():
-        iam_client.put_role_policy(RoleName=role_name, PolicyName=name, PolicyDocument=json.dumps(document))
+        put_role_policy(iam_client, role_name, name, document)
+
+
+def put_role_policy(iam_client: Any, role_name: str, policy_name: str, document: Mapping[str, Any]) -> None:
+    """One inline policy. IAM accepts a document without `Version` (it then means
+    2008-10-17, which differs only in policy variables); moto refuses it, and SAM generates
+    such documents (a schedule's StartExecution policy), so the version is added."""
+    if "Version" not in document:
+        document = {"Version": "2012-10-17", **document}
+    iam_client.put_role_policy(RoleName=role_name, PolicyName=policy_name, PolicyDocument=json.dumps(document))
 
 
 def attach_role_policies(iam_client: Any, role_name: str, managed_policy_arns: Iterable[str]) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from botocore.exceptions import ClientError
 
-from atrest.local.iam_enforcement import attach_role_policies
+from atrest.local.iam_enforcement import create_role, put_role_policy
 from atrest.local.template import (
     ResourceRecord,
     StackTemplate,
@@ -663,38 +663,24 @@ class _StackBuilder:
     # -- IAM: roles and policies exist in the emulator, where its IAM enforcement reads them
 
     def _aws_iam_role(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
-        iam = self.client("iam")
         name = properties.get("RoleName") or self.name(logical_id, 64)
-        path = properties.get("Path") or "/"
-        trust = _text(properties["AssumeRolePolicyDocument"])
-        try:
-            role = iam.get_role(RoleName=name)["Role"]
-            iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust)
-        except ClientError as error:
-            if not _has_error_code(error, "NoSuchEntity"):
-                raise
-            role = iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=trust)["Role"]
-        declared = {str(policy["PolicyName"]): policy["PolicyDocument"] for policy in properties.get("Policies") or []}
-        for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
-            if policy_name not in declared and not policy_name.startswith(_STANDALONE_POLICY_PREFIX):
-                iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
-        for policy_name, document in declared.items():
-            iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=_policy_text(document))
-        # moto holds no AWS managed policy until one is loaded: this loads it first.
-        attach_role_policies(iam, name, properties.get("ManagedPolicyArns") or [])
+        role = create_role(
+            self.client("iam"), name, properties.get("Path") or "/", properties["AssumeRolePolicyDocument"],
+            {str(policy["PolicyName"]): policy["PolicyDocument"] for policy in properties.get("Policies") or []},
+            properties.get("ManagedPolicyArns") or [],
+            keep=lambda policy_name: policy_name.startswith(_STANDALONE_POLICY_PREFIX),  # AWS::IAM::Policy resources'
+        )
         return ResourceRecord(logical_id, "AWS::IAM::Role", name, {"Arn": role["Arn"], "RoleId": role["RoleId"]},
                               note="created; the emulator enforces its identity policies for the function that runs with it")
 
     def _aws_iam_policy(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
         # An AWS::IAM::Policy is an inline policy of each role it names; stored under its
         # logical id so that re-provisioning a role keeps it.
-        iam = self.client("iam")
-        policy_name = f"{_STANDALONE_POLICY_PREFIX}{logical_id}"
-        for role in properties.get("Roles") or []:
-            iam.put_role_policy(RoleName=role, PolicyName=policy_name, PolicyDocument=_policy_text(properties["PolicyDocument"]))
         for group_or_user in ("Groups", "Users"):
             if properties.get(group_or_user):
                 raise TemplateError(f"{logical_id}: policies attached to IAM {group_or_user.lower()} are not provisioned locally")
+        for role in properties.get("Roles") or []:
+            put_role_policy(self.client("iam"), role, f"{_STANDALONE_POLICY_PREFIX}{logical_id}", properties["PolicyDocument"])
         return ResourceRecord(logical_id, "AWS::IAM::Policy", self.name(logical_id, 128), {})
 
     # -- SNS, CloudWatch and Logs: created so operators' tools find them ------------------
@@ -838,15 +824,6 @@ def _has_deny_statement(policy: Any) -> bool:
     statements = document.get("Statement", [])
     statements = [statements] if isinstance(statements, dict) else statements
     return any(str(statement.get("Effect", "")).lower() == "deny" for statement in statements)
-
-
-def _policy_text(document: Any) -> str:
-    """A policy document as IAM takes it. IAM accepts a document without `Version` (it then
-    means 2008-10-17, which differs only in policy variables); moto refuses it, and SAM
-    generates such documents (a schedule's StartExecution policy), so add the version."""
-    if isinstance(document, dict) and "Version" not in document:
-        document = {"Version": "2012-10-17", **document}
-    return _text(document)
 
 
 # Inline policies that come from AWS::IAM::Policy resources (not the role's own Policies).
