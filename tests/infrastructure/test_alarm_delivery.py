@@ -64,8 +64,10 @@ def test_the_alarm_key_rotates_has_an_alias_and_stays_administrable(resources):
     assert aliases, f"{logical_id} has no alias"
 
 
-def test_the_alarm_key_lets_sns_deliver_for_this_account_only(resources):
+def test_the_alarm_key_names_no_service_but_the_alarms_publisher(resources):
+    # SNS uses the topic's key on the publisher's behalf: CloudWatch is the only service the
+    # key policy must name, and least privilege says no other.
     key = resources[_key_logical_id(resources, _topic_key(resources))]
-    sns = [s for s in statements(key["Properties"]["KeyPolicy"])
-           if "sns.amazonaws.com" in as_list((s.get("Principal") or {}).get("Service", []))]
-    assert sns and all(s["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"} for s in sns)
+    services = {service for s in statements(key["Properties"]["KeyPolicy"])
+                for service in as_list((s.get("Principal") or {}).get("Service", []))}
+    assert services == {"cloudwatch.amazonaws.com"}
