@@ -12,6 +12,9 @@ template.yaml provisioned into it.
   `local_runner` does) rather than reusing one that caches branch keys.
 - `local_runner` (function): a `Runner` for `clean_stack` (not started; call `drain()`),
   retrying failed messages after 1 s.
+- `demo_run` (session): one `atrest demo` (its real command line, in a process of its own,
+  with its own emulator), with the material of every branch key it made: what it promises
+  a newcomer and what it must never log are checked on the same run.
 
 Tests that need no clean slate share the stack and keep apart by unique object keys.
 moto keeps its state per process: start no other moto server, and do not use
@@ -20,7 +23,10 @@ moto keeps its state per process: start no other moto server, and do not use
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
@@ -73,3 +79,15 @@ def local_runner(clean_stack: Any) -> Iterator[Any]:
     runner = Runner(clean_stack, retry_delay_seconds=1)
     yield runner
     runner.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`atrest demo` run once: `returncode`, `stdout`, `stderr`, and `branch_keys` (the
+    material of every active branch key, read just before its emulator stopped)."""
+    work = tmp_path_factory.mktemp("demo")
+    key_file = work / "branch-keys.txt"
+    demo = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "reliability" / "demo_with_key_capture.py"),
+                           str(key_file)], cwd=work, capture_output=True, text=True, timeout=300)
+    branch_keys = [bytes.fromhex(line) for line in key_file.read_text().split()] if key_file.exists() else []
+    return SimpleNamespace(returncode=demo.returncode, stdout=demo.stdout, stderr=demo.stderr, branch_keys=branch_keys)

@@ -36,5 +36,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                        value=sum(s.objects_unreadable for s in report.shredded))
     logger.info("expiry summary", extra={"rotated": len(report.rotated), "retired": len(report.retired),
                                          "shredded": len(report.shredded), "busy": len(report.busy),
+                                         "waiting": len(report.waiting),
                                          "keys_checked": report.keys_checked})
     return report.as_dict()

@@ -254,6 +254,51 @@ def identity_policy_statements(resources: dict[str, Any]) -> Iterator[tuple[str,
                         yield f"{logical_id}/Policies", stmt
 
 
+# --------------------------------------------------------------------------- grants on keys the stack does not own
+
+# Keys of the stack's account and region: where a data class's own key (DataClassKmsKeys) is,
+# since CloudFormation cannot turn the parameter's `<class>=<arn>` pairs into a list of ARNs.
+ACCOUNT_KEYS = {"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"}
+GRANT_ADMINISTRATION = {"kms:CreateGrant", "kms:ListGrants"}
+KEY_STORE_OPERATIONS = {"Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
+FUNCTION_ROLES = {"EncryptObjectFunctionRole", "ProtectContactFunctionRole", "ExpireKeysFunctionRole",
+                  "ReadObjectFunctionRole"}
+
+
+def resource_values(value: Any) -> list[Any]:
+    """Every value a Resource may take: lists flattened, both branches of `Fn::If`, `AWS::NoValue` dropped."""
+    if isinstance(value, list):
+        return [found for item in value for found in resource_values(item)]
+    if isinstance(value, dict) and "Fn::If" in value:
+        return [found for branch in value["Fn::If"][1:] for found in resource_values(branch)]
+    if value == {"Ref": "AWS::NoValue"}:
+        return []
+    return [value]
+
+
+def is_bounded_grant_administration(stmt: dict[str, Any]) -> bool:
+    """The grant function's statement that reaches keys the stack does not own: only
+    CreateGrant and ListGrants, on the customer's key or keys of the stack's account and
+    region, and every grant it can create is for the stack's function roles, with the key
+    store's operations only, under the key store's encryption context. What such a grant
+    gives a role is the same as a deploy-time grant on a key named in DataClassKmsKeys."""
+    actions = set(as_list(stmt.get("Action", [])))
+    if not actions or not actions <= GRANT_ADMINISTRATION or "NotResource" in stmt or "NotAction" in stmt:
+        return False
+    if any(value not in (ACCOUNT_KEYS, {"Ref": "CustomerManagedKeyArn"}) for value in resource_values(stmt.get("Resource"))):
+        return False
+    if "kms:CreateGrant" not in actions:
+        return True
+    condition = stmt.get("Condition") or {}
+    equals = condition.get("StringEquals") or {}
+    grantees = as_list(equals.get("kms:GranteePrincipal", []))
+    operations = set(as_list((condition.get("ForAllValues:StringEquals") or {}).get("kms:GrantOperations", [])))
+    roles = {g["Fn::GetAtt"][0] if isinstance(g, dict) and "Fn::GetAtt" in g else None for g in grantees}
+    return (equals.get("kms:EncryptionContext:tablename") == {"Ref": "KeyStoreTable"}
+            and bool(roles) and roles <= FUNCTION_ROLES
+            and bool(operations) and operations <= KEY_STORE_OPERATIONS)
+
+
 # --------------------------------------------------------------------------- tools
 
 

@@ -7,6 +7,12 @@ and nothing else, and grants name exactly one key each. A forged key store item 
 another KMS key is then refused by KMS. These tests read template.yaml and fail if any
 Lambda function role gets a kms: action on "*" or on another resource. (A key policy's
 "*" is the key itself: key policies are not identity policies and are not checked here.)
+
+One statement reaches further, on purpose: the grant function may create grants on keys
+of the stack's account and region, because a data class's own key (DataClassKmsKeys)
+cannot be named as an ARN in CloudFormation. It is part of the fence only while it can
+give nothing but a deploy's own grants: for the stack's function roles, the key store's
+operations, under the key store's encryption context (`is_bounded_grant_administration`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any, Iterator
 
 from atrest.rekey import BRIDGE_ROLE_OUTPUTS
 
-from .conftest import as_list, statements
+from .conftest import ACCOUNT_KEYS, as_list, is_bounded_grant_administration, statements
 
 KEY_PARAMETERS = {"CustomerManagedKeyArn"}
 # AWS managed policies a Lambda role may carry: none of them grants a kms: action.
@@ -100,7 +106,7 @@ def fence_breaches(resources: dict[str, Any]) -> list[str]:
             if "kms" in str(stmt).lower() or not any(name in str(stmt) for name in KMS_FREE_MANAGED_POLICIES):
                 breaches.append(f"{role} ({where}): policy {stmt!r} may grant kms: actions")
             continue
-        if stmt.get("Effect") != "Allow":
+        if stmt.get("Effect") != "Allow" or is_bounded_grant_administration(stmt):
             continue
         if "NotAction" in stmt or "NotResource" in stmt:
             breaches.append(f"{role} ({where}) {stmt.get('Sid', '')}: NotAction/NotResource may reach any KMS key")
@@ -148,6 +154,35 @@ def test_the_fence_check_catches_a_wildcard_a_literal_key_and_an_attached_policy
     # A key policy's "*" (the key itself) is not an identity policy: not a breach.
     assert fence_breaches({**resources, "Probe": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": {
         "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}]}}}}) == []
+
+
+def test_the_grant_functions_reach_beyond_the_stacks_key_is_bounded_to_deploy_grants_for_function_roles(resources):
+    """Mutations of the grant function's CreateGrant statement that would let it give anyone,
+    anything or any context on the account's keys are breaches."""
+    (stmt,) = [s for role, _, s in role_policy_statements(resources) if role == "KmsGrantFunctionRole"
+               and isinstance(s, dict) and "kms:CreateGrant" in as_list(s.get("Action", []))]
+    role = resources["KmsGrantFunctionRole"]
+
+    def with_statement(changed: dict[str, Any]) -> dict[str, Any]:
+        policy = {"PolicyName": "probe", "PolicyDocument": {"Statement": [changed]}}
+        return {**resources, "KmsGrantFunctionRole": {**role, "Properties": {**role["Properties"], "Policies": [policy]}}}
+
+    condition = stmt["Condition"]
+    assert is_bounded_grant_administration(stmt) and fence_breaches(with_statement(stmt)) == []
+    unbounded = {
+        "any grantee": {**stmt, "Condition": {**condition, "StringEquals": {
+            k: v for k, v in condition["StringEquals"].items() if k != "kms:GranteePrincipal"}}},
+        "another grantee": {**stmt, "Condition": {**condition, "StringEquals": {
+            **condition["StringEquals"], "kms:GranteePrincipal": [{"Fn::GetAtt": ["KmsGrantFunctionRole", "Arn"]}]}}},
+        "any context": {**stmt, "Condition": {k: v for k, v in condition.items() if k != "StringEquals"}},
+        "any operation": {**stmt, "Condition": {k: v for k, v in condition.items() if k != "ForAllValues:StringEquals"}},
+        "CreateGrant with Encrypt": {**stmt, "Condition": {**condition, "ForAllValues:StringEquals": {
+            "kms:GrantOperations": ["Encrypt", "Decrypt"]}}},
+        "any key anywhere": {**stmt, "Resource": "*"},
+        "a crypto action": {**stmt, "Action": ["kms:CreateGrant", "kms:Decrypt"], "Resource": ACCOUNT_KEYS},
+    }
+    for why, changed in unbounded.items():
+        assert fence_breaches(with_statement(changed)), why
 
 
 def _named_roles(principal: Any) -> set[str]:

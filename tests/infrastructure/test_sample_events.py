@@ -17,8 +17,8 @@ EVENTBRIDGE_EVENTS = {
     "s3-object-created-recording.json": True,
     "s3-object-created-transcript.json": True,
     "s3-object-created-multipart.json": True,
-    # Delivered too: the rule takes every intake object and the function skips what no
-    # data class matches (the catalog, not the template, decides what is data).
+    # Delivered too: the rule takes every intake object and the function skips what the
+    # catalog excludes (the catalog, not the template, decides what is data).
     "s3-object-created-ignored.json": True,
 }
 SQS_BATCH = "sqs-batch-object-created.json"

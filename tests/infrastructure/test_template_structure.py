@@ -117,12 +117,14 @@ def test_function_environment_defines_every_contract_variable(template, stack):
 
 def test_logical_key_store_name_is_the_table_and_binds_the_kms_permissions(template, resources):
     """The MPL binds the logical key store name into every branch key (KMS encryption
-    context "tablename"); the KMS permissions must be conditioned on that same name."""
+    context "tablename"); the KMS permissions must be conditioned on that same name.
+    (kms:ListGrants, which the grant function needs to find its grants again, reads grant
+    metadata, never key material, and KMS evaluates no encryption context for it.)"""
     env = resources["EncryptObjectFunction"]["Properties"]["Environment"]["Variables"]
     assert env["ATREST_KEYSTORE_NAME"] == env["ATREST_KEYSTORE_TABLE"] == {"Ref": "KeyStoreTable"}
     kms_statements = [
         stmt for _, stmt in identity_policy_statements(resources)
-        if any(str(a).startswith("kms:") for a in as_list(stmt["Action"]))
+        if any(str(a).startswith("kms:") for a in as_list(stmt["Action"])) and as_list(stmt["Action"]) != ["kms:ListGrants"]
     ]
     kms_statements += [
         s for s in statements(resources["AtrestKmsKey"]["Properties"]["KeyPolicy"])
@@ -514,9 +516,10 @@ def test_outputs_name_every_resource_an_operator_needs(template):
 
 def test_a_customer_key_gets_grants_for_each_function_role_limited_to_key_store_operations(resources):
     grants = resources["KmsGrants"]
-    assert grants["Condition"] == resources["KmsGrantFunction"]["Condition"] == "UseCustomerKey"
+    assert grants["Condition"] == resources["KmsGrantFunction"]["Condition"] == "TakesKmsGrants"
     props = grants["Properties"]
-    assert props["KeyArn"] == {"Ref": "CustomerManagedKeyArn"} and props["KeyStoreName"] == {"Ref": "KeyStoreTable"}
+    assert props["KeyArn"] == {"Fn::If": ["UseCustomerKey", {"Ref": "CustomerManagedKeyArn"}, ""]}
+    assert props["DataClassKmsKeys"] == {"Ref": "DataClassKmsKeys"} and props["KeyStoreName"] == {"Ref": "KeyStoreTable"}
     assert props["RetiringPrincipal"] == {"Fn::GetAtt": ["KmsGrantFunctionRole", "Arn"]}
     operations = {g["RoleArn"]["Fn::GetAtt"][0]: set(g["Operations"]) for g in props["Grantees"]}
     read_write = {"Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
@@ -531,11 +534,42 @@ def test_a_grant_handler_that_dies_before_answering_does_not_stall_the_stack_for
     assert int(resources["KmsGrantFunction"]["Properties"]["Timeout"]) < int(timeout) <= 3600
 
 
-def test_the_grant_function_may_only_create_grants_constrained_to_the_key_store_on_the_customer_key(resources):
+def test_the_grant_function_may_only_create_grants_for_the_function_roles_constrained_to_the_key_store(
+        template, resources):
     kms = [s for where, s in identity_policy_statements(resources)
            if where.startswith("KmsGrantFunctionRole") and any(str(a).startswith("kms:") for a in as_list(s["Action"]))]
-    (stmt,) = kms
-    assert as_list(stmt["Action"]) == ["kms:CreateGrant"] and stmt["Resource"] == {"Ref": "CustomerManagedKeyArn"}
-    assert stmt["Condition"]["StringEquals"]["kms:EncryptionContext:tablename"] == {"Ref": "KeyStoreTable"}
-    assert set(stmt["Condition"]["ForAllValues:StringEquals"]["kms:GrantOperations"]) == {
+    (create,) = [s for s in kms if as_list(s["Action"]) == ["kms:CreateGrant"]]
+    (listing,) = [s for s in kms if as_list(s["Action"]) == ["kms:ListGrants"]]
+    assert len(kms) == 2 and listing["Resource"] == create["Resource"]
+    assert create["Condition"]["StringEquals"]["kms:EncryptionContext:tablename"] == {"Ref": "KeyStoreTable"}
+    assert set(create["Condition"]["ForAllValues:StringEquals"]["kms:GrantOperations"]) == {
         "Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
+    grantees = {g["RoleArn"]["Fn::GetAtt"][0] for g in resources["KmsGrants"]["Properties"]["Grantees"]}
+    assert {g["Fn::GetAtt"][0] for g in create["Condition"]["StringEquals"]["kms:GranteePrincipal"]} == grantees
+    # Only the customer's key, unless data classes have keys of their own: then keys of this
+    # account and region (the customer's key too, wherever it is).
+    customer = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    class_key = "arn:aws:kms:us-east-1:123456789012:key/5678abcd-12ab-34cd-56ef-1234567890ab"
+    byo = Stack.with_defaults(template, CustomerManagedKeyArn=customer)
+    assert byo.resolve(create["Resource"]) == customer
+    both = Stack.with_defaults(template, CustomerManagedKeyArn=customer, DataClassKmsKeys=f"integration-configuration={class_key}")
+    assert both.resolve(create["Resource"]) == ["arn:aws:kms:us-east-1:123456789012:key/*", customer]
+    only_classes = Stack.with_defaults(template, DataClassKmsKeys=f"integration-configuration={class_key}")
+    assert only_classes.resolve(create["Resource"]) == ["arn:aws:kms:us-east-1:123456789012:key/*"]
+
+
+def test_grants_are_taken_with_a_customer_key_or_data_class_keys_and_never_on_the_stacks_own_key(template, resources):
+    class_key = "arn:aws:kms:us-east-1:123456789012:key/5678abcd-12ab-34cd-56ef-1234567890ab"
+    own = Stack.with_defaults(template)
+    classes = Stack.with_defaults(template, DataClassKmsKeys=f"integration-configuration={class_key}")
+    assert not own.condition("TakesKmsGrants") and classes.condition("TakesKmsGrants")
+    assert classes.condition("CreateKmsKey")  # the stack still makes its own key for everything else
+    assert classes.resolve(resources["KmsGrants"]["Properties"]["KeyArn"]) == ""
+    for function in ("EncryptObjectFunction", "ExpireKeysFunction", "ReadObjectFunction"):
+        env = resources[function]["Properties"]["Environment"]["Variables"]
+        assert classes.resolve(env["ATREST_DATA_CLASS_KMS_KEYS"]) == f"integration-configuration={class_key}", function
+        assert own.resolve(env["ATREST_DATA_CLASS_KMS_KEYS"]) == "", function
+        # Checking the pairs reads the catalog, whose service class needs the service key store.
+        assert {"ATREST_SERVICE_KEYSTORE_TABLE", "ATREST_SERVICE_KMS_KEY_ARN"} <= set(env), function
+    # ProtectContact makes instance branch keys only, which never have a class key of their own.
+    assert "ATREST_DATA_CLASS_KMS_KEYS" not in resources["ProtectContactFunction"]["Properties"]["Environment"]["Variables"]

@@ -11,6 +11,35 @@ from atrest.deployment import settings_from_outputs
 from atrest.settings import Settings
 
 
+def cli_on_state_file(state: Any, state_file: Any, capsys: Any) -> Callable[..., tuple[int, str, str]]:
+    """`run(*args)`: `atrest ARGS... --state-file <state_file>` as an operator would run it (the
+    stack read from its state file, written from `state`), in this process; returns (exit
+    code, stdout, stderr). `run.state_file` is the file, for tests that read what it switched."""
+    from atrest.cli import main
+
+    written = state.write(state_file)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([*args, "--state-file", str(written)])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    run.state_file = written  # type: ignore[attr-defined]
+    return run
+
+
+@pytest.fixture
+def cli_on(tmp_path: Any, capsys: Any) -> Callable[[Any], Callable[..., tuple[int, str, str]]]:
+    """`cli_on(state)`: the CLI on a copy of that local stack's state file (`cli_on_state_file`)."""
+    return lambda state: cli_on_state_file(state, tmp_path / "local-stack.json", capsys)
+
+
+@pytest.fixture
+def atrest(local_stack: Any, cli_on: Any) -> Callable[..., tuple[int, str, str]]:
+    """The CLI on the test stack: `atrest("status", "--json")` -> (exit code, stdout, stderr)."""
+    return cli_on(local_stack)
+
+
 def _clone_table(dynamodb: Any, source: str, name: str) -> None:
     table = dynamodb.describe_table(TableName=source)["Table"]
     request: dict[str, Any] = {

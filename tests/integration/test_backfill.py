@@ -15,7 +15,7 @@ import pytest
 
 from atrest.records import ObjectStatus
 
-OBJECTS = 2000
+OBJECTS = 300
 
 
 def _as_in_a_terminal() -> None:
@@ -74,7 +74,7 @@ def object_records(settings):
 
 @pytest.fixture
 def existing_recordings(settings, clean_stack):
-    """2,000 transcripts that landed before atrest was deployed (no events: uploaded under a
+    """600 transcripts that landed before atrest was deployed (no events: uploaded under a
     prefix the rule does not watch, then copied into place by the bucket's owner)."""
     s3 = boto3.client("s3")
     keys = [f"{settings.connect_prefix}legacy/ChatTranscripts/2023/{n // 100 + 1:02d}/{(n % 28) + 1:02d}/"

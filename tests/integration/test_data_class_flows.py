@@ -1,5 +1,6 @@
 """Every data class of the catalog end to end on the emulator, each under its own scope,
-and the service-owned key surviving a customer key switch (docs/data-classes.md)."""
+the catch-all and the exclusions (fail closed), and the service-owned key surviving a
+customer key switch (docs/data-classes.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -19,7 +21,9 @@ from atrest.demo import put_contact_event
 from atrest.pipeline import EncryptPipeline, Outcome
 from atrest.reader import VaultReader
 from atrest.records import MetadataTable, ObjectStatus
-from atrest.samples import call_recording_wav, chat_transcript, connect_key, contact_event
+from atrest.samples import (
+    call_recording_wav, chat_transcript, connect_key, contact_event, contact_lens_key, contact_lens_voice_analysis,
+)
 from atrest.source import SourceObject
 from atrest.vault import vault_key_for
 
@@ -117,6 +121,7 @@ def test_a_class_that_keeps_its_source_leaves_the_plaintext_and_records_that(set
         {"name": "quality-evaluation", "source": "s3", "prefix": "evaluations/", "scope": "account",
          "key": "evaluations", "lifetime": {"rotate_every": "7d", "retain_for": "30d", "shred": True},
          "source_removal": "keep"},
+        {"name": "unclassified", "source": "s3", "catch_all": True, "scope": "account"},
     ]}))
     ours = replace(settings, data_classes_file=str(catalog))
     key = f"evaluations/{uuid.uuid4()}.pdf"
@@ -128,6 +133,59 @@ def test_a_class_that_keeps_its_source_leaves_the_plaintext_and_records_that(set
         Outcome.ENCRYPTED, "quality-evaluation", f"account/{settings.account_id}/evaluations")
     assert outcome.source_status == ObjectStatus.SOURCE_KEPT.value
     assert boto3.client("s3").get_object(Bucket=settings.intake_bucket, Key=key)["Body"].read() == b"%PDF"
+
+
+def _object_created(bucket: str, key: str, version_id: str, size: int) -> dict[str, Any]:
+    """The SQS message body EventBridge delivers for an S3 "Object Created" event (key URL-encoded)."""
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3",
+            "account": "123456789012", "time": "2026-12-01T10:00:00Z", "region": "us-east-1",
+            "resources": [f"arn:aws:s3:::{bucket}"],
+            "detail": {"version": "0", "bucket": {"name": bucket},
+                       "object": {"key": quote_plus(key, safe="/"), "size": size, "version-id": version_id,
+                                  "sequencer": "0"},
+                       "request-id": "R", "requester": "123456789012", "reason": "PutObject"}}
+
+
+def test_contact_lens_output_and_an_object_no_class_names_are_encrypted_and_an_excluded_report_is_not(
+        settings, encrypt_handler, tmp_path):
+    s3 = boto3.client("s3")
+    contact = str(uuid.uuid4())
+    report_key = f"{settings.connect_prefix}acme/Reports/agent-performance-{contact}.csv"
+    uploads = {
+        contact_lens_key("Voice", contact, WHEN): contact_lens_voice_analysis(settings.account_id, "i-1", contact),
+        f"uploads/customer-list-{contact}.csv": b"name,phone\nJane Doe,+12065550100\n",
+        report_key: b"agent,handled\njdoe,12\n",
+    }
+    versions = {key: s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
+                for key, body in uploads.items()}
+
+    response = encrypt_handler({"Records": [
+        {"messageId": f"m{n}", "receiptHandle": f"h{n}", "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "md5OfBody": "", "messageAttributes": {},
+         "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0", "SenderId": "x",
+                        "ApproximateFirstReceiveTimestamp": "0"},
+         "body": json.dumps(_object_created(settings.intake_bucket, key, versions[key], len(body)))}
+        for n, (key, body) in enumerate(uploads.items())]})
+
+    assert response == {"batchItemFailures": []}
+    table, reader = MetadataTable(boto3.client("dynamodb"), settings.metadata_table), VaultReader.from_settings(settings)
+    expected = {contact_lens_key("Voice", contact, WHEN): ("contact-lens-voice-analysis", contact),
+                f"uploads/customer-list-{contact}.csv": ("unclassified", None)}
+    for key, (data_class, contact_id) in expected.items():
+        record = table.get_object(vault_key_for(data_class, settings.intake_bucket, key, versions[key]))
+        assert record is not None, key
+        assert (record.data_class, record.scope, record.contact_id, record.status) == (
+            data_class, f"account/{settings.account_id}", contact_id, ObjectStatus.SOURCE_DELETED)
+        out = tmp_path / uuid.uuid4().hex
+        reader.decrypt_to_file(settings.vault_bucket, record.vault_key, out)  # the ciphertext is in the vault
+        assert out.read_bytes() == uploads[key]
+        assert s3.list_object_versions(Bucket=settings.intake_bucket, Prefix=key).get("Versions", []) == []
+    # The scheduled report: untouched, unrecorded, in no class's vault space.
+    assert [v["VersionId"] for v in s3.list_object_versions(Bucket=settings.intake_bucket, Prefix=report_key)["Versions"]
+            ] == [versions[report_key]]
+    assert s3.get_object(Bucket=settings.intake_bucket, Key=report_key)["Body"].read() == uploads[report_key]
+    assert table.get_object(vault_key_for("unclassified", settings.intake_bucket, report_key, versions[report_key])) is None
+    s3.delete_object(Bucket=settings.intake_bucket, Key=report_key, VersionId=versions[report_key])
 
 
 @pytest.fixture

@@ -49,14 +49,15 @@ def put(settings, key, body):
 def test_one_bad_message_fails_alone_and_the_rest_of_the_batch_is_processed(settings, encrypt_handler):
     good_key = transcript_key(settings)
     good = object_created(settings.intake_bucket, good_key, put(settings, good_key, b"{}"))
-    ignored = object_created(settings.intake_bucket, "exports/today.csv", put(settings, "exports/today.csv", b"x"))
+    excluded_key = f"{settings.connect_prefix}acme/Reports/today.csv"  # a scheduled report: the catalog excludes it
+    ignored = object_created(settings.intake_bucket, excluded_key, put(settings, excluded_key, b"x"), size=1)
 
     response = encrypt_handler(sqs_batch(good, "this is not an event", ignored))
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
     versions = boto3.client("s3").list_object_versions(Bucket=settings.intake_bucket, Prefix=good_key).get("Versions", [])
     assert versions == []  # encrypted, then its plaintext removed
-    assert boto3.client("s3").list_object_versions(Bucket=settings.intake_bucket, Prefix="exports/today.csv")["Versions"]
+    assert boto3.client("s3").list_object_versions(Bucket=settings.intake_bucket, Prefix=excluded_key)["Versions"]
 
 
 def test_a_bare_eventbridge_event_is_accepted_so_sample_events_replay_directly(settings, encrypt_handler):
@@ -116,11 +117,12 @@ def test_a_backfill_batch_from_the_state_machine_encrypts_its_listed_objects(set
     listing = s3.list_objects_v2(Bucket=settings.intake_bucket, Prefix=settings.connect_prefix)["Contents"]
     items = [{"Key": o["Key"], "Etag": o["ETag"], "Size": o["Size"], "LastModified": o["LastModified"].isoformat()}
              for o in listing if o["Key"] in keys]
-    items.append({"Key": "exports/not-ours.csv", "Etag": '"0"', "Size": 1, "LastModified": "2026-01-01T00:00:00Z"})
+    items.append({"Key": f"{settings.connect_prefix}acme/Reports/not-ours.csv", "Etag": '"0"', "Size": 1,
+                  "LastModified": "2026-01-01T00:00:00Z"})  # a scheduled report: the catalog excludes it
 
     result = encrypt_handler({"Items": items, "BatchInput": {"bucket": settings.intake_bucket, "since": ""}})
 
-    assert result == {"objects": 4, "outcomes": {"encrypted": 3, "no-data-class": 1}}
+    assert result == {"objects": 4, "outcomes": {"encrypted": 3, "excluded": 1}}
     for key in keys:
         assert s3.list_object_versions(Bucket=settings.intake_bucket, Prefix=key).get("Versions", []) == []
 

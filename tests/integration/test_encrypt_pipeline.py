@@ -144,10 +144,10 @@ def test_a_source_deleted_before_processing_is_skipped_not_retried(settings, pip
     assert outcome.outcome is Outcome.SKIPPED and outcome.reason == SkipReason.SOURCE_MISSING.value
 
 
-def test_keys_outside_every_data_class_are_left_alone(settings, pipeline):
-    source = upload(settings, "reports/2026/summary.csv", b"a,b\n")
+def test_keys_the_catalog_excludes_are_left_alone_with_the_reason(settings, pipeline):
+    source = upload(settings, f"{settings.connect_prefix}acme/Reports/{uuid.uuid4()}.csv", b"a,b\n")
     outcome = pipeline.encrypt(source)
-    assert outcome.reason == SkipReason.NO_DATA_CLASS.value
+    assert outcome.reason == SkipReason.EXCLUDED.value and "no customer content" in outcome.detail
     assert versions_of(settings.intake_bucket, source.key) == [source.version_id]
 
 

@@ -44,13 +44,14 @@ def test_uploads_flow_through_events_to_verified_vault_objects_and_the_plaintext
     assert s3.list_object_versions(Bucket=settings.intake_bucket).get("Versions", []) == []
 
 
-def test_objects_no_data_class_matches_are_skipped_and_stay(settings, local_runner):
+def test_objects_the_catalog_excludes_are_skipped_and_stay(settings, local_runner):
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=settings.intake_bucket, Key="exports/agents.csv", Body=b"name\n")
+    report = f"{settings.connect_prefix}acme/Reports/agents.csv"  # a scheduled report: no customer content
+    s3.put_object(Bucket=settings.intake_bucket, Key=report, Body=b"name\n")
     stats = local_runner.drain(timeout=10)
-    assert stats.invocations == 1 and not stats.errors  # delivered, classified as nobody's, left alone
-    assert boto3.client("s3").list_objects_v2(Bucket=settings.vault_bucket, Prefix="exports").get("KeyCount", 0) == 0
-    assert [v["Key"] for v in s3.list_object_versions(Bucket=settings.intake_bucket)["Versions"]] == ["exports/agents.csv"]
+    assert stats.invocations == 1 and not stats.errors  # delivered, excluded by the catalog, left alone
+    assert boto3.client("s3").list_objects_v2(Bucket=settings.vault_bucket).get("KeyCount", 0) == 0
+    assert [v["Key"] for v in s3.list_object_versions(Bucket=settings.intake_bucket)["Versions"]] == [report]
 
 
 def test_a_malformed_message_ends_in_the_dead_letter_queue_without_blocking_its_batch(settings, clean_stack, local_runner):

@@ -2,6 +2,8 @@
 
 The custom resource handler runs on the emulator's KMS; CloudFormation's side is played
 by a local HTTP server that receives the response PUT, as the pre-signed S3 URL would.
+(The local stack runs the same handler with its own role when it provisions a stack with
+keys it does not own: tests/integration/test_class_kms_keys.py.)
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def cloudformation():
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}/response", responses
     server.shutdown()
@@ -62,12 +64,15 @@ def _context() -> LocalLambdaContext:
                               str(uuid.uuid4()), "/aws/lambda/kms-grant", "stream", time.monotonic() + 60)
 
 
-def _event(url: str, request: str, key_arn: str, physical_id: str | None = None, **extra: Any) -> dict[str, Any]:
+def _event(url: str, request: str, key_arn: str, physical_id: str | None = None, class_keys: dict[str, str] | None = None,
+           **extra: Any) -> dict[str, Any]:
     event = {
         "RequestType": request, "ResponseURL": url, "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/atrest/x",
         "RequestId": str(uuid.uuid4()), "LogicalResourceId": "KmsGrants", "ResourceType": "Custom::KmsGrants",
         "ResourceProperties": {
-            "KeyArn": key_arn, "KeyStoreName": "atrest-KeyStoreTable-1", "NamePrefix": "atrest-atrest-",
+            # As CloudFormation sends the parameters: an empty list parameter is one empty string.
+            "KeyArn": key_arn, "DataClassKmsKeys": [f"{name}={arn}" for name, arn in (class_keys or {}).items()] or [""],
+            "KeyStoreName": "atrest-KeyStoreTable-1", "NamePrefix": "atrest-atrest-",
             "Grantees": [{"RoleArn": ROLE, "Operations": list(READ_WRITE_OPERATIONS)},
                          {"RoleArn": EXPIRE_ROLE, "Operations": list(ROTATE_OPERATIONS)}],
         },
@@ -86,8 +91,9 @@ def test_deploying_with_a_customer_key_grants_each_role_only_key_store_operation
         grant_function, cloudformation):
     url, responses = cloudformation
     key = _key()
+    event = _event(url, "Create", key)
 
-    grant_function.lambda_handler(_event(url, "Create", key), _context())
+    grant_function.lambda_handler(event, _context())
 
     (response,) = responses
     assert response["Status"] == "SUCCESS", response["Reason"]
@@ -95,8 +101,9 @@ def test_deploying_with_a_customer_key_grants_each_role_only_key_store_operation
     assert {g.grantee: set(g.operations) for g in grants} == {ROLE: set(READ_WRITE_OPERATIONS),
                                                               EXPIRE_ROLE: set(ROTATE_OPERATIONS)}
     assert all(g.encryption_context == {"tablename": "atrest-KeyStoreTable-1"} for g in grants)
-    assert sorted(response["Data"]["GrantIds"].split(",")) == sorted(g.grant_id for g in grants)
-    assert response["PhysicalResourceId"].startswith(key + "|")
+    assert response["Data"] == {"KeyCount": "1", "GrantCount": "2"}
+    # The grants are found again by name, so the physical id stays small whatever the key count.
+    assert response["PhysicalResourceId"] == "atrest-atrest-kms-grants:" + event["RequestId"][:8]
 
 
 def test_deleting_the_stack_retires_its_grants(grant_function, cloudformation):
@@ -163,3 +170,98 @@ def test_grants_list_shows_this_stacks_grants_on_the_configured_key(grant_functi
     assert code == 0
     assert ROLE in out and EXPIRE_ROLE in out and "tablename=atrest-KeyStoreTable-1" in out
     assert "someone-else" not in out
+
+
+# --------------------------------------------------------------------------- a KMS key per data class
+
+
+def test_each_data_class_key_gets_the_same_grants_and_a_key_shared_by_two_classes_gets_them_once(
+        grant_function, cloudformation):
+    url, responses = cloudformation
+    customer, shared, own = _key(), _key(), _key()
+    event = _event(url, "Create", customer, class_keys={"integration-configuration": shared, "crm-exports": shared,
+                                                        "partner-feeds": own})
+
+    grant_function.lambda_handler(event, _context())
+
+    assert responses[0]["Status"] == "SUCCESS", responses[0]["Reason"]
+    assert responses[0]["Data"] == {"KeyCount": "3", "GrantCount": "6"}
+    kms = boto3.client("kms")
+    for key in (customer, shared, own):
+        grants = list_grants(kms, key, "atrest-atrest-")
+        assert {g.grantee: set(g.operations) for g in grants} == {ROLE: set(READ_WRITE_OPERATIONS),
+                                                                  EXPIRE_ROLE: set(ROTATE_OPERATIONS)}, key
+        assert all(g.encryption_context == {"tablename": "atrest-KeyStoreTable-1"} for g in grants)
+
+
+def test_class_keys_without_a_customer_key_are_granted_and_the_stacks_own_key_is_not(grant_function, cloudformation):
+    url, responses = cloudformation
+    own = _key()
+
+    grant_function.lambda_handler(_event(url, "Create", "", class_keys={"integration-configuration": own}), _context())
+
+    assert responses[0]["Status"] == "SUCCESS" and responses[0]["Data"]["KeyCount"] == "1"
+    assert len(list_grants(boto3.client("kms"), own, "atrest-atrest-")) == 2
+
+
+def test_switching_a_class_key_grants_on_the_new_one_and_the_cleanup_retires_only_the_old_deployments_grants(
+        grant_function, cloudformation):
+    url, responses = cloudformation
+    customer, old, new = _key(), _key(), _key()
+    created = _event(url, "Create", customer, class_keys={"integration-configuration": old})
+    grant_function.lambda_handler(created, _context())
+    old_id = responses[0]["PhysicalResourceId"]
+
+    update = _event(url, "Update", customer, old_id, class_keys={"integration-configuration": new})
+    grant_function.lambda_handler(update, _context())
+    # CloudFormation's cleanup: Delete of the old physical resource, with its own (old) properties.
+    grant_function.lambda_handler({**_event(url, "Delete", customer, old_id), "ResourceProperties": created["ResourceProperties"]},
+                                  _context())
+
+    kms = boto3.client("kms")
+    assert [r["Status"] for r in responses] == ["SUCCESS"] * 3 and responses[1]["PhysicalResourceId"] != old_id
+    assert responses[2]["Data"] == {"Retired": "4"}
+    assert list_grants(kms, old, "atrest-atrest-") == []
+    assert len(list_grants(kms, new, "atrest-atrest-")) == 2
+    # The customer's key keeps the update's grants; the create's are gone.
+    assert {g.name.rsplit("-", 1)[1] for g in list_grants(kms, customer, "atrest-atrest-")} == {update["RequestId"][:8]}
+
+
+def test_a_retried_request_takes_no_grant_twice(grant_function, cloudformation):
+    url, responses = cloudformation
+    key = _key()
+    event = _event(url, "Create", "", class_keys={"integration-configuration": key})
+
+    grant_function.lambda_handler(event, _context())
+    grant_function.lambda_handler(event, _context())  # CloudFormation, or the local stack, sending it again
+
+    assert responses[0] == responses[1] and len(list_grants(boto3.client("kms"), key, "atrest-atrest-")) == 2
+
+
+def test_a_malformed_or_foreign_class_key_fails_the_deploy_naming_it_and_leaves_no_grant(grant_function, cloudformation):
+    url, responses = cloudformation
+    good = _key()
+    foreign_region = good.replace(":us-east-1:", ":eu-west-1:")
+    for class_keys, reason in (({"integration-configuration": "alias/crm"}, "'integration-configuration=alias/crm'"),
+                               ({"integration-configuration": good, "crm": foreign_region}, "region eu-west-1")):
+        responses.clear()
+
+        grant_function.lambda_handler(_event(url, "Create", "", class_keys=class_keys), _context())
+
+        (response,) = responses
+        assert response["Status"] == "FAILED" and reason in response["Reason"], response["Reason"]
+        assert list_grants(boto3.client("kms"), good, "atrest-atrest-") == []
+
+
+def test_deleting_a_resource_made_before_class_keys_retires_the_grants_its_id_names(grant_function, cloudformation):
+    """Stacks deployed before DataClassKmsKeys have physical id `<key>|<grant id>,...`."""
+    url, responses = cloudformation
+    key = _key()
+    kms = boto3.client("kms")
+    ids = [kms.create_grant(KeyId=key, GranteePrincipal=ROLE, Operations=["Decrypt"], Name=f"atrest-atrest-old-{n}")["GrantId"]
+           for n in range(2)]
+
+    grant_function.lambda_handler(_event(url, "Delete", key, f"{key}|{','.join(ids)}"), _context())
+
+    assert responses[0]["Status"] == "SUCCESS" and responses[0]["Data"] == {"Retired": "2"}
+    assert list_grants(kms, key, "atrest-atrest-") == []

@@ -14,7 +14,7 @@ from atrest.clients import AwsClients
 from atrest.clock import ManualClock
 from atrest.contacts import ContactProtector, ContactReader, contact_key, pii_context
 from atrest.envelope import encryption_client
-from atrest.errors import DecryptRefusedError
+from atrest.errors import AtrestError, DecryptRefusedError
 from atrest.eventshapes import contact_event_from_eventbridge
 from atrest.expiry import KeyExpiry
 from atrest.keystore import BranchKeyStore
@@ -87,6 +87,7 @@ def test_a_vault_object_under_a_shredded_version_is_refused_before_the_key_store
         vault_key_for("call-recording", settings.intake_bucket, key, version))
     expiry = KeyExpiry.from_settings(settings, clock=clock)
     expiry.rotate(record.branch_key_id)
+    clock.advance(seconds=settings.cache_ttl_seconds, minutes=5)  # every writer's cache has let it go
     assert [s.objects_unreadable for s in expiry.shred(record.branch_key_id, record.branch_key_version)] == [1]
 
     clients = AwsClients()
@@ -98,7 +99,8 @@ def test_a_vault_object_under_a_shredded_version_is_refused_before_the_key_store
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_process_that_cached_a_version_stops_decrypting_it_within_the_cache_ttl_of_the_shred(settings, clean_stack):
+def test_a_process_that_cached_a_version_stops_decrypting_it_within_the_cache_ttl_of_the_shred(
+        settings, clean_stack, clock):
     ttl = 12  # the shortest TTL that still caches (the MPL refreshes entries 10 s before they expire)
     instance = str(uuid.uuid4())
     contact_id, version = protect(settings, instance)
@@ -118,8 +120,9 @@ def test_a_process_that_cached_a_version_stops_decrypting_it_within_the_cache_tt
 
     assert decrypts()
     fetched = time.monotonic()
-    expiry = KeyExpiry.from_settings(settings)
+    expiry = KeyExpiry.from_settings(settings, clock=clock)
     expiry.rotate(f"instance/{instance}")
+    clock.advance(seconds=settings.cache_ttl_seconds, minutes=5)  # the stack's writers have let it go; `warm` reads only
     expiry.shred(f"instance/{instance}", version)
 
     assert decrypts(), "within the TTL the cached version still works: this is the documented bound"
@@ -144,3 +147,70 @@ def test_forgetting_an_instance_makes_all_its_pii_unreadable_and_its_next_contac
             reveal_phone(settings, instance, contact)
     fresh, v3 = protect(settings, instance, "+12065550004")
     assert v3 not in (v1, v2) and reveal_phone(settings, instance, fresh) == "+12065550004"
+
+
+class Stop(BaseException):
+    """The forgetting process dying between marking the versions and deleting the key."""
+
+
+def test_a_warm_function_never_stores_contact_pii_under_a_key_being_forgotten(settings, clean_stack):
+    instance = str(uuid.uuid4())
+    warm = ContactProtector.from_settings(settings)  # one process, its cache warm with the instance key
+
+    def event(phone):
+        contact_id = str(uuid.uuid4())
+        return contact_id, contact_event_from_eventbridge(
+            contact_event(settings.account_id, "us-east-1", instance, contact_id, phone=phone))
+
+    first_contact, first = event("+12065550001")
+    v1 = warm.protect(first).branch_key_version
+
+    def stop_after(step, _key):
+        if step == "marked":
+            raise Stop
+
+    with pytest.raises(Stop):  # versions marked SHREDDED, the key still in the store
+        KeyExpiry.from_settings(settings, after_step=stop_after).forget(f"instance/{instance}")
+    during_contact, during = event("+12065550002")
+    with pytest.raises(AtrestError, match="being forgotten") as refused:
+        warm.protect(during)
+    assert "+1206" not in str(refused.value)
+    stored = boto3.client("dynamodb").get_item(TableName=settings.metadata_table,
+                                               Key=contact_key(instance, during_contact)).get("Item")
+    assert stored is None, "nothing may be stored under a version being shredded"
+
+    KeyExpiry.from_settings(settings).forget(f"instance/{instance}")  # the operator re-runs it: finished
+    v2 = warm.protect(during).branch_key_version  # the event's retry, same warm process
+    after_contact, after = event("+12065550003")
+    v3 = warm.protect(after).branch_key_version
+
+    assert v2 != v1 and v3 == v2
+    assert reveal_phone(settings, instance, during_contact) == "+12065550002"
+    assert reveal_phone(settings, instance, after_contact) == "+12065550003"
+    with pytest.raises(DecryptRefusedError, match="shredded on"):
+        reveal_phone(settings, instance, first_contact)
+
+
+def test_contact_event_fields_off_the_allow_list_are_encrypted_including_ones_aws_adds_later(settings, clean_stack):
+    instance, contact_id = str(uuid.uuid4()), str(uuid.uuid4())
+    raw = contact_event(settings.account_id, "us-east-1", instance, contact_id, attributes={"account": "12-34"})
+    raw["detail"].update(name="Refund for Jane Doe", description="called about card 4111", tags={"vip": "yes"},
+                         segmentAttributes={"connect:Subtype": {"ValueString": "connect:Guide"}},
+                         references={"passport": {"type": "URL", "value": "https://x/jane.pdf"}},
+                         aFieldAwsAddsNextYear={"secret": "s"},
+                         agentInfo={"agentArn": "arn:aws:connect:us-east-1:1:instance/i/agent/a"})
+
+    outcome = ContactProtector.from_settings(settings).protect(contact_event_from_eventbridge(raw))
+    item = boto3.client("dynamodb").get_item(TableName=settings.metadata_table,
+                                             Key=contact_key(instance, contact_id), ConsistentRead=True)["Item"]
+
+    sealed = {"name", "description", "tags", "segmentAttributes", "references", "aFieldAwsAddsNextYear",
+              "customerEndpoint", "systemEndpoint", "attributes"}
+    assert sealed <= set(outcome.pii_fields)
+    assert {"channel", "initiationMethod", "initiationTimestamp", "queueInfo", "agentInfo", "initialContactId"} \
+        <= set(outcome.public_fields)
+    for name in sealed:
+        assert name not in item and f"pii:{name}" in item
+    assert "Jane" not in str(item) and "4111" not in str(item) and "12-34" not in str(item)
+    view = ContactReader.from_settings(settings).reveal(instance, contact_id)
+    assert view.pii["name"] == "Refund for Jane Doe" and view.pii["aFieldAwsAddsNextYear"] == {"secret": "s"}

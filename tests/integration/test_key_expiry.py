@@ -8,10 +8,11 @@ import multiprocessing
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import boto3
 import pytest
 
 from atrest.clock import ManualClock, from_text, to_text
-from atrest.expiry import ROTATION_LEASE, KeyExpiry
+from atrest.expiry import CLOCK_SKEW_MARGIN, ROTATION_LEASE, KeyExpiry
 from atrest.records import KeyVersionState
 from atrest.scopes import BranchKeyScope
 
@@ -164,20 +165,46 @@ def test_a_run_killed_after_claiming_a_rotation_is_finished_once_its_lease_runs_
     assert len(KeyExpiry.from_settings(settings).keystore.versions(instance_key)) == 2
 
 
-def test_a_run_killed_between_deleting_and_recording_a_shred_is_finished_by_the_next_run(settings, instance_key):
+@pytest.mark.parametrize("step", ["marked", "deleted"])
+def test_a_run_killed_mid_shred_is_finished_by_the_next_run(settings, instance_key, step):
     clock = ManualClock()
     first = KeyExpiry.from_settings(settings).keystore.describe_active(instance_key).version
     clock.advance(hours=25)
     KeyExpiry.from_settings(settings, clock=clock).run()
     clock.advance(days=91)
     with pytest.raises(Crash):
-        KeyExpiry.from_settings(settings, clock=clock, after_step=crash_at("deleted")).run()
-    assert states(settings, instance_key)[first].state is KeyVersionState.RETIRED
+        KeyExpiry.from_settings(settings, clock=clock, after_step=crash_at(step)).run()
+    # Marked before the key goes: from then on nothing new is stored under it.
+    assert states(settings, instance_key)[first].state is KeyVersionState.SHREDDED
 
     report = KeyExpiry.from_settings(settings, clock=clock).run()
 
     assert [s.version for s in report.shredded] == [first]
-    assert states(settings, instance_key)[first].state is KeyVersionState.SHREDDED
+    assert first not in [v.version for v in KeyExpiry.from_settings(settings).keystore.versions(instance_key)]
+    assert states(settings, instance_key)[first].objects_unreadable is not None
+    assert KeyExpiry.from_settings(settings, clock=clock).run().shredded == []  # finished: off the shred-due index
+
+
+def test_a_retention_shorter_than_the_writers_cache_waits_for_the_cache(settings, instance_key):
+    """A due version is shredded only once no warm function can still hold it as active."""
+    clock = ManualClock()
+    first = KeyExpiry.from_settings(settings).keystore.describe_active(instance_key).version
+    clock.advance(hours=25)
+    KeyExpiry.from_settings(settings, clock=clock).run()
+    retired = states(settings, instance_key)[first]
+    assert retired.writers_stop_by == to_text(
+        clock.now() + timedelta(seconds=settings.cache_ttl_seconds) + CLOCK_SKEW_MARGIN)
+    # As if its retention had been a minute: due now, but writers may still use it.
+    boto3.client("dynamodb").update_item(
+        TableName=settings.metadata_table, Key={"pk": {"S": f"KEY#{instance_key}"}, "sk": {"S": f"V#{first}"}},
+        UpdateExpression="SET gsi1sk = :due", ExpressionAttributeValues={":due": {"S": f"{to_text(clock.now())}#x"}})
+
+    waiting = KeyExpiry.from_settings(settings, clock=clock).run()
+    clock.advance(seconds=settings.cache_ttl_seconds, minutes=5)
+    done = KeyExpiry.from_settings(settings, clock=clock).run()
+
+    assert waiting.shredded == [] and waiting.waiting == [f"{instance_key}@{first} after {retired.writers_stop_by}"]
+    assert [s.version for s in done.shredded] == [first]
 
 
 def test_the_scheduled_function_runs_the_expiry_and_logs_a_summary(local_runner, settings, instance_key):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from atrest.cli import main
+from atrest.clock import ManualClock
 from atrest.contacts import ContactProtector
 from atrest.eventshapes import contact_event_from_eventbridge
 from atrest.expiry import KeyExpiry
@@ -14,21 +15,19 @@ from atrest.samples import contact_event
 
 
 @pytest.fixture
-def atrest(local_stack, tmp_path, capsys):
-    """Run `atrest ARGS... --state-file <the test stack>`; returns (exit code, stdout, stderr)."""
-    state_file = local_stack.write(tmp_path / "local-stack.json")
-
-    def run(*args: str):
-        code = main([*args, "--state-file", str(state_file)])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+def instance_with_two_versions(settings, clean_stack):
+    """An instance whose first version protects one contact and was rotated an hour ago
+    (long enough for every writer's cache to have let the old version go)."""
+    instance = str(uuid.uuid4())
+    event = contact_event(settings.account_id, "us-east-1", instance, str(uuid.uuid4()))
+    first = ContactProtector.from_settings(settings).protect(contact_event_from_eventbridge(event)).branch_key_version
+    an_hour_ago = ManualClock(datetime.now(timezone.utc) - timedelta(hours=1))
+    KeyExpiry.from_settings(settings, clock=an_hour_ago).rotate(f"instance/{instance}")
+    return instance, first
 
 
 @pytest.fixture
-def instance_with_two_versions(settings, clean_stack):
-    """An instance whose first version protects one contact and was then rotated."""
+def instance_rotated_just_now(settings, clean_stack):
     instance = str(uuid.uuid4())
     event = contact_event(settings.account_id, "us-east-1", instance, str(uuid.uuid4()))
     first = ContactProtector.from_settings(settings).protect(contact_event_from_eventbridge(event)).branch_key_version
@@ -69,6 +68,19 @@ def test_keys_shred_with_yes_shreds_the_retired_version_and_the_list_says_when(a
     assert "cache" in out  # the completeness bound is stated
     (row,) = [r for r in atrest("keys", "list", "--scope", f"instance/{instance}")[1].splitlines() if first in r]
     assert "SHREDDED" in row and "shredded 20" in row
+
+
+def test_keys_shred_refuses_a_version_retired_within_the_writers_cache_ttl_and_says_when(
+        atrest, settings, instance_rotated_just_now):
+    instance, first = instance_rotated_just_now
+
+    named = atrest("keys", "shred", f"instance/{instance}", "--version", first, "--yes")
+    every = atrest("keys", "shred", f"instance/{instance}", "--yes")
+
+    assert named[0] == 1 and "cannot be shredded before" in named[2] and "BranchKeyCacheTtlSeconds" in named[2]
+    assert every[0] == 1 and "shreddable after" in every[1] and "no version" in every[2] and "after" in every[2]
+    listing = atrest("keys", "list", "--scope", f"instance/{instance}")[1]
+    assert "SHREDDED" not in listing and first in listing
 
 
 def test_keys_shred_refuses_the_active_version_and_says_to_rotate_first(atrest, settings, instance_with_two_versions):

@@ -183,10 +183,12 @@ def test_the_state_survives_a_round_trip_through_its_file(local_stack, tmp_path)
 
 
 def test_a_customer_managed_key_replaces_the_stacks_own(emulator):
-    byok = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    # A key that exists: provisioning runs KmsGrants, which takes grants on it as on AWS.
+    byok = boto3.client("kms").create_key(Description="atrest test: a key the customer brings")["KeyMetadata"]["Arn"]
     state = provision(REPO_ROOT / "template.yaml", emulator, stack_name="byok", parameters={"CustomerManagedKeyArn": byok})
 
     assert "AtrestKmsKey" not in state.resources and "AtrestKmsKeyAlias" not in state.resources
+    assert state.resources["KmsGrants"].attributes["GrantCount"] == "4"
     assert state.function("EncryptObjectFunction").environment["ATREST_KMS_KEY_ARN"] == byok
     assert state.outputs["KmsKeyArn"] == byok
 

@@ -1,91 +1,188 @@
-"""`atrest status`: an operator's view of what is protected and what is not."""
+"""`atrest status`: every object in the intake bucket accounted for, and the keys behind them."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import subprocess
-import sys
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import boto3
+import pytest
 
+from atrest.commands.status import ListingProgress, printable
+from atrest.data_classes import DataClassCatalog, DataClassifier, Exclusion
 from atrest.pipeline import EncryptPipeline
 from atrest.samples import connect_key
 from atrest.source import SourceObject
+from atrest.status import FailedSources, class_kms_key, expected_kms_key
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
 
-def status(settings, stack, tmp_path, *args):
-    env = {
-        **os.environ,
-        "ATREST_ACCOUNT_ID": settings.account_id, "ATREST_INTAKE_BUCKET": settings.intake_bucket,
-        "ATREST_VAULT_BUCKET": settings.vault_bucket, "ATREST_KEYSTORE_TABLE": settings.keystore_table,
-        "ATREST_METADATA_TABLE": settings.metadata_table, "ATREST_KMS_KEY_ARN": settings.kms_key_arn,
+@pytest.fixture
+def intake(settings, clean_stack):
+    """An intake bucket with an object in every state (keys by role), and what the catalog
+    says of them. Two objects are encrypted through the pipeline: one with its plaintext
+    deleted (gone from the intake), one kept; a dead letter names one object in the intake
+    and one that is not there."""
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    bucket = settings.intake_bucket
+    keys = {
+        "recording": connect_key(settings.connect_prefix, "acme", "CallRecordings", str(uuid.uuid4()), WHEN, "wav"),
+        "kept": f"uploads/kept-{uuid.uuid4()}.csv",
+        "catch_all": "uploads/customer list.csv",
+        "root": "notes été.txt",
+        # A tab, a right-to-left override and a trailing space. (Other control characters are
+        # valid in S3 keys, but moto's ListObjectVersions answers them with a 500; the unit
+        # test of `printable` below covers them.)
+        "odd": "uploads/tab\there\u202eexe.txt ",
+        "long": "uploads/" + "é" * 508,  # 1,024 bytes, S3's longest key
+        "pending": connect_key(settings.connect_prefix, "acme", "ChatTranscripts", str(uuid.uuid4()), WHEN, "json"),
+        "failed": connect_key(settings.connect_prefix, "acme", "ChatTranscripts", str(uuid.uuid4()), WHEN, "json"),
+        "report": f"{settings.connect_prefix}acme/Reports/daily.csv",
+        "marker": "uploads/",
     }
-    state = stack.to_json()
-    state_file = tmp_path / "local-stack.json"
-    state_file.write_text(json.dumps(state))
-    for name in [k for k in env if k.startswith("ATREST_")]:
-        env.pop(name)  # read the stack as an operator would: from its state file
-    return subprocess.run([sys.executable, "-m", "atrest.cli", "status", "--state-file", str(state_file), *args],
-                          env=env, capture_output=True, text=True, timeout=120)
+    assert len(keys["long"].encode()) == 1024
+    versions = {role: s3.put_object(Bucket=bucket, Key=key, Body=b"" if role == "marker" else b"x" * 10)["VersionId"]
+                for role, key in keys.items()}
+    EncryptPipeline.from_settings(settings).encrypt(SourceObject(bucket, keys["recording"], versions["recording"]))
+    EncryptPipeline.from_settings(replace(settings, keep_source=True)).encrypt(
+        SourceObject(bucket, keys["kept"], versions["kept"]))
+    dlq = clean_stack.outputs["EncryptDeadLetterQueueUrl"]
+    for key, version in ((keys["failed"], versions["failed"]), ("uploads/deleted-since.csv", "v1")):
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({
+            "source": "aws.s3", "detail-type": "Object Created",
+            "detail": {"bucket": {"name": bucket}, "object": {"key": key, "size": 10, "version-id": version}}}))
+
+    classifier = DataClassifier.from_settings(settings)
+    catch_all = classifier.classify(keys["catch_all"]).data_class
+    assert classifier.classify(keys["recording"]).data_class == "call-recording"
+    assert classifier.classify(keys["root"]).data_class == catch_all != "call-recording"
+    report, marker = classifier.classify(keys["report"]), classifier.classify(keys["marker"], size=0)
+    assert isinstance(report, Exclusion) and isinstance(marker, Exclusion)
+    return keys, catch_all, {"report": report.reason, "marker": marker.reason}
 
 
-def test_status_counts_encrypted_pending_failed_and_left_alone_objects_per_class(settings, clean_stack, tmp_path):
-    s3 = boto3.client("s3")
-    pipeline = EncryptPipeline.from_settings(settings)
-    for n in range(3):
-        key = connect_key(settings.connect_prefix, "acme", "CallRecordings", str(uuid.uuid4()), WHEN, "wav")
-        version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=b"x" * 100)["VersionId"]
-        pipeline.encrypt(SourceObject(settings.intake_bucket, key, version))
-    pending_key = connect_key(settings.connect_prefix, "acme", "ChatTranscripts", str(uuid.uuid4()), WHEN, "json")
-    s3.put_object(Bucket=settings.intake_bucket, Key=pending_key, Body=b"{}")
-    s3.put_object(Bucket=settings.intake_bucket, Key=f"{settings.connect_prefix}acme/Reports/x.csv", Body=b"x")
-    sqs = boto3.client("sqs")
-    sqs.purge_queue(QueueUrl=clean_stack.outputs["EncryptQueueUrl"])
-    failed_key = connect_key(settings.connect_prefix, "acme", "ChatTranscripts", str(uuid.uuid4()), WHEN, "json")
-    sqs.send_message(QueueUrl=clean_stack.outputs["EncryptDeadLetterQueueUrl"], MessageBody=json.dumps({
-        "source": "aws.s3", "detail-type": "Object Created",
-        "detail": {"bucket": {"name": settings.intake_bucket}, "object": {"key": failed_key, "size": 1, "version-id": "v"}}}))
+def test_status_accounts_for_every_intake_object_per_class_and_says_the_totals_add_up(settings, intake, atrest):
+    keys, catch_all, reasons = intake
 
-    result = status(settings, clean_stack, tmp_path, "--json")
+    code, out, err = atrest("status", "--json")
 
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    classes = {(c["data_class"], c["scope"]): c for c in report["classes"]}
+    assert code == 0, err
+    report = json.loads(out)
+    classes = {c["data_class"]: c for c in report["classes"]}
+    assert report["listed"] == report["totals"]["accounted"] == len(keys) - 1  # the recording's plaintext is gone
+    assert {k: classes["call-recording"][k] for k in ("encrypted", "source_deleted", "in_intake")} == {
+        "encrypted": 1, "source_deleted": 1, "in_intake": 0}
+    assert {k: classes[catch_all][k] for k in ("encrypted", "source_kept", "in_intake", "in_intake_encrypted", "pending")} == {
+        "encrypted": 1, "source_kept": 1, "in_intake": 5, "in_intake_encrypted": 1, "pending": 4}
+    assert {k: classes["chat-transcript"][k] for k in ("in_intake", "pending", "failed")} == {
+        "in_intake": 2, "pending": 1, "failed": 1}
+    assert classes["chat-transcript"]["oldest_pending"]
+    assert report["excluded"] == {reasons["report"]: 1, reasons["marker"]: 1}
+    assert report["totals"] | {"listed": 0, "accounted": 0} == {
+        "listed": 0, "accounted": 0, "encrypted_in_intake": 1, "pending": 5, "failed": 1, "excluded": 2,
+        "encrypted": 2, "source_deleted": 1, "source_kept": 1, "source_not_removed": 0}
+    assert report["dead_letters"]["EncryptDeadLetterQueue"] == 2 and report["dead_letters_elsewhere"] == 1
+    assert classes["call-recording"]["kms_key"] == settings.kms_key_arn
     scope = f"account/{settings.account_id}"
-    assert classes[("call-recording", scope)]["encrypted"] == 3
-    assert classes[("call-recording", scope)]["bytes_encrypted"] == 300
-    assert classes[("chat-transcript", scope)]["pending"] == 1
-    assert classes[("chat-transcript", scope)]["oldest_pending"]
-    assert classes[("chat-transcript", scope)]["failed"] == 1
-    assert report["skipped"] == 1
-    assert report["dead_letters"]["EncryptDeadLetterQueue"] == 1
-    assert report["kms_keys"][scope] == settings.kms_key_arn
+    assert report["kms_keys"][scope] == report["expected_kms_keys"][scope] == settings.kms_key_arn
     versions = [v for v in report["key_versions"] if v["branch_key_id"] == scope]
-    assert versions and versions[0]["state"] == "ACTIVE" and versions[0]["objects"] == 3
+    assert versions and versions[0]["state"] == "ACTIVE" and versions[0]["objects"] == 2
+
+    code, text, _ = atrest("status")
+
+    assert code == 0
+    assert (f"summary: s3://{settings.intake_bucket} holds 9 objects, all accounted for: 1 encrypted (plaintext kept "
+            "or not yet removed) + 5 pending + 1 failed + 2 excluded") in text
+    assert f"  1  {reasons['report']}\n" in text and "key versions" in text and "dead-letter queues" in text
+    assert f"  {settings.kms_key_arn} (the stack's key): " in text and "differs" not in text
+    assert "\u202e" not in text
 
 
-def test_status_renders_readable_tables(settings, clean_stack, tmp_path):
-    result = status(settings, clean_stack, tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "objects" in result.stdout and "key versions" in result.stdout and "KMS key" in result.stdout
-    assert "dead-letter queues" in result.stdout
+def test_status_plaintext_lists_every_plaintext_key_once_with_its_class_or_reason_printed_safely(intake, atrest):
+    keys, catch_all, reasons = intake
+
+    code, out, err = atrest("status", "--plaintext")
+
+    assert code == 0, err
+    lines = out.splitlines()
+    assert sorted(lines) == sorted([
+        f"kept\t{catch_all}\t{keys['kept']}",
+        f"pending\t{catch_all}\tuploads/customer list.csv",
+        f"pending\t{catch_all}\tnotes été.txt",
+        f"pending\t{catch_all}\tuploads/tab\\there\\u202eexe.txt\\x20",
+        f"pending\t{catch_all}\t{keys['long']}",
+        f"pending\tchat-transcript\t{keys['pending']}",
+        f"failed\tchat-transcript\t{keys['failed']}",
+        f"excluded\t{reasons['report']}\t{keys['report']}",
+        f"excluded\t{reasons['marker']}\tuploads/",
+    ])
+    assert "9 objects in plaintext" in err and "5 pending, 1 failed, 2 excluded, 1 kept" in err
+
+    code, out, _ = atrest("status", "--plaintext", "--json")
+
+    listed = {entry["key"]: entry["label"] for entry in map(json.loads, out.splitlines())}
+    assert listed == {keys[role]: label for role, label in (
+        ("kept", "kept"), ("catch_all", "pending"), ("root", "pending"), ("odd", "pending"), ("long", "pending"),
+        ("pending", "pending"), ("failed", "failed"), ("report", "excluded"), ("marker", "excluded"))}
 
 
-def test_status_shows_the_service_owned_key_on_service_scopes_apart_from_the_customers(settings, clean_stack, tmp_path):
+def test_status_shows_the_service_owned_key_on_service_scopes_apart_from_the_customers(settings, clean_stack, atrest):
     s3 = boto3.client("s3")
     pipeline = EncryptPipeline.from_settings(settings)
     key = f"voiceprints/{uuid.uuid4()}.vp"
     version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=b"v" * 64)["VersionId"]
     pipeline.encrypt(SourceObject(settings.intake_bucket, key, version))
 
-    report = json.loads(status(settings, clean_stack, tmp_path, "--json").stdout)
-    text = status(settings, clean_stack, tmp_path).stdout
+    report = json.loads(atrest("status", "--json")[1])
+    text = atrest("status")[1]
 
     assert report["kms_keys"]["service/voiceprint"] == settings.service_kms_key_arn != settings.kms_key_arn
     assert report["service_kms_key"] == settings.service_kms_key_arn
+    assert {c["data_class"]: c["kms_key"] for c in report["classes"]}["voiceprint"] == settings.service_kms_key_arn
     assert f"  service/voiceprint: {settings.service_kms_key_arn}\n" in text  # no "differs" warning
+    assert f"  {settings.service_kms_key_arn} (service-owned): voiceprint\n" in text
+    assert report["class_kms_keys"]["contact-pii"] == settings.kms_key_arn
+
+
+def test_a_data_class_with_a_kms_key_of_its_own_shows_it_and_its_scope_expects_it(settings):
+    own = f"arn:aws:kms:us-east-1:{settings.account_id}:key/00000000-0000-4000-8000-00000000c1a5"
+    configured = replace(settings, data_class_kms_keys={"integration-configuration": own})
+    catalog = DataClassCatalog.from_settings(configured)
+
+    assert class_kms_key(catalog.get("integration-configuration"), configured) == own
+    assert class_kms_key(catalog.get("call-recording"), configured) == settings.kms_key_arn
+    assert class_kms_key(catalog.get("voiceprint"), configured) == settings.service_kms_key_arn
+    assert expected_kms_key(f"account/{settings.account_id}/integration-configuration", catalog, configured) == own
+    assert expected_kms_key(f"account/{settings.account_id}", catalog, configured) == settings.kms_key_arn
+    assert expected_kms_key("instance/i-1", catalog, configured) == settings.kms_key_arn
+
+
+def test_a_dead_letter_marks_failed_only_the_version_it_names_and_counts_what_it_matched():
+    failures = FailedSources([SourceObject("b", "a.wav", "v1"), SourceObject("b", "any.wav", None),
+                              SourceObject("b", "a.wav", "v1")], letters=4)
+
+    assert failures.failed("a.wav", "v1") and failures.failed("any.wav", "v7")
+    assert not failures.failed("a.wav", "v2") and not failures.failed("other.wav", "v1")
+    assert failures.unmatched() == 1  # the fourth letter named no object
+
+
+def test_printable_keys_cannot_break_lines_or_drive_the_terminal_and_stay_unambiguous():
+    assert printable("a b/été 日本.wav") == "a b/été 日本.wav"
+    assert printable("x\ny\r\x00\x1b[2J\u202e\u2028\u00a0") == "x\\ny\\r\\x00\\x1b[2J\\u202e\\u2028\\xa0"
+    assert printable("back\\slash") == "back\\\\slash" and printable("end  ") == "end\\x20\\x20"
+
+
+def test_listing_progress_goes_to_its_own_stream_a_line_at_a_time_when_not_a_terminal():
+    stream = io.StringIO()
+    progress = ListingProgress(stream, every=0)
+
+    progress("intake objects", 1000)
+    progress("intake objects", 2000)
+    progress.finish()
+
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["status: 1,000 intake objects read", "status: 2,000 intake objects read"]

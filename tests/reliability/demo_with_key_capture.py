@@ -37,14 +37,15 @@ def active_branch_keys(state) -> list[str]:
 
     from atrest.clients import AwsClients
     from atrest.deployment import settings_from_outputs
-    from atrest.keystore import BranchKeyStore
+    from atrest.keystore import KeyStores
 
     settings = settings_from_outputs(state.outputs, state.account_id, state.parameters)
-    store = BranchKeyStore(AwsClients(), settings.keystore_table, settings.keystore_name, settings.kms_key_arn, 60)
+    # A class on a KMS key of its own (the demo has one) is read by its own writer.
+    stores = KeyStores.from_settings(settings, AwsClients())
     items = boto3.client("dynamodb").scan(TableName=settings.keystore_table)["Items"]
     ids = sorted({item["branch-key-id"]["S"] for item in items if item["type"]["S"] == "branch:ACTIVE"})
     return [
-        bytes(store.key_store.get_active_branch_key(GetActiveBranchKeyInput(branch_key_identifier=branch_key_id))
+        bytes(stores.for_branch_key(branch_key_id).key_store.get_active_branch_key(GetActiveBranchKeyInput(branch_key_identifier=branch_key_id))
               .branch_key_materials.branch_key).hex()
         for branch_key_id in ids
     ]

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from atrest.samples import call_recording_wav
 
-HERE = Path(__file__).resolve().parent
 
 TRANSCRIPT_TEXT = ["update the card on my account", "confirm the phone number on file"]
 # The demo's report shows contact PII where it decrypts it on purpose (atrest.demo, "revealed"
@@ -63,12 +60,10 @@ def test_the_scanner_finds_each_kind_of_secret_it_looks_for():
     assert leaks('{"message": "object encrypted", "key": "connect/acme/x.wav"}', [key], PHONE_NUMBERS) == []
 
 
-def test_a_full_demo_run_logs_no_transcript_text_phone_number_audio_or_key_material(tmp_path):
-    key_file = tmp_path / "branch-keys.txt"
-    demo = subprocess.run([sys.executable, str(HERE / "demo_with_key_capture.py"), str(key_file)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def test_a_full_demo_run_logs_no_transcript_text_phone_number_audio_or_key_material(demo_run):
+    demo = demo_run
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    branch_keys = [bytes.fromhex(line) for line in key_file.read_text().split()]
+    branch_keys = demo.branch_keys
     assert branch_keys, "the demo created no branch key to look for"
     (log_path,) = re.findall(r"function logs: (\S+?)\)", demo.stdout)
     function_log = Path(log_path).read_text()

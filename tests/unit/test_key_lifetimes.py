@@ -10,7 +10,7 @@ import pytest
 from atrest.clock import ManualClock, from_text, to_text
 from atrest.errors import ConfigurationError
 from atrest.lifetimes import KeyLifetimes
-from atrest.settings import DEFAULT_CONTACT_PII_FIELDS, Settings
+from atrest.settings import DEFAULT_CONTACT_CLEAR_FIELDS, Settings
 from test_settings import BASE  # the minimal valid environment
 
 T0 = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
@@ -44,19 +44,24 @@ def test_lifetimes_follow_the_configuration():
     ("ATREST_ACCOUNT_KEY_ROTATION_DAYS", "0"),
     ("ATREST_INSTANCE_KEY_RETENTION_DAYS", "-1"),
     ("ATREST_SHRED_INSTANCE_KEYS", "maybe"),
-    ("ATREST_CONTACT_PII_FIELDS", "customerEndpoint,attributes.name"),
+    ("ATREST_CONTACT_CLEAR_FIELDS", "contactId,agentInfo.agentArn"),
+    ("ATREST_CONTACT_PII_FIELDS", "customerEndpoint"),  # replaced by the allow-list: said, not ignored
 ])
 def test_a_bad_lifetime_setting_is_refused_naming_the_variable(name, value):
     with pytest.raises(ConfigurationError, match=name):
         Settings.from_env({**BASE, name: value})
 
 
-def test_contact_pii_fields_default_to_the_endpoints_and_attributes_and_can_be_configured():
-    assert Settings.from_env(BASE).contact_pii_fields == DEFAULT_CONTACT_PII_FIELDS
-    assert {"customerEndpoint", "systemEndpoint", "attributes"} <= set(DEFAULT_CONTACT_PII_FIELDS)
-    configured = Settings.from_env({**BASE, "ATREST_CONTACT_PII_FIELDS": " customerEndpoint, tags ,customerEndpoint"})
-    assert configured.contact_pii_fields == ("customerEndpoint", "tags")
-
+def test_contact_clear_fields_are_an_allow_list_of_ids_channel_times_queue_agent_and_instance():
+    clear = set(Settings.from_env(BASE).contact_clear_fields)
+    assert clear == set(DEFAULT_CONTACT_CLEAR_FIELDS)
+    assert {"contactId", "channel", "initiationTimestamp", "queueInfo", "agentInfo", "initiationMethod",
+            "instanceArn"} <= clear
+    # What carries customer data is not on it, nor what AWS added later.
+    assert not clear & {"customerEndpoint", "systemEndpoint", "attributes", "contactDetails", "customerId", "name",
+                        "description", "segmentAttributes", "tags", "references"}
+    configured = Settings.from_env({**BASE, "ATREST_CONTACT_CLEAR_FIELDS": " contactId, channel ,contactId"})
+    assert configured.contact_clear_fields == ("contactId", "channel")
 
 def test_a_manual_clock_moves_only_when_told_and_times_round_trip_as_text():
     clock = ManualClock(T0)

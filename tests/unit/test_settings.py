@@ -57,3 +57,49 @@ def test_prefixes_gain_a_trailing_slash_so_a_prefix_cannot_match_a_sibling_folde
     settings = Settings.from_env({**BASE, "ATREST_CONNECT_PREFIX": "cc", "ATREST_KEEP_SOURCE": "true"})
     assert settings.connect_prefix == "cc/"
     assert settings.keep_source is True
+
+
+# -- a KMS key per data class (DataClassKmsKeys) ------------------------------------------------
+
+CLASS_KEY = "arn:aws:kms:us-east-1:111122223333:key/5678abcd-12ab-34cd-56ef-1234567890ab"
+OTHER_KEY = "arn:aws:kms:us-east-1:111122223333:key/9999abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_no_class_keys_by_default_and_an_empty_parameter_is_none():
+    assert Settings.from_env(BASE).data_class_kms_keys == {}
+    # A CommaDelimitedList left at its default, joined by the template: an empty string.
+    assert Settings.from_env({**BASE, "ATREST_DATA_CLASS_KMS_KEYS": ""}).data_class_kms_keys == {}
+
+
+def test_class_keys_are_read_as_class_name_to_key_arn_pairs():
+    settings = Settings.from_env({**BASE, "ATREST_DATA_CLASS_KMS_KEYS":
+                                  f" integration-configuration = {CLASS_KEY} ,, crm-exports={OTHER_KEY},"})
+
+    assert settings.data_class_kms_keys == {"integration-configuration": CLASS_KEY, "crm-exports": OTHER_KEY}
+
+
+@pytest.mark.parametrize("entry", [
+    "integration-configuration",  # no key
+    f"={CLASS_KEY}",  # no class
+    "integration-configuration=alias/crm",  # an alias
+    "integration-configuration=5678abcd-12ab-34cd-56ef-1234567890ab",  # a key id
+    f"integration-configuration:{CLASS_KEY}",  # another separator
+])
+def test_a_malformed_class_key_entry_is_refused_naming_the_entry_and_the_parameter(entry):
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env({**BASE, "ATREST_DATA_CLASS_KMS_KEYS": f"crm-exports={OTHER_KEY},{entry}"})
+
+    message = str(error.value)
+    assert repr(entry) in message and "DataClassKmsKeys" in message and "ATREST_DATA_CLASS_KMS_KEYS" in message
+    assert "<data class name>=<full KMS key ARN>" in message
+
+
+def test_a_class_named_twice_with_two_keys_and_a_key_of_another_account_are_refused():
+    foreign = "arn:aws:kms:us-east-1:444455556666:key/5678abcd-12ab-34cd-56ef-1234567890ab"
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env({**BASE, "ATREST_DATA_CLASS_KMS_KEYS":
+                           f"crm-exports={CLASS_KEY},crm-exports={OTHER_KEY},integration-configuration={foreign}"})
+
+    message = str(error.value)
+    assert "names data class 'crm-exports' twice" in message
+    assert "account 444455556666, not the stack's account 111122223333" in message

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
 from atrest.clients import AwsClients
-from atrest.data_classes import DataClassifier
+from atrest.data_classes import DataClassifier, Exclusion
 from atrest.records import ObjectStatus, object_pk
 from atrest.settings import Settings
 from atrest.source import SourceObject
@@ -44,7 +44,7 @@ class Candidate:
 def list_candidates(
     clients: AwsClients, settings: Settings, bucket: str, prefixes: Iterable[str], since: datetime | None = None
 ) -> Iterator[Candidate]:
-    """Current versions under `prefixes` that match a data class (and are newer than `since`)."""
+    """Current versions under `prefixes` that the catalog does not exclude (and newer than `since`)."""
     classifier = DataClassifier.from_settings(settings)
     paginator = clients.s3.get_paginator("list_object_versions")
     for prefix in prefixes:
@@ -54,8 +54,8 @@ def list_candidates(
                     continue  # older versions were replaced before atrest; only what is current is live data
                 if since and version["LastModified"] < since:
                     continue
-                classification = classifier.classify(version["Key"])
-                if classification is None:
+                classification = classifier.classify(version["Key"], version.get("Size"))
+                if isinstance(classification, Exclusion):
                     continue
                 version_id = version.get("VersionId")
                 source = SourceObject(bucket, version["Key"], None if version_id in (None, "null") else version_id,

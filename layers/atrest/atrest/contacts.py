@@ -2,12 +2,20 @@
 instance's time-limited branch key (`instance/<instance-id>`).
 
 One item per contact (`CONTACT#<instance id>`, `C#<contact id>`) gathers what its
-events say. Fields the configuration marks as PII (`Settings.contact_pii_fields`) are
-each an ESDK message whose encryption context binds account, instance, contact and
-field name, so a ciphertext moved to another contact or field does not decrypt. The
-other fields stay readable for search. For each key version a contact's PII uses, an
-index item (`K#<contact id>#<version>`) puts the contact in the `by-key-version` index,
-so shredding a version can say how many contacts it makes unreadable.
+events say. Only the fields atrest needs in the clear (`Settings.contact_clear_fields`:
+ids, channel, timestamps, queue, agent, initiation method, the instance) stay readable;
+every other field, including ones Amazon Connect adds later, is an ESDK message whose
+encryption context binds account, instance, contact and field name, so a ciphertext
+moved to another contact or field does not decrypt. For each key version a contact's PII
+uses, an index item (`K#<contact id>#<version>`) puts the contact in the
+`by-key-version` index, so shredding a version can say how many contacts it makes
+unreadable.
+
+The write that stores sealed fields requires, in the same transaction, that their key
+version is not SHREDDED. A shred or `forget-instance` marks the version first and
+deletes the key after, so a warm function whose cache still holds a just-forgotten key
+cannot store data under it: the write is refused, the function drops its cache and
+seals again under the instance's current (new) key.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from atrest.clients import AwsClients
 from atrest.envelope import SUITE, context_differences, encryption_client, message_key
-from atrest.errors import DecryptRefusedError, RecordNotFoundError
+from atrest.errors import AtrestError, DecryptRefusedError, RecordNotFoundError
 from atrest.instances import InstanceDirectory
 from atrest.keystore import BranchKeyStore, KeyStores
 from atrest.records import KeyVersionState, MetadataTable, key_version_gsi, utc_now
@@ -40,6 +48,14 @@ CTX_FIELD = "atrest:field"
 PII_PREFIX = "pii:"  # item attribute holding a field's ESDK message; "<prefix><name>@version" its key version
 # Fields that identify the contact: stored as the item's own attributes, never as PII.
 IDENTITY_FIELDS = {"contactId", "instanceArn", "instanceARN", "eventType"}
+# How often one event is sealed again after its key version was shredded under it. A
+# forget marks every version before deleting the key, so a second seal can meet the old
+# key once more (still the store's active one); by the third the key is gone or new.
+SEAL_ATTEMPTS = 3
+
+
+class KeyVersionShreddedError(AtrestError):
+    """The key version a contact's fields were sealed under was shredded before they were stored."""
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -111,17 +127,29 @@ class ContactProtector:
     def protect(self, event: ContactEvent) -> ProtectedContact:
         instance = self.instances.learn(event.instance_id, event.instance_arn)
         scope = BranchKeyScope.instance(event.instance_id)
-        pii = {k: v for k, v in event.detail.items() if k in self.settings.contact_pii_fields}
-        public = {k: v for k, v in event.detail.items() if k not in pii and k not in IDENTITY_FIELDS}
-        try:
-            sealed, version = self._seal(event, scope, pii)
-        except Exception as error:
-            if "No item found" not in str(error):
-                raise
-            # The instance was forgotten (its key deleted) since this process cached it: a new key.
+        clear = set(self.settings.contact_clear_fields) | IDENTITY_FIELDS
+        pii = {k: v for k, v in event.detail.items() if k not in clear}
+        public = {k: v for k, v in event.detail.items() if k in clear and k not in IDENTITY_FIELDS}
+        for attempt in range(1, SEAL_ATTEMPTS + 1):
+            try:
+                sealed, version = self._seal(event, scope, pii)
+                self._write(event, instance.alias, public, sealed, scope, version)
+                break
+            except KeyVersionShreddedError:
+                if attempt == SEAL_ATTEMPTS:
+                    raise AtrestError(
+                        f"instance {event.instance_id} is being forgotten (its key versions are being shredded); the "
+                        "event was not stored and is retried, then lands in the dead-letter queue: redrive it with "
+                        "`atrest dlq redrive` once `atrest forget-instance` has finished"
+                    ) from None
+            except Exception as error:
+                if "No item found" not in str(error) or attempt == SEAL_ATTEMPTS:
+                    raise
+            # The cached key was forgotten or shredded since this process cached it: drop it,
+            # so the next seal reads the key store (a new key once the forget has finished).
+            log.info("instance key changed under a cached keyring; sealing again", extra={
+                "branch_key_id": scope.branch_key_id, "attempt": attempt})
             self.keystore.forget_cached(scope.branch_key_id)
-            sealed, version = self._seal(event, scope, pii)
-        self._write(event, instance.alias, public, sealed, scope, version)
         outcome = ProtectedContact(event.instance_id, instance.alias, event.contact_id, event.event_type,
                                    scope.branch_key_id, version, sorted(pii), sorted(public))
         log.info("contact protected", extra={"contact": outcome.as_dict()})
@@ -168,20 +196,33 @@ class ContactProtector:
         for name, ciphertext in sealed.items():
             assign(PII_PREFIX + name, {"B": ciphertext})
             assign(f"{PII_PREFIX}{name}@version", {"S": str(version)})
-        self.records.dynamodb.update_item(
-            TableName=self.records.table_name,
-            Key=contact_key(event.instance_id, event.contact_id),
-            UpdateExpression="SET " + ", ".join(sets),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-        if version:
-            self.records.dynamodb.put_item(TableName=self.records.table_name, Item={
-                "pk": {"S": f"CONTACT#{event.instance_id}"}, "sk": {"S": f"K#{event.contact_id}#{version}"},
-                "gsi1pk": {"S": key_version_gsi(scope.branch_key_id, version)},
-                "gsi1sk": {"S": f"{now}#contact/{event.contact_id}"},
-            })
-            self.records.record_key_version(scope.branch_key_id, version)
+        update = {
+            "TableName": self.records.table_name,
+            "Key": contact_key(event.instance_id, event.contact_id),
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if not version:
+            self.records.dynamodb.update_item(**update)
+            return
+        index_item = {
+            "pk": {"S": f"CONTACT#{event.instance_id}"}, "sk": {"S": f"K#{event.contact_id}#{version}"},
+            "gsi1pk": {"S": key_version_gsi(scope.branch_key_id, version)},
+            "gsi1sk": {"S": f"{now}#contact/{event.contact_id}"},
+        }
+        try:
+            self.records.dynamodb.transact_write_items(TransactItems=[
+                {"Update": update},
+                {"Put": {"TableName": self.records.table_name, "Item": index_item}},
+                self.records.version_not_shredded(scope.branch_key_id, version),
+            ])
+        except self.records.dynamodb.exceptions.TransactionCanceledException as error:
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if len(reasons) == 3 and reasons[2] == "ConditionalCheckFailed":
+                raise KeyVersionShreddedError(f"{scope.branch_key_id} version {version} was shredded") from None
+            raise
+        self.records.record_key_version(scope.branch_key_id, version)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,12 @@ The whole catalog is validated before any of it is used; every problem is report
 once, naming the class and field, so a bad deployment fails at its first cold start
 with a message that says what to change, never halfway through a batch.
 
-An S3 object key that matches no class is not atrest's business and is left alone.
-Classes are tried in catalog order; the first match wins.
+Fail closed: every object in the intake bucket is customer content until the catalog says
+otherwise. Classes are tried in catalog order and the first match wins; a key no class
+matches is left in plaintext only when the catalog's `exclude` list names it, with a
+reason; anything else belongs to the catalog's one catch-all class (`"catch_all": true`,
+tried last) and is encrypted like the rest. Exclusions are consulted only after every
+other class, so an exclusion can never hide content a class names.
 """
 
 from __future__ import annotations
@@ -45,12 +49,25 @@ _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 _SPAN = re.compile(r"^([1-9][0-9]{0,5})([hd])$")
 _GROUPS = {"instance", "contact"}
 _FIELDS = {"name", "description", "source", "prefix", "pattern", "scope", "key", "lifetime", "source_removal",
-           "decryptors"}
+           "decryptors", "catch_all"}
+_DOCUMENT_FIELDS = {"schema", "classes", "exclude"}
+_EXCLUSION_FIELDS = {"prefix", "pattern", "reason", "max_bytes"}
 _LIFETIME_FIELDS = {"rotate_every", "retain_for", "shred"}
 
-# Amazon Connect's storage layout, for catalogs to use in patterns:
+# Amazon Connect's storage layout (docs/data-classes.md cites the pages), for catalogs to use in patterns:
 # <prefix><alias>/CallRecordings/YYYY/MM/DD/<contactId>_<YYYYMMDDTHH:MM>_UTC.wav
-PLACEHOLDERS = ("connect_prefix", "knowledge_prefix")
+# The first two placeholders are stack parameters, inserted literally; the last two are
+# regular expression fragments, so that every class reads a Connect layout the same way.
+PLACEHOLDERS = ("connect_prefix", "knowledge_prefix", "connect_path", "contact_file")
+_CONTACT_ID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+# Where Connect writes an instance's folders (<connect prefix><alias>/, the alias captured),
+# or whatever folders a copy put them under (then no alias is known).
+_CONNECT_PATH = "(?:{prefix}(?P<instance>[^/]+)/|(?:[^/]+/)*?)"
+# Any folders below (YYYY/MM/DD/ or none), then a file name of any extension, case, copy
+# suffix or length; the contact id is captured when the name starts with one (a UUID).
+_CONTACT_FILE = rf"(?:[^/]+/)*(?:(?P<contact>{_CONTACT_ID})(?![0-9A-Za-z-])[^/]*|[^/]+)"
+_FRAGMENTS = ("connect_path", "contact_file")
+_MATCH_ANY = re.compile(r".+\Z", re.S)
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,7 @@ class DataClassSpec:
     decryptors: tuple[str, ...] = ()
     description: str = ""
     listing_prefix: str = ""  # the literal start of every key it matches (what backfill and status list)
+    catch_all: bool = False  # the class of every key no other class matches and no exclusion names
 
     @property
     def keeps_source(self) -> bool:
@@ -95,9 +113,38 @@ class Classification:
 
 
 @dataclass(frozen=True)
+class Exclusion:
+    """Why an intake object is left in plaintext: an explicit rule of the catalog's `exclude`
+    list. Safe to log (configuration text, never content)."""
+
+    reason: str
+    rule: str = ""  # the rule as the catalog wrote it, e.g. 'pattern ".*/" (at most 0 bytes)'
+
+
+@dataclass(frozen=True)
+class ExclusionRule:
+    """One validated entry of the catalog's `exclude` list."""
+
+    matcher: re.Pattern[str]
+    reason: str
+    rule: str
+    max_bytes: int | None = None  # applies only to objects known to be at most this large
+
+    def applies(self, key: str, size: int | None) -> bool:
+        if not self.matcher.match(key):
+            return False
+        # A size limit excludes only what is known to be small: an unknown size is not excluded.
+        return self.max_bytes is None or (size is not None and size <= self.max_bytes)
+
+    def exclusion(self) -> Exclusion:
+        return Exclusion(self.reason, self.rule)
+
+
+@dataclass(frozen=True)
 class DataClassCatalog:
     classes: tuple[DataClassSpec, ...]
     source: str  # where it was read from, for messages
+    exclusions: tuple[ExclusionRule, ...] = ()  # consulted only for keys no class but the catch-all matches
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "DataClassCatalog":
@@ -124,12 +171,13 @@ class DataClassCatalog:
             raise ConfigurationError(f"data class catalog {origin} is not JSON: {error}") from error
         problems: list[str] = []
         classes = _parse_document(document, settings, problems)
+        exclusions = _parse_exclusions(document, settings, problems)
         if problems:
             raise ConfigurationError(
                 f"data class catalog {origin} is not valid: " + "; ".join(problems)
                 + ". See docs/data-classes.md for the schema."
             )
-        return cls(tuple(classes), origin)
+        return cls(tuple(classes), origin, tuple(exclusions))
 
     def get(self, name: str) -> DataClassSpec | None:
         return next((spec for spec in self.classes if spec.name == name), None)
@@ -137,8 +185,15 @@ class DataClassCatalog:
     def s3_classes(self) -> list[DataClassSpec]:
         return [spec for spec in self.classes if spec.source == SOURCE_S3]
 
+    def catch_all(self) -> DataClassSpec | None:
+        """The class of every intake object no other class matches and no exclusion names."""
+        return next((spec for spec in self.classes if spec.catch_all), None)
+
     def listing_prefixes(self) -> list[str]:
-        """The S3 prefixes to list to find every object of every class (none nested in another)."""
+        """The S3 prefixes to list to find every object of every class (none nested in another).
+        With a catch-all class (a valid catalog has one) that is the whole bucket: `[""]`."""
+        if self.catch_all() is not None:
+            return [""]
         found = sorted({spec.listing_prefix for spec in self.s3_classes()})
         return [p for p in found if not any(p != other and p.startswith(other) for other in found)]
 
@@ -155,18 +210,25 @@ class DataClassCatalog:
 
 
 class DataClassifier:
-    """Maps an object key to its `Classification`, or None when atrest should leave it alone."""
+    """Maps an intake object key to its `Classification`, or to the `Exclusion` that leaves it
+    in plaintext; never to nothing (fail closed)."""
 
     def __init__(self, catalog: DataClassCatalog, account_id: str) -> None:
         self.catalog = catalog
-        self.classes = catalog.s3_classes()
+        self.classes = [spec for spec in catalog.s3_classes() if not spec.catch_all]
+        self.catch_all = catalog.catch_all()
+        self.exclusions = catalog.exclusions
         self.account_id = account_id
 
     @classmethod
     def from_settings(cls, settings: Settings, catalog: DataClassCatalog | None = None) -> "DataClassifier":
         return cls(catalog or DataClassCatalog.from_settings(settings), settings.account_id)
 
-    def classify(self, key: str) -> Classification | None:
+    def classify(self, key: str, size: int | None = None) -> Classification | Exclusion:
+        """The catalog's classes in order, then its exclusions, then the catch-all class.
+
+        `size` (bytes, when known) lets a size-limited exclusion (an empty folder marker)
+        apply; without it such an exclusion does not, and the object is encrypted."""
         for spec in self.classes:
             assert spec.pattern is not None
             found = spec.pattern.match(key)
@@ -174,7 +236,13 @@ class DataClassifier:
                 groups = found.groupdict()
                 return Classification(spec.name, spec.scope(self.account_id), groups.get("instance"),
                                       groups.get("contact"), spec)
-        return None
+        for rule in self.exclusions:
+            if rule.applies(key, size):
+                return rule.exclusion()
+        if self.catch_all is None:  # a parsed catalog always has one; a hand-built one may not
+            raise ConfigurationError(f"data class catalog {self.catalog.source} has no catch-all class; add one "
+                                     "(see docs/data-classes.md) so that no intake object is left in plaintext")
+        return Classification(self.catch_all.name, self.catch_all.scope(self.account_id), spec=self.catch_all)
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -186,6 +254,9 @@ def _parse_document(document: Any, settings: Settings, problems: list[str]) -> l
         return []
     if document.get("schema") != SCHEMA_VERSION:
         problems.append(f"\"schema\" must be {SCHEMA_VERSION} (found {document.get('schema')!r})")
+    unknown = sorted(set(document) - _DOCUMENT_FIELDS)
+    if unknown:
+        problems.append(f"unknown top-level field(s) {unknown} (allowed: {sorted(_DOCUMENT_FIELDS)})")
     entries = document.get("classes")
     if not isinstance(entries, list) or not entries:
         problems.append("\"classes\" must be a non-empty list")
@@ -196,7 +267,57 @@ def _parse_document(document: Any, settings: Settings, problems: list[str]) -> l
         if spec is not None:
             classes.append(spec)
     _check_together(classes, settings, problems)
+    _check_catch_all(entries, problems)
     return classes
+
+
+def _check_catch_all(entries: list[Any], problems: list[str]) -> None:
+    # Counted on the entries as written, so that a catch-all with another mistake is not also
+    # reported as missing.
+    named = [entry.get("name", f"classes[{index}]") for index, entry in enumerate(entries)
+             if isinstance(entry, dict) and entry.get("catch_all") is True]
+    if not named:
+        problems.append("the catalog needs exactly one catch-all class, e.g. {\"name\": \"unclassified\", \"source\": "
+                        "\"s3\", \"catch_all\": true, \"scope\": \"account\"}, so that an object no class matches is "
+                        "still encrypted; to leave such objects in plaintext, name them in \"exclude\" with a reason")
+    elif len(named) > 1:
+        problems.append(f"only one class may be the catch-all (found {named}); remove \"catch_all\" from all but one")
+
+
+def _parse_exclusions(document: Any, settings: Settings, problems: list[str]) -> list[ExclusionRule]:
+    value = document.get("exclude", []) if isinstance(document, dict) else []
+    if not isinstance(value, list):
+        problems.append("\"exclude\" must be a list of objects with \"prefix\" or \"pattern\" and a \"reason\"")
+        return []
+    rules = []
+    for index, entry in enumerate(value):
+        where = f"exclude[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be an object with \"prefix\" or \"pattern\" and a \"reason\"")
+            continue
+        before = len(problems)
+
+        def problem(text: str, where: str = where) -> None:
+            problems.append(f"{where}: {text}")
+
+        unknown = sorted(set(entry) - _EXCLUSION_FIELDS)
+        if unknown:
+            problem(f"unknown field(s) {unknown} (allowed: {sorted(_EXCLUSION_FIELDS)})")
+        reason = entry.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            problem("\"reason\" must say why these objects hold no customer content (it is logged for every object "
+                    "left in plaintext), e.g. \"scheduled reports: aggregated metrics, no customer content\"")
+        max_bytes = entry.get("max_bytes")
+        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0):
+            problem(f"\"max_bytes\" must be a byte count of 0 or more (found {max_bytes!r})")
+        matcher = _parse_key_rule(entry, settings, problem, "an exclusion", markers=True)
+        if len(problems) > before or matcher is None:
+            continue
+        written = f"prefix {entry['prefix']!r}" if "prefix" in entry else f"pattern {entry['pattern']!r}"
+        if max_bytes is not None:
+            written += f" (at most {max_bytes} bytes)"
+        rules.append(ExclusionRule(matcher, reason.strip(), written, max_bytes))
+    return rules
 
 
 def _parse_class(entry: Any, index: int, settings: Settings, problems: list[str]) -> DataClassSpec | None:
@@ -218,8 +339,20 @@ def _parse_class(entry: Any, index: int, settings: Settings, problems: list[str]
         name = f"class-{index}"
 
     source = entry.get("source", SOURCE_S3)
+    catch_all = entry.get("catch_all", False)
+    if not isinstance(catch_all, bool):
+        problem(f"\"catch_all\" must be true or false (found {catch_all!r})")
+        catch_all = False
     pattern = None
-    if source == SOURCE_S3:
+    if catch_all and source != SOURCE_S3:
+        problem(f"the catch-all class takes every intake object no other class matches: its \"source\" is "
+                f"\"{SOURCE_S3}\"")
+    elif catch_all:
+        if "prefix" in entry or "pattern" in entry:
+            problem("the catch-all class matches every key no other class or exclusion does; remove \"prefix\" and "
+                    "\"pattern\" (or give it a class of its own)")
+        pattern = _MATCH_ANY
+    elif source == SOURCE_S3:
         pattern = _parse_pattern(entry, settings, problem)
     elif source == SOURCE_CONTACT_EVENTS:
         if "prefix" in entry or "pattern" in entry:
@@ -265,7 +398,7 @@ def _parse_class(entry: Any, index: int, settings: Settings, problems: list[str]
     if len(problems) > before:
         return None
     return DataClassSpec(name, source, scope_kind, lifetime, lifetime_name, key, pattern, removal,
-                         tuple(decryptors), str(description), _listing_prefix(entry, settings))
+                         tuple(decryptors), str(description), _listing_prefix(entry, settings), catch_all=catch_all)
 
 
 def _listing_prefix(entry: Mapping[str, Any], settings: Settings) -> str:
@@ -279,29 +412,48 @@ def _listing_prefix(entry: Mapping[str, Any], settings: Settings) -> str:
 
 
 def _substitute(text: str, settings: Settings, escape: bool) -> str:
+    """Fill in the stack's prefixes (escaped in a pattern, `escape`) and the layout fragments."""
     values = {"connect_prefix": settings.connect_prefix, "knowledge_prefix": settings.knowledge_prefix}
     for placeholder, value in values.items():
         text = text.replace("${" + placeholder + "}", re.escape(value) if escape else value)
+    fragments = {"connect_path": _CONNECT_PATH.format(prefix=re.escape(settings.connect_prefix)),
+                 "contact_file": _CONTACT_FILE}
+    for placeholder, value in fragments.items():
+        text = text.replace("${" + placeholder + "}", value)
     return text
 
 
 def _parse_pattern(entry: Mapping[str, Any], settings: Settings, problem: Any) -> re.Pattern[str] | None:
+    return _parse_key_rule(entry, settings, problem, "an S3 class", markers=False)
+
+
+def _parse_key_rule(entry: Mapping[str, Any], settings: Settings, problem: Any, what: str,
+                    markers: bool) -> re.Pattern[str] | None:
+    """The matcher of a class or an exclusion: a key prefix or a regular expression for the
+    whole key. A class's prefix leaves out folder markers (keys ending in '/'); an exclusion's
+    prefix (`markers`) takes them too."""
     prefix, pattern = entry.get("prefix"), entry.get("pattern")
     if (prefix is None) == (pattern is None):
-        problem("an S3 class needs exactly one of \"prefix\" (every object under it) or \"pattern\" (a regular "
+        problem(f"{what} needs exactly one of \"prefix\" (every object under it) or \"pattern\" (a regular "
                 "expression for the whole key)")
         return None
     if prefix is not None:
         if not isinstance(prefix, str) or not prefix or prefix.startswith("/"):
             problem("\"prefix\" must be a non-empty S3 key prefix without a leading '/'")
             return None
-        # Every object under the prefix, but not the zero-byte "folder" markers consoles create.
-        return re.compile(re.escape(_substitute(prefix, settings, escape=False)) + r".*[^/]\Z", re.S)
+        fragments = [f for f in _FRAGMENTS if "${" + f + "}" in prefix]
+        if fragments:
+            problem(f"\"prefix\" is literal text; the placeholders {fragments} are regular expressions: use \"pattern\"")
+            return None
+        # Every object under the prefix, but (for a class) not the zero-byte "folder" markers consoles create.
+        end = r".*\Z" if markers else r".*[^/]\Z"
+        return re.compile(re.escape(_substitute(prefix, settings, escape=False)) + end, re.S)
     if not isinstance(pattern, str) or not pattern:
         problem("\"pattern\" must be a non-empty regular expression")
         return None
     try:
-        compiled = re.compile(_substitute(pattern, settings, escape=True) + r"\Z")
+        # DOTALL: S3 keys may hold any character, a newline too; '.' must not stop at one.
+        compiled = re.compile(_substitute(pattern, settings, escape=True) + r"\Z", re.S)
     except re.error as error:
         problem(f"\"pattern\" is not a valid regular expression ({error})")
         return None

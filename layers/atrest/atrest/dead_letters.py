@@ -172,13 +172,14 @@ class SourceDiagnosis:
         self.classifier = DataClassifier.from_settings(settings)
 
     def __call__(self, source: SourceObject) -> str | None:
+        from atrest.data_classes import Exclusion
         from atrest.vault import vault_key_for
 
         if source.bucket != self.settings.intake_bucket:
             return f"not this stack's intake bucket ({source.bucket}); a redrive skips it"
-        classification = self.classifier.classify(source.key)
-        if classification is None:
-            return "the key is outside every data class prefix; a redrive skips it"
+        classification = self.classifier.classify(source.key, source.size)
+        if isinstance(classification, Exclusion):
+            return f"the data class catalog excludes it ({classification.reason}); a redrive skips it"
         if not source.version_id:
             return None
         record = self.records.get_object(vault_key_for(classification.data_class, source.bucket, source.key, source.version_id))

@@ -6,8 +6,10 @@ Starts the emulator, provisions template.yaml, sends an Amazon Connect contact e
 uploads a call recording and a chat transcript under the Amazon Connect layout, lets
 S3 -> EventBridge -> SQS -> the EncryptObject handler do the work, then reads every
 record back, decrypts every vault object and compares it with what was uploaded.
-One object of every S3 data class is uploaded (recording, transcript, knowledge
-document, integration configuration, voiceprint), each under its own scope. A QA
+Objects of the main data classes are uploaded (recording, transcript, Contact Lens
+analysis, knowledge document, integration configuration, voiceprint), each under its
+own scope, and a file no class names (a customer list dropped at uploads/), which the
+catch-all class encrypts too: nothing lands in the intake and stays plaintext. A QA
 reviewer reads the contact's recording and transcript through ReadObject (audited), and
 a contractor's read is denied (403, audited too). Then, on a manual clock, ExpireKeys
 rotates the instance key (+25 h) and, 90 days later, shreds the old version: the first
@@ -35,6 +37,8 @@ from atrest.settings import Settings
 ROOT = Path(__file__).resolve().parents[3]
 DEMO_ALIAS = "acme-support"
 DEMO_PHONE = "+12065550100"
+# The data class the demo puts on a KMS key of its own.
+OWN_KEY_CLASS = "integration-configuration"
 
 
 @dataclass
@@ -77,14 +81,28 @@ def render_table(records: list[ObjectRecord]) -> str:
 
 
 def describe_scopes(settings: Settings, records: list[ObjectRecord], instance_id: str) -> str:
-    """Which key store and KMS key protect each scope the demo's data landed in."""
+    """Which key store and KMS key protect each scope the demo's data landed in: the KMS key
+    read from the branch key's active item (what wraps it), named by why it is that key."""
+    import boto3
+
+    from atrest.keystore_format import KMS_ARN
+
+    own_keys = {arn: name for name, arn in settings.data_class_kms_keys.items()}
     scopes = sorted({r.scope for r in records} | {f"instance/{instance_id}"})
     lines = ["scopes (one branch key each) and what wraps them:"]
+    dynamodb = boto3.client("dynamodb")
     for scope in scopes:
-        if scope.startswith("service/"):
-            where = f"service key store {settings.service_keystore_table}, stack-owned KMS key {settings.service_kms_key_arn}"
+        service = scope.startswith("service/")
+        table = settings.service_keystore_table if service else settings.keystore_table
+        item = dynamodb.get_item(TableName=table, ConsistentRead=True,
+                                 Key={"branch-key-id": {"S": scope}, "type": {"S": "branch:ACTIVE"}}).get("Item", {})
+        arn = item.get(KMS_ARN, {}).get("S", "(no branch key yet)")
+        if service:
+            where = f"service key store {table}, stack-owned KMS key {arn}"
+        elif arn in own_keys:
+            where = f"key store {table}, {own_keys[arn]}'s own KMS key {arn}"
         else:
-            where = f"key store {settings.keystore_table}, KMS key {settings.kms_key_arn}"
+            where = f"key store {table}, KMS key {arn}"
         lines.append(f"  {scope:<52} {where}")
     return "\n".join(lines)
 
@@ -92,14 +110,16 @@ def describe_scopes(settings: Settings, records: list[ObjectRecord], instance_id
 def run(args: argparse.Namespace | None = None) -> int:
     import boto3
 
-    from atrest.data_classes import DataClassifier
+    from atrest.data_classes import Classification, DataClassifier
     from atrest.demo_reads import show_audited_reads
     from atrest.local.emulator import Emulator
     from atrest.local.runner import Runner
-    from atrest.local.stack import provision
+    from atrest.local.stack import create_data_class_kms_keys, data_class_kms_keys_parameter, provision
     from atrest.reader import VaultReader
     from atrest.records import MetadataTable
-    from atrest.samples import call_recording_wav, chat_transcript, connect_key, contact_event
+    from atrest.samples import (
+        call_recording_wav, chat_transcript, connect_key, contact_event, contact_lens_key, contact_lens_voice_analysis,
+    )
     from atrest.vault import vault_key_for
 
     template = Path(getattr(args, "template", None) or ROOT / "template.yaml")
@@ -111,8 +131,14 @@ def run(args: argparse.Namespace | None = None) -> int:
     with Emulator() as emulator, function_log:
         os.environ.update(emulator.environment())
         _say("emulator", f"{emulator.endpoint} (moto server on loopback, in this process)")
-        state = provision(template, emulator, stack_name="atrest")
+        # One data class on a KMS key of its own, made first as a customer would (docs/byok.md):
+        # the stack takes grants on it for its roles (the KmsGrants custom resource, run locally).
+        class_keys = create_data_class_kms_keys(emulator, [OWN_KEY_CLASS])
+        state = provision(template, emulator, stack_name="atrest",
+                          parameters={"DataClassKmsKeys": data_class_kms_keys_parameter(class_keys)})
         _say("stack", f"{state.stack_name}: {len(state.resources)} resources from {template.name}")
+        _say("own key", f"data class {OWN_KEY_CLASS} on KMS key {class_keys[OWN_KEY_CLASS]} (DataClassKmsKeys); "
+                        f"KMS grants: {state.resources['KmsGrants'].attributes.get('GrantCount', '?')}")
         settings = settings_from_outputs(state.outputs, state.account_id, state.parameters)
 
         s3 = boto3.client("s3")
@@ -127,11 +153,14 @@ def run(args: argparse.Namespace | None = None) -> int:
         Runner(state, function_stdout=function_log, functions=["ProtectContactFunction"]).drain(timeout=60)
         _say("contact", f"event {contact[:8]} of instance {instance_id} (alias {DEMO_ALIAS}) protected by ProtectContactFunction")
         when = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-        # One object of every S3 data class in the catalog (layers/atrest/atrest/data_classes.json).
+        # The main S3 data classes of the catalog (layers/atrest/atrest/data_classes.json), and
+        # an object no class names, for the catch-all.
         objects = [
             (connect_key(settings.connect_prefix, DEMO_ALIAS, "CallRecordings", contact, when, "wav"), call_recording_wav(3.0)),
             (connect_key(settings.connect_prefix, DEMO_ALIAS, "ChatTranscripts", contact, when, "json"),
              chat_transcript(settings.account_id, instance_id, contact, when)),
+            (contact_lens_key("Voice", contact, when), contact_lens_voice_analysis(settings.account_id, instance_id, contact)),
+            ("uploads/customer-list.csv", b"name,segment\nJane Doe,gold\nJohn Roe,silver\n"),
             (f"{settings.knowledge_prefix}returns/refund-policy.md", b"# Refunds\nWithin 30 days, with the receipt.\n"),
             ("integrations/crm/salesforce.json",
              json.dumps({"instanceUrl": "https://example.my.salesforce.com", "clientId": "3MVG9demo"}).encode()),
@@ -141,7 +170,8 @@ def run(args: argparse.Namespace | None = None) -> int:
         for key, body in objects:
             version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
             uploads.append(Upload(key, body, version))
-        _say("uploaded", f"{len(uploads)} objects, one per S3 data class, to s3://{settings.intake_bucket}/")
+        _say("uploaded", f"{len(uploads)} objects, of {len(objects) - 1} data classes and one no class names, "
+                         f"to s3://{settings.intake_bucket}/")
 
         log_path = Path(function_log.name)
         started = time.monotonic()
@@ -154,8 +184,8 @@ def run(args: argparse.Namespace | None = None) -> int:
         classifier = DataClassifier.from_settings(settings)
         records, verified, problems = [], 0, []
         for upload in uploads:
-            classification = classifier.classify(upload.key)
-            assert classification is not None, upload.key
+            classification = classifier.classify(upload.key, len(upload.body))
+            assert isinstance(classification, Classification), upload.key
             record = table.get_object(vault_key_for(classification.data_class, settings.intake_bucket, upload.key,
                                                     upload.version_id))
             if record is None:

@@ -46,12 +46,20 @@ PARAMETER_VARIABLES = {
     "ShredInstanceKeys": "ATREST_SHRED_INSTANCE_KEYS",
     "ShredAccountKeys": "ATREST_SHRED_ACCOUNT_KEYS",
     "RetrievalLifetimeMinutes": "ATREST_RETRIEVAL_LIFETIME_MINUTES",
+    # A KMS key per data class (docs/byok.md): `<class>=<key ARN>` pairs.
+    "DataClassKmsKeys": "ATREST_DATA_CLASS_KMS_KEYS",
 }
+
+
+def _parameter_text(value: Any) -> str:
+    """A parameter as the functions' environment carries it: a list parameter (the local
+    stack keeps CommaDelimitedList values as lists) joined with commas, as `!Join` does."""
+    return ",".join(str(item) for item in value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def settings_from_outputs(outputs: Mapping[str, str], account_id: str, parameters: Mapping[str, str] | None = None) -> Settings:
     env = {variable: outputs[name] for name, variable in OUTPUT_VARIABLES.items() if name in outputs}
-    env.update({v: str(parameters[p]) for p, v in PARAMETER_VARIABLES.items() if parameters and p in parameters})
+    env.update({v: _parameter_text(parameters[p]) for p, v in PARAMETER_VARIABLES.items() if parameters and p in parameters})
     env["ATREST_ACCOUNT_ID"] = account_id
     return Settings.from_env(env)
 

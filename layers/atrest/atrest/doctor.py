@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from atrest.data_classes import DataClassCatalog, DataClassifier, DataClassSpec
+from atrest.data_classes import Classification, DataClassCatalog, DataClassifier, DataClassSpec
 from atrest.errors import AtrestError
 from atrest.records import MetadataTable, ObjectRecord, ObjectStatus
 from atrest.scopes import ScopeKind
@@ -280,7 +280,7 @@ def choose_smoke_object(ctx: DoctorContext, now: datetime | None = None) -> Smok
             continue
         key = spec.listing_prefix + name
         found = classifier.classify(key)
-        if found is not None and found.data_class == spec.name:
+        if isinstance(found, Classification) and found.data_class == spec.name:
             body = (f"atrest doctor smoke test\nuploaded {moment} to check that {spec.name} objects are encrypted, "
                     "recorded and readable back.\nSafe to delete.\n").encode()
             return SmokeObject(settings.intake_bucket, key, body, spec.name, spec.keeps_source or settings.keep_source)

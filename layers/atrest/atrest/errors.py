@@ -25,3 +25,7 @@ class RecordNotFoundError(AtrestError):
 
 class DecryptRefusedError(AtrestError):
     """Decryption was refused: the object and its record disagree, or the key is gone."""
+
+
+class ShredTooEarlyError(AtrestError):
+    """A retired branch key version that some writer may still use as its active version."""

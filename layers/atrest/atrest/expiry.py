@@ -14,8 +14,15 @@ Safe to run twice at once, and resumable after a crash at any step:
   expires after `ROTATION_LEASE` (longer than the function's timeout), and the next run
   rotates. Reads go records first, key store second: the key store's active version only
   moves forward, so a record that is not it is truly retired.
-- **Shredding** deletes the version's key store item and then marks the record
-  SHREDDED; both steps repeat harmlessly, and the first mark's time and count stand.
+- **Never under a writer.** A retired version may still be the active version in a warm
+  function's branch key cache for up to `BranchKeyCacheTtlSeconds` after the rotation, and
+  new data encrypted under it then would die with it. So retiring a version records
+  `writers_stop_by` (the time of the record + the cache TTL + `CLOCK_SKEW_MARGIN`), and no
+  path shreds it earlier: the schedule waits, `atrest keys shred` refuses and says when.
+- **Shredding** marks the record SHREDDED (from then on no contact record can be stored
+  under the version: `atrest.contacts` writes in a transaction that requires it not
+  SHREDDED), counts what is under the version, deletes its key store item, and stores the
+  count; every step repeats harmlessly, and the first mark's time and count stand.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Any, Callable
 
 from atrest.clients import AwsClients
 from atrest.clock import Clock, SystemClock, from_text, to_text
-from atrest.errors import AtrestError
+from atrest.errors import AtrestError, ShredTooEarlyError
 from atrest.keystore import BranchKeyStore, KeyStores, StoredVersion
 from atrest.lifetimes import KeyLifetimePolicy, KeyLifetimes
 from atrest.records import KeyVersionRecord, KeyVersionState, MetadataTable
@@ -38,6 +45,10 @@ log = logging.getLogger(__name__)
 
 # Longer than ExpireKeysFunction's Timeout (template.yaml): a run holding a lease this old is dead.
 ROTATION_LEASE = timedelta(minutes=20)
+# Added to the branch key cache TTL before a retired version may be shredded: the clocks of
+# the run that recorded the retirement, of the functions, and of the operator's machine
+# may disagree by this much (Lambda and EC2 keep NTP time; a laptop may be minutes off).
+CLOCK_SKEW_MARGIN = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class ExpiryReport:
     rotated: list[Rotation] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)  # "<branch key id>@<version>"
     shredded: list[Shred] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # "<branch key id>@<version> after <time>": due, writers may still use it
     busy: list[str] = field(default_factory=list)  # keys another run is rotating right now
     failed: list[str] = field(default_factory=list)  # "<branch key id>: <error class>" (details in the log)
 
@@ -114,8 +126,18 @@ class KeyExpiry:
                 report.failed.append(f"{active.branch_key_id}: {type(error).__name__}")
                 log.exception("branch key not settled", extra={"branch_key_id": active.branch_key_id})
         for record in self.records.shred_due(to_text(now)):
-            if record.state is KeyVersionState.RETIRED:  # the index may lag a shred by a moment
+            if record.state is KeyVersionState.SHREDDED:
+                # Marked by a run that stopped before deleting and counting (the last step
+                # takes it off the index, which may also lag a finished shred by a moment).
                 self._shred(record.branch_key_id, record.version, now, report)
+                continue
+            if record.state is not KeyVersionState.RETIRED:
+                continue
+            safe_from = self.shreddable_from(record)
+            if now < safe_from:  # only with a retention shorter than the cache TTL; the next run takes it
+                report.waiting.append(f"{record.branch_key_id}@{record.version} after {to_text(safe_from)}")
+                continue
+            self._shred(record.branch_key_id, record.version, now, report)
         log.info("key expiry run", extra={"expiry": report.as_dict()})
         if report.failed:
             raise AtrestError(
@@ -192,31 +214,56 @@ class KeyExpiry:
         for record in superseded:
             retired_at = from_text(record.rotation_started_at) if record.rotation_started_at else now
             shred_after = policy.shred_after(retired_at)
+            # Read the clock again: `now` was taken before this run's VersionKey, and writers
+            # may have fetched the old version as active until that call returned.
+            writers_stop_by = self.clock.now() + self._writer_cache_ttl()
             if self.records.retire_key_version(branch_key_id, record.version, to_text(retired_at),
-                                               to_text(shred_after) if shred_after else None):
+                                               to_text(shred_after) if shred_after else None,
+                                               to_text(writers_stop_by)):
                 report.retired.append(f"{branch_key_id}@{record.version}")
                 self.after_step("retired", branch_key_id)
         return current
 
     # -- shredding ----------------------------------------------------------------------
 
+    def _writer_cache_ttl(self) -> timedelta:
+        return timedelta(seconds=self.keystore.cache_ttl_seconds) + CLOCK_SKEW_MARGIN
+
+    def shreddable_from(self, record: KeyVersionRecord) -> datetime:
+        """The earliest time a retired version may be shredded: no writer can still hold it
+        as its active version (see the module docstring)."""
+        if record.writers_stop_by:
+            return from_text(record.writers_stop_by)
+        # Retired before the time was recorded: the rotation ended within its lease.
+        started = from_text(record.retired_at) if record.retired_at else self.clock.now()
+        return started + ROTATION_LEASE + self._writer_cache_ttl()
+
     def _shred(self, branch_key_id: str, version: str, now: datetime, report: ExpiryReport) -> Shred:
+        # Mark first: from here on no contact record can land under the version, so the count
+        # below is what the shred makes unreadable, and nothing is stored under a deleted key.
+        self.records.mark_shredded(branch_key_id, version, to_text(now), None)
+        self.after_step("marked", branch_key_id)
         objects = self.records.count_under(branch_key_id, version)
         self.keystore.shred(branch_key_id, version)
         self.after_step("deleted", branch_key_id)
-        self.records.mark_shredded(branch_key_id, version, to_text(now), objects)
-        self.after_step("marked", branch_key_id)
+        self.records.set_unreadable_count(branch_key_id, version, objects)
         shred = Shred(branch_key_id, version, objects)
         report.shredded.append(shred)
         log.info("branch key version shredded", extra={"branch_key_id": branch_key_id, "version": version,
                                                         "objects_unreadable": objects})
         return shred
 
-    def plan_shred(self, branch_key_id: str, version: str | None = None) -> list[tuple[str, int]]:
-        """The versions `shred` would delete, with how many objects each leaves unreadable.
+    def plan_shred(self, branch_key_id: str, version: str | None = None) -> list["ShredPlan"]:
+        """What `shred` would do, per RETIRED version: how many objects (and contact records)
+        it leaves unreadable, counted now, and from when it may be shredded.
 
-        Without `version`: every RETIRED version of the key, due or not."""
+        Without `version`: every RETIRED version of the key. A rotation not yet recorded is
+        recorded first, so its version's retirement (and writers' deadline) starts now."""
         active = self.keystore.describe_active(branch_key_id)
+        if active is not None:
+            self._finish_rotations(branch_key_id, active, {r.version: r for r in self.records.key_versions(branch_key_id)},
+                                   self.lifetimes.for_branch_key(branch_key_id), self.clock.now(),
+                                   ExpiryReport(run_id=str(uuid.uuid4()), at=to_text(self.clock.now())))
         recorded = {r.version: r for r in self.records.key_versions(branch_key_id)}
         if version is not None:
             if active is not None and active.version == version:
@@ -224,39 +271,81 @@ class KeyExpiry:
                     f"{branch_key_id} version {version} is the active version; rotate first "
                     f"(`atrest keys rotate {branch_key_id}`), then shred it"
                 )
-            stored = {v.version for v in self.keystore.versions(branch_key_id)}
+            stored = {v.version: v for v in self.keystore.versions(branch_key_id)}
             record = recorded.get(version)
             if version not in stored:
                 when = f" on {record.shredded_at}" if record and record.shredded_at else ""
                 raise AtrestError(f"{branch_key_id} has no version {version} in the key store (already shredded{when}?); "
                                   f"see `atrest keys list --scope {branch_key_id}`")
-            targets = [version]
+            if record is None or record.state is KeyVersionState.ACTIVE:
+                # In the store, never recorded and not active: its retirement starts being counted now.
+                now = self.clock.now()
+                self.records.record_key_version(branch_key_id, version, to_text(stored[version].created))
+                self.records.retire_key_version(branch_key_id, version, to_text(now), None,
+                                                to_text(now + self._writer_cache_ttl()))
+                record = self.records.key_version(branch_key_id, version)
+                assert record is not None
+            targets = [record]
         else:
-            targets = [r.version for r in recorded.values() if r.state is KeyVersionState.RETIRED]
-        return [(v, self.records.count_under(branch_key_id, v)) for v in targets]
+            targets = [r for r in recorded.values() if r.state is KeyVersionState.RETIRED]
+        now = self.clock.now()
+        plans = []
+        for record in sorted(targets, key=lambda r: r.created_at):
+            safe_from = self.shreddable_from(record)
+            plans.append(ShredPlan(record.version, self.records.count_under(branch_key_id, record.version),
+                                   to_text(safe_from), now >= safe_from))
+        return plans
 
     def shred(self, branch_key_id: str, version: str | None = None) -> list[Shred]:
-        """Shred retired versions now, before their time (`atrest keys shred`)."""
+        """Shred retired versions now, before their retention ends (`atrest keys shred`).
+
+        Only versions no writer can still use: a named version that is not yet is refused
+        with the time it can be; without a version, the ones not yet shreddable are left."""
+        plans = self.plan_shred(branch_key_id, version)
+        early = [p for p in plans if not p.shreddable]
+        if version is not None and early:
+            raise ShredTooEarlyError(self.too_early_message(branch_key_id, early[0]))
         now = self.clock.now()
         report = ExpiryReport(run_id=str(uuid.uuid4()), at=to_text(now))
-        for target, _ in self.plan_shred(branch_key_id, version):
-            self._shred(branch_key_id, target, now, report)
+        for plan in plans:
+            if plan.shreddable:
+                self._shred(branch_key_id, plan.version, now, report)
         return report.shredded
 
+    def too_early_message(self, branch_key_id: str, plan: "ShredPlan") -> str:
+        return (f"{branch_key_id} version {plan.version} cannot be shredded before {plan.shreddable_from}: a warm "
+                f"function may still hold it as the active version and encrypt new data under it until its branch key "
+                f"cache expires ({self.keystore.cache_ttl_seconds} s, BranchKeyCacheTtlSeconds, plus "
+                f"{int(CLOCK_SKEW_MARGIN.total_seconds() // 60)} min for clock skew, after its retirement was "
+                f"recorded). Run the same command after that time")
+
     def plan_forget(self, branch_key_id: str) -> list[tuple[str, int]]:
+        """Every version `forget` shreds, with what is under it now."""
         stored = {v.version for v in self.keystore.versions(branch_key_id)}
         recorded = {r.version for r in self.records.key_versions(branch_key_id) if r.state is not KeyVersionState.SHREDDED}
         return [(v, self.records.count_under(branch_key_id, v)) for v in sorted(stored | recorded)]
 
     def forget(self, branch_key_id: str) -> list[Shred]:
-        """Shred every version, the active one included (right to be forgotten)."""
+        """Shred every version, the active one included (right to be forgotten).
+
+        No waiting here: forgetting is meant to take effect at once. What makes it safe for
+        data arriving meanwhile: every version is marked SHREDDED before the key store items
+        go, and a contact record is stored only under a version not SHREDDED (one
+        transaction), so a warm function whose cache still holds the forgotten key cannot
+        store anything under it; it drops its cache and seals under the instance's new key
+        (`atrest.contacts.ContactProtector`). Re-running after a crash finishes the job."""
         now = self.clock.now()
-        plan = self.plan_forget(branch_key_id)
+        versions = [version for version, _ in self.plan_forget(branch_key_id)]
+        for version in versions:
+            self.records.mark_shredded(branch_key_id, version, to_text(now), None)
+        self.after_step("marked", branch_key_id)
+        counts = {version: self.records.count_under(branch_key_id, version) for version in versions}
         self.keystore.forget(branch_key_id)
+        self.after_step("deleted", branch_key_id)
         shreds = []
-        for version, objects in plan:
-            self.records.mark_shredded(branch_key_id, version, to_text(now), objects)
-            shreds.append(Shred(branch_key_id, version, objects))
+        for version in versions:
+            self.records.set_unreadable_count(branch_key_id, version, counts[version])
+            shreds.append(Shred(branch_key_id, version, counts[version]))
         log.info("branch key forgotten", extra={"branch_key_id": branch_key_id, "versions": len(shreds)})
         return shreds
 
@@ -289,6 +378,14 @@ class KeyExpiry:
                 views.append(KeyVersionView(key, version, state, to_text(created), expires,
                                             self.records.count_under(key, version)))
         return sorted(views, key=lambda v: (v.branch_key_id, v.created))
+
+
+@dataclass(frozen=True)
+class ShredPlan:
+    version: str
+    objects: int  # objects and contact records under the version now
+    shreddable_from: str
+    shreddable: bool
 
 
 @dataclass(frozen=True)

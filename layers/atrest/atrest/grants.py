@@ -1,20 +1,25 @@
-"""KMS grants on a customer managed key the stack does not own (bring your own key).
+"""KMS grants on the customer managed keys the stack does not own (bring your own key).
 
-When `CustomerManagedKeyArn` is set, the `KmsGrants` custom resource (functions/kms_grant)
-takes one grant per function role on that key at deploy time and retires them when the
-stack is deleted or the key is switched. Each grant allows only the operations that role's
-key store work needs, and only with the encryption context `tablename=<key store name>`
-(`EncryptionContextSubset`): the key store puts that pair in every KMS call, so a grant can
-wrap and unwrap this stack's branch keys and nothing else.
+The stack's grant keys are `CustomerManagedKeyArn` when set and every data class's own key
+(`DataClassKmsKeys`, `grant_keys`). On each, the `KmsGrants` custom resource
+(functions/kms_grant) takes one grant per function role at deploy time (`take_grants`) and
+retires them when the stack is deleted or the keys are switched (`retire_generation`). Each
+grant allows only the operations that role's key store work needs, and only with the
+encryption context `tablename=<key store name>` (`EncryptionContextSubset`): the key store
+puts that pair in every KMS call, so a grant can wrap and unwrap this stack's branch keys
+and nothing else.
 
-Grant names are `<prefix><role name>-<generation>` (prefix `atrest-<stack>-`), which is how
-`atrest grants list` finds this stack's grants among the key's others.
+Grant names are `<prefix><role name>-<generation>` (prefix `atrest-<stack>-`; the
+generation is the deployment request that took them), which is how `atrest grants list`
+finds this stack's grants among the key's others, and how a deployment's grants are found
+again to be retired: CloudFormation's response allows 1 KB of physical id, too little for
+the grant ids of several keys.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from atrest.keystore_format import TABLE_NAME_CONTEXT
 
@@ -94,6 +99,62 @@ def create_grants(kms: Any, key_arn: str, grantees: Sequence[Grantee], keystore_
             request["RetiringPrincipal"] = retiring_principal
         ids.append(kms.create_grant(**request)["GrantId"])
     return ids
+
+
+def grant_keys(customer_key_arn: str | None, data_class_kms_keys: Mapping[str, str]) -> list[str]:
+    """The keys the stack takes grants on: the customer's key (when set) and each data class's
+    own key, each once, in a stable order. A key the stack creates (`AtrestKmsKey`) is not
+    among them: its key policy names the roles."""
+    keys = ([customer_key_arn] if customer_key_arn else []) + sorted(set(data_class_kms_keys.values()))
+    return list(dict.fromkeys(keys))
+
+
+def take_grants(kms: Any, key_arns: Sequence[str], grantees: Sequence[Grantee], keystore_name: str, prefix: str,
+                retiring_principal: str | None = None, generation: str = "") -> dict[str, list[str]]:
+    """`create_grants` on each key, taking none that is already there (same name, grantee,
+    operations and constraint: a retried request), so a repeated request never piles them
+    up. If a grant cannot be taken, those this call created are retired before the error
+    propagates: a failed deployment leaves no grant behind. Returns key -> grant ids."""
+    grants: dict[str, list[str]] = {}
+    created: dict[str, list[str]] = {}
+    try:
+        for key_arn in key_arns:
+            existing = {(view.name, view.grantee, frozenset(view.operations)): view.grant_id
+                        for view in list_grants(kms, key_arn, prefix)
+                        if view.encryption_context == {TABLE_NAME_CONTEXT: keystore_name}}
+            grants[key_arn] = []
+            for grantee in grantees:
+                name = grant_name(prefix, grantee, generation)
+                grant_id = existing.get((name, grantee.role_arn, frozenset(grantee.operations)))
+                if grant_id is None:
+                    (grant_id,) = create_grants(kms, key_arn, [grantee], keystore_name, prefix, retiring_principal,
+                                                generation)
+                    created.setdefault(key_arn, []).append(grant_id)
+                grants[key_arn].append(grant_id)
+    except Exception:
+        for key_arn, ids in created.items():
+            try:
+                retire_grants(kms, key_arn, ids)
+            except Exception:  # noqa: S112 - the error that stopped the request is the one to report
+                continue
+        raise
+    return grants
+
+
+def retire_generation(kms: Any, key_arns: Sequence[str], grantees: Sequence[Grantee], prefix: str,
+                      generation: str) -> dict[str, list[str]]:
+    """Retire the grants one deployment request took (`take_grants` with that generation) on
+    each key: found by name, so grants of other generations (the update that replaced them)
+    stay. A key that no longer exists has nothing left to retire. Returns key -> retired ids."""
+    names = {grant_name(prefix, grantee, generation) for grantee in grantees}
+    retired: dict[str, list[str]] = {}
+    for key_arn in key_arns:
+        try:
+            views = list_grants(kms, key_arn, prefix)
+        except kms.exceptions.NotFoundException:
+            continue
+        retired[key_arn] = retire_grants(kms, key_arn, [view.grant_id for view in views if view.name in names])
+    return retired
 
 
 def retire_grants(kms: Any, key_arn: str, grant_ids: Iterable[str]) -> list[str]:

@@ -14,6 +14,11 @@ keys need different KMS configurations:
   without a redeploy; which KMS keys it may actually use is fenced by IAM (its role's
   policy names only the stack's key; grants add the rekey target), not by this code.
 
+A data class with a KMS key of its own (`DataClassKmsKeys`, docs/byok.md) has its branch
+key created and rotated under that key. The MPL's writer takes one KMS key per key store
+object, so `KeyStores` holds one writer per distinct KMS key over the same table and picks
+it by branch key id; the readers are discovery readers and need no such choice.
+
 Rotation is the key store's own VersionKey. Shredding is the one operation the MPL
 does not offer, so it is the one place atrest writes key store items by hand: it
 deletes a version's item (`branch:version:<v>`), and for an instance that is forgotten
@@ -27,7 +32,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 
 from aws_cryptographic_material_providers.keystore import KeyStore
 from aws_cryptographic_material_providers.keystore.config import KeyStoreConfig
@@ -49,9 +54,10 @@ from aws_cryptographic_material_providers.mpl.models import (
 
 from atrest.clients import AwsClients
 from atrest.clock import from_text
-from atrest.errors import AtrestError
+from atrest.data_classes import SOURCE_S3, DataClassCatalog
+from atrest.errors import AtrestError, ConfigurationError
 from atrest.scopes import BranchKeyScope, ScopeKind
-from atrest.settings import Settings
+from atrest.settings import DATA_CLASS_KMS_KEYS_PARAMETER, DATA_CLASS_KMS_KEYS_VARIABLE, Settings
 
 log = logging.getLogger(__name__)
 
@@ -291,34 +297,124 @@ class BranchKeyStore:
         return "Attributes" in response
 
 
+@dataclass(frozen=True)
+class ClassKmsKey:
+    """A data class whose own branch key lives under a KMS key of its own (DataClassKmsKeys)."""
+
+    data_class: str
+    branch_key_id: str
+    kms_key_arn: str
+
+
+def class_branch_key(catalog: DataClassCatalog, data_class: str, account_id: str) -> str:
+    """The branch key id of `data_class` if it may have a KMS key of its own; otherwise
+    `ConfigurationError` saying why and what to do. Only an account-scoped S3 class with a
+    branch key of its own (`"key"` in the catalog) shared with no other class qualifies:
+    one branch key cannot be wrapped by two KMS keys, instance keys are per instance, and
+    service-owned keys (voiceprints) never leave the service's own KMS key."""
+    spec = catalog.get(data_class)
+    if spec is None:
+        known = ", ".join(s.name for s in catalog.classes)
+        raise ConfigurationError(f"data class {data_class!r} is not in the data class catalog ({catalog.source}); "
+                                 f"its classes are: {known}")
+    if spec.scope_kind is ScopeKind.SERVICE:
+        raise ConfigurationError(
+            f"data class {data_class!r} is service-owned: its branch keys stay under the stack's service key "
+            "(AtrestServiceKmsKey), never a customer key; remove it from " + DATA_CLASS_KMS_KEYS_PARAMETER)
+    if spec.scope_kind is not ScopeKind.ACCOUNT or spec.source != SOURCE_S3:
+        raise ConfigurationError(
+            f"data class {data_class!r} is protected by one branch key per Amazon Connect instance, not a branch key "
+            "of its own, so it cannot have a KMS key of its own; only account-scoped S3 classes with a \"key\" in "
+            "the catalog can")
+    branch_key_id = spec.scope(account_id).branch_key_id
+    sharing = [s.name for s in catalog.classes
+               if s.name != spec.name and s.scope_kind is ScopeKind.ACCOUNT and s.source == SOURCE_S3
+               and s.scope(account_id).branch_key_id == branch_key_id]
+    if spec.key is None or sharing:
+        shared = f" with data class(es) {', '.join(sharing)}" if sharing else ""
+        raise ConfigurationError(
+            f"data class {data_class!r} has no branch key of its own: it shares {branch_key_id}{shared}, and one "
+            "branch key cannot be wrapped by two KMS keys. Give the class a \"key\" of its own in the catalog "
+            "(docs/data-classes.md) first")
+    return branch_key_id
+
+
+def resolve_class_kms_keys(settings: Settings, catalog: DataClassCatalog | None = None) -> list[ClassKmsKey]:
+    """`settings.data_class_kms_keys` checked against the data class catalog (loaded when
+    not given, and only when some class has a key of its own). Every problem is reported
+    at once, as a `ConfigurationError` naming the entries and the parameter."""
+    if not settings.data_class_kms_keys:
+        return []
+    if catalog is None:
+        catalog = DataClassCatalog.from_settings(settings)
+    resolved, problems = [], []
+    for data_class, kms_key_arn in sorted(settings.data_class_kms_keys.items()):
+        try:
+            resolved.append(ClassKmsKey(data_class, class_branch_key(catalog, data_class, settings.account_id),
+                                        kms_key_arn))
+        except ConfigurationError as error:
+            problems.append(str(error))
+    if problems:
+        raise ConfigurationError(
+            f"{DATA_CLASS_KMS_KEYS_VARIABLE} (stack parameter {DATA_CLASS_KMS_KEYS_PARAMETER}) is not valid: "
+            + "; ".join(problems) + ". Fix the parameter and deploy again (docs/byok.md)")
+    return resolved
+
+
 class KeyStores:
-    """The stack's two key stores behind one interface, chosen by branch key id.
+    """The stack's key stores behind one interface, chosen by branch key id.
 
     - the customer's: `account/...` and `instance/...` branch keys, under the configured
       KMS key (the stack's own or the customer's, `CustomerManagedKeyArn`); this is the
       store `atrest rekey` moves and the KMS grants cover;
+    - per data class with a KMS key of its own (`DataClassKmsKeys`): the same table, but a
+      writer that creates and rotates that class's branch key under the class's key (one
+      `BranchKeyStore` per distinct KMS key, shared by the classes naming it);
     - the service's: `service/...` branch keys (voiceprints), in their own table under a
       KMS key the stack always owns (`AtrestServiceKmsKey`). A customer key switch or grant
       never reaches them: no rekey scans that table and no grant names that key.
     """
 
-    def __init__(self, customer: BranchKeyStore, service: BranchKeyStore | None = None) -> None:
+    def __init__(self, customer: BranchKeyStore, service: BranchKeyStore | None = None,
+                 class_stores: Mapping[str, BranchKeyStore] | None = None) -> None:
         self.customer = customer
         self.service = service
+        self.class_stores = dict(class_stores or {})  # branch key id -> the store writing under its class's key
 
     @classmethod
-    def from_settings(cls, settings: Settings, clients: AwsClients) -> "KeyStores":
+    def from_settings(cls, settings: Settings, clients: AwsClients,
+                      catalog: DataClassCatalog | None = None) -> "KeyStores":
+        """Raises `ConfigurationError` when `settings.data_class_kms_keys` names a class that
+        may not have a KMS key of its own (at start, before any data is touched)."""
         service = None
         if settings.service_keystore_table and settings.service_kms_key_arn:
             service = BranchKeyStore(clients, settings.service_keystore_table, settings.service_keystore_table,
                                      settings.service_kms_key_arn, settings.cache_ttl_seconds)
-        return cls(BranchKeyStore.from_settings(settings, clients), service)
+        customer = BranchKeyStore.from_settings(settings, clients)
+        by_key: dict[str, BranchKeyStore] = {settings.kms_key_arn: customer}
+        class_stores = {}
+        for assigned in resolve_class_kms_keys(settings, catalog):
+            store = by_key.get(assigned.kms_key_arn)
+            if store is None:
+                store = by_key[assigned.kms_key_arn] = BranchKeyStore(
+                    clients, settings.keystore_table, settings.keystore_name, assigned.kms_key_arn,
+                    settings.cache_ttl_seconds)
+            class_stores[assigned.branch_key_id] = store
+        return cls(customer, service, class_stores)
 
     @property
     def stores(self) -> list[BranchKeyStore]:
+        """One store per table (the class writers share the customer's table)."""
         return [self.customer] + ([self.service] if self.service else [])
 
+    def kms_key_for(self, branch_key_id: str) -> str:
+        """The KMS key a new branch key or version of `branch_key_id` is created under:
+        its class's own key, the service key, or the stack's configured key."""
+        return self.for_branch_key(branch_key_id).kms_key_arn
+
     def for_branch_key(self, branch_key_id: str) -> BranchKeyStore:
+        if branch_key_id in self.class_stores:
+            return self.class_stores[branch_key_id]
         if BranchKeyScope.parse(branch_key_id).kind is not ScopeKind.SERVICE:
             return self.customer
         if self.service is None:

@@ -1,7 +1,7 @@
 """`EncryptPipeline`: one source object version in, one recorded vault object out.
 
 Order of work, and why:
-1. classify the key (objects outside every data class are not ours to touch);
+1. classify the key (every object is encrypted unless the catalog excludes it by name);
 2. stream the source version through the ESDK into a multipart upload to the vault;
 3. confirm S3's checksum of the ciphertext;
 4. commit the metadata record (conditional: a retry finds it and moves on);
@@ -21,7 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from atrest.clients import AwsClients
-from atrest.data_classes import Classification, DataClassifier
+from atrest.data_classes import Classification, DataClassifier, Exclusion
 from atrest.envelope import (
     SUITE, context_differences, encryption_client, encryption_context, is_atrest_message, message_key, read_header,
 )
@@ -31,6 +31,7 @@ from atrest.records import MetadataTable, ObjectRecord, ObjectStatus, utc_now
 from atrest.settings import Settings
 from atrest.source import PlaintextStream, SourceObject
 from atrest.vault import MultipartWriter, abort_open_uploads, other_versions, part_size_for, vault_key_for
+from atrest.verification import LARGEST_FRAME_LENGTH, Verdict, verify_message
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class Outcome(str, Enum):
 
 class SkipReason(str, Enum):
     NOT_INTAKE_BUCKET = "not-intake-bucket"
-    NO_DATA_CLASS = "no-data-class"
+    EXCLUDED = "excluded"  # the data class catalog names it as holding no customer content
     SOURCE_MISSING = "source-missing"
     SOURCE_REPLACED = "source-replaced"
     ALREADY_ATREST_MESSAGE = "already-atrest-message"
@@ -70,6 +71,7 @@ class EncryptOutcome:
     source_status: str | None = None
     duration_ms: int | None = None
     repeated: bool = False  # the object had already been encrypted by an earlier delivery
+    detail: str | None = None  # why it was skipped, e.g. the catalog's exclusion reason (never content)
 
     def as_dict(self) -> dict[str, Any]:
         result = {k: v for k, v in self.__dict__.items() if v is not None and k != "source"}
@@ -108,9 +110,9 @@ class EncryptPipeline:
         started = time.monotonic()
         if source.bucket != self.settings.intake_bucket:
             return self._skip(source, SkipReason.NOT_INTAKE_BUCKET)
-        classification = self.classifier.classify(source.key)
-        if classification is None:
-            return self._skip(source, SkipReason.NO_DATA_CLASS)
+        classification = self.classifier.classify(source.key, source.size)
+        if isinstance(classification, Exclusion):
+            return self._skip(source, SkipReason.EXCLUDED, classification.reason)
 
         if source.version_id is None:
             # Listings and some events name no version: pin the version the ETag names, so the
@@ -139,9 +141,24 @@ class EncryptPipeline:
         try:
             prefix = body.read(PEEK_BYTES)
             if is_atrest_message(prefix):
-                # Someone copied a vault object into the intake: encrypting it again would
-                # hide it behind two keys, and deleting it would lose it. Leave it alone.
-                return self._skip(source, SkipReason.ALREADY_ATREST_MESSAGE)
+                # A vault object copied into the intake: encrypting it again would hide it
+                # behind two keys, and deleting it would lose it. But a header is easy to put
+                # in front of plaintext: only a message that verifies under this stack's keys
+                # (atrest.verification) is left alone; anything else is plaintext.
+                verdict = verify_message(prefix, body, self.keystore, self.esdk,
+                                         max(LARGEST_FRAME_LENGTH, self.settings.frame_length))
+                if verdict is Verdict.VERIFIED:
+                    return self._skip(source, SkipReason.ALREADY_ATREST_MESSAGE)
+                log.warning("object looks like an atrest message but does not verify; encrypting it as plaintext",
+                            extra={"reason": verdict.value, "source": source.as_dict()})
+                body.close()
+                try:  # verifying consumed the body: read the same version again, from its first byte
+                    response = self._open(source)
+                except ClientError as error:
+                    if (recorded := self.records.get_object(vault_key)) is not None:
+                        return self._finish_source(recorded, source, started, repeated=True)
+                    return self._skip_unavailable(source, error)
+                body, prefix = response["Body"], b""
             version_id = source.version_id or _real_version(response.get("VersionId"))
             # Ciphertext already at our vault key without a record: an attempt died after its upload.
             earlier_write = self._vault_object_exists(vault_key)
@@ -344,8 +361,8 @@ class EncryptPipeline:
             return self._skip(source, SkipReason.SOURCE_REPLACED)
         raise error
 
-    def _skip(self, source: SourceObject, reason: SkipReason) -> EncryptOutcome:
-        outcome = EncryptOutcome(Outcome.SKIPPED, source, reason=reason.value)
+    def _skip(self, source: SourceObject, reason: SkipReason, detail: str | None = None) -> EncryptOutcome:
+        outcome = EncryptOutcome(Outcome.SKIPPED, source, reason=reason.value, detail=detail)
         log.info("object skipped", extra={"outcome": outcome.as_dict()})
         return outcome
 

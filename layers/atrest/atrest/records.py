@@ -107,6 +107,10 @@ class KeyVersionRecord:
     created_at: str = field(default_factory=utc_now)
     expires_at: str | None = None
     retired_at: str | None = None
+    # The earliest time the version may be shredded: when its retirement was recorded, plus
+    # the longest branch key cache TTL and a clock-skew margin. Until then a warm function
+    # may still hold it as the active version and encrypt new data under it (docs/keys.md).
+    writers_stop_by: str | None = None
     shred_after: str | None = None
     shredded_at: str | None = None
     objects_unreadable: int | None = None
@@ -243,14 +247,15 @@ class MetadataTable:
             return False
         return True
 
-    def retire_key_version(self, branch_key_id: str, version: str, retired_at: str, shred_after: str | None) -> bool:
+    def retire_key_version(self, branch_key_id: str, version: str, retired_at: str, shred_after: str | None,
+                           writers_stop_by: str) -> bool:
         """ACTIVE -> RETIRED. False when it was already retired (another run finished it)."""
         names = {"#state": "state"}
         values: dict[str, Any] = {
             ":retired": {"S": KeyVersionState.RETIRED.value}, ":at": {"S": retired_at},
-            ":active": {"S": KeyVersionState.ACTIVE.value},
+            ":active": {"S": KeyVersionState.ACTIVE.value}, ":stop": {"S": writers_stop_by},
         }
-        update = "SET #state = :retired, retired_at = :at"
+        update = "SET #state = :retired, retired_at = :at, writers_stop_by = :stop"
         if shred_after:
             update += ", shred_after = :shred, gsi1pk = :due, gsi1sk = :sort"
             values.update({
@@ -270,27 +275,65 @@ class MetadataTable:
             return False
         return True
 
-    def mark_shredded(self, branch_key_id: str, version: str, shredded_at: str, objects_unreadable: int) -> bool:
+    def mark_shredded(self, branch_key_id: str, version: str, shredded_at: str, objects_unreadable: int | None) -> bool:
         """-> SHREDDED (from any state; creates the record if the version was never recorded).
-        False when it was already SHREDDED: the first shred's time and count stand."""
+        False when it was already SHREDDED: the first shred's time stands.
+
+        Marking comes before the key store item is deleted: a contact record names its key
+        version in a transaction that requires the version not SHREDDED (`atrest.contacts`),
+        so from this write on nothing new can be stored under the version. The count of what
+        it made unreadable is taken after the mark (`set_unreadable_count`): a count taken
+        before could miss a write that landed in between."""
+        update = ("SET #state = :shredded, shredded_at = :at, branch_key_id = :id, version = :v, "
+                  "created_at = if_not_exists(created_at, :at)")
+        values = {
+            ":shredded": {"S": KeyVersionState.SHREDDED.value}, ":at": {"S": shredded_at},
+            ":id": {"S": branch_key_id}, ":v": {"S": version},
+        }
+        if objects_unreadable is not None:
+            update += ", objects_unreadable = :n"
+            values[":n"] = {"N": str(objects_unreadable)}
         try:
             self.dynamodb.update_item(
                 TableName=self.table_name,
                 Key=self._version_key(branch_key_id, version),
-                UpdateExpression=(
-                    "SET #state = :shredded, shredded_at = :at, objects_unreadable = :n, branch_key_id = :id, "
-                    "version = :v, created_at = if_not_exists(created_at, :at) REMOVE gsi1pk, gsi1sk, rotation_lease_until"
-                ),
+                # The shred-due index entry stays until the count is stored (the last step), so a
+                # run that stopped in between is found and finished by the next.
+                UpdateExpression=update + " REMOVE rotation_lease_until",
                 ConditionExpression="attribute_not_exists(#state) OR #state <> :shredded",
                 ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={
-                    ":shredded": {"S": KeyVersionState.SHREDDED.value}, ":at": {"S": shredded_at},
-                    ":n": {"N": str(objects_unreadable)}, ":id": {"S": branch_key_id}, ":v": {"S": version},
-                },
+                ExpressionAttributeValues=values,
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def set_unreadable_count(self, branch_key_id: str, version: str, objects_unreadable: int) -> None:
+        """The count of a shred, once; a repeated shred (after a crash) keeps the first."""
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table_name,
+                Key=self._version_key(branch_key_id, version),
+                UpdateExpression="SET objects_unreadable = :n REMOVE gsi1pk, gsi1sk",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(objects_unreadable)",
+                ExpressionAttributeValues={":n": {"N": str(objects_unreadable)}},
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            # Counted by an earlier attempt; only its index entry may be left.
+            self.dynamodb.update_item(TableName=self.table_name, Key=self._version_key(branch_key_id, version),
+                                      UpdateExpression="REMOVE gsi1pk, gsi1sk",
+                                      ConditionExpression="attribute_exists(pk)")
+
+    def version_not_shredded(self, branch_key_id: str, version: str) -> dict[str, Any]:
+        """A TransactWriteItems ConditionCheck: the version is not SHREDDED (or not recorded
+        yet). Writes that store data under a version carry it, so none lands after a shred's mark."""
+        return {"ConditionCheck": {
+            "TableName": self.table_name,
+            "Key": self._version_key(branch_key_id, version),
+            "ConditionExpression": "attribute_not_exists(#state) OR #state <> :shredded",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":shredded": {"S": KeyVersionState.SHREDDED.value}},
+        }}
 
     def shred_due(self, now: str) -> list[KeyVersionRecord]:
         """RETIRED versions whose `shred_after` is at or before `now`, oldest first."""

@@ -17,6 +17,11 @@ A rekey is a plan (`plan_rekey`) and its execution (`execute`):
 - the metadata table records which KMS key wraps each version (`kms_key_arn` on the
   version record) and, last, the stack's active KMS key (the `CONFIG`/`KMS` item).
 
+A rekey moves either the whole key store but the branch keys of data classes with a KMS
+key of their own (`plan_stack_rekey`), or exactly one such class's branch key
+(`plan_class_rekey`, `atrest rekey --data-class`): a class's branch key follows its own key
+(`DataClassKmsKeys`), never the stack's, and a stack rekey leaves it where it is.
+
 Shredded versions have no item left in the key store, so they are never touched.
 Switching what the functions are configured with (the `CustomerManagedKeyArn` stack
 parameter) is the operator's step after the rekey (docs/byok.md).
@@ -33,8 +38,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
+from atrest.data_classes import DataClassCatalog
 from atrest.errors import AtrestError
 from atrest.grants import (
     READ_WRITE_OPERATIONS,
@@ -56,6 +62,7 @@ from atrest.keystore_format import (
     item_kind,
     kms_encryption_context,
 )
+from atrest.keystore import class_branch_key, resolve_class_kms_keys
 from atrest.records import key_version_pk, key_version_sk, utc_now
 from atrest.settings import Settings
 
@@ -63,6 +70,8 @@ KEY_ARN = re.compile(r"^arn:(aws[a-z-]*):kms:([a-z0-9-]+):([0-9]{12}):key/([A-Za
 # The metadata table's record of the KMS key the stack's branch keys are wrapped with.
 CONFIG_PK = "CONFIG"
 CONFIG_KMS_SK = "KMS"
+# ... and of the KMS key a data class's own branch key was last moved to: `KMS#<class>`.
+CONFIG_CLASS_KMS_SK_PREFIX = "KMS#"
 _WRITE_ATTEMPTS = 3
 # The function roles a bridge grant is for, by stack output, with the operations the
 # template's KmsGrants custom resource gives each (tests/infrastructure/test_kms_fence.py
@@ -102,12 +111,20 @@ class KeyStoreItemRef:
 
 @dataclass
 class RekeyPlan:
-    """What a rekey to `target_arn` would do. `pending` items are still on another key."""
+    """What a rekey to `target_arn` would do. `pending` items are still on another key.
+
+    `only`: the branch keys it moves (None: all but `excluded`); `data_class`: the class whose
+    own branch key it moves (`atrest rekey --data-class`); `excluded`: branch key id -> the
+    data class that keeps it on a key of its own (left out of a stack rekey)."""
 
     target_arn: str
     configured_arn: str
     pending: list[KeyStoreItemRef]
     done: list[KeyStoreItemRef]
+    only: frozenset[str] | None = None
+    data_class: str | None = None
+    excluded: dict[str, str] = field(default_factory=dict)
+    left_out: int = 0  # key store items of `excluded` branch keys, not moved
 
     @property
     def total(self) -> int:
@@ -197,19 +214,63 @@ def _scan_items(dynamodb: Any, table: str) -> Iterable[dict[str, Any]]:
         yield from page.get("Items", [])
 
 
-def plan_rekey(dynamodb: Any, settings: Settings, target_arn: str, configured_arn: str | None = None) -> RekeyPlan:
-    """Every key store item, split into those still on another key and those on the target.
+def plan_rekey(dynamodb: Any, settings: Settings, target_arn: str, configured_arn: str | None = None, *,
+               only: Collection[str] | None = None, excluded: Mapping[str, str] | None = None,
+               data_class: str | None = None) -> RekeyPlan:
+    """Every key store item of the branch keys in scope (`only`, else all but `excluded`),
+    split into those still on another key and those on the target.
 
     Checks every item's format first (`KeyStoreFormatError`, nothing changed)."""
     check_library_version()
     pending, done = [], []
+    excluded = dict(excluded or {})
+    left_out = 0
     for item in _scan_items(dynamodb, settings.keystore_table):
         check_item(item)
         ref = KeyStoreItemRef(item["branch-key-id"]["S"], item["type"]["S"], item[KMS_ARN]["S"])
+        if (only is not None and ref.branch_key_id not in only) or ref.branch_key_id in excluded:
+            left_out += ref.branch_key_id in excluded
+            continue
         (done if ref.kms_arn == target_arn else pending).append(ref)
     order = {"version": 0, "active": 1, "beacon": 2}  # versions first: the ACTIVE copy follows its version
     pending.sort(key=lambda r: (r.branch_key_id, order[r.kind], r.item_type))
-    return RekeyPlan(target_arn, configured_arn or settings.kms_key_arn, pending, done)
+    return RekeyPlan(target_arn, configured_arn or settings.kms_key_arn, pending, done,
+                     frozenset(only) if only is not None else None, data_class, excluded, left_out)
+
+
+def _replan(dynamodb: Any, settings: Settings, plan: RekeyPlan) -> RekeyPlan:
+    return plan_rekey(dynamodb, settings, plan.target_arn, plan.configured_arn, only=plan.only,
+                      excluded=plan.excluded, data_class=plan.data_class)
+
+
+def class_kms_key_exclusions(dynamodb: Any, settings: Settings,
+                             catalog: DataClassCatalog | None = None) -> dict[str, str]:
+    """Branch key id -> data class, for every class whose branch key stays on a key of its
+    own: those the configuration names (`DataClassKmsKeys`) and those a class rekey moved
+    and the configuration does not name yet (between `atrest rekey --data-class` and the
+    deploy)."""
+    exclusions = {assigned.branch_key_id: assigned.data_class for assigned in resolve_class_kms_keys(settings, catalog)}
+    for data_class, (branch_key_id, _) in recorded_class_kms_keys(dynamodb, settings).items():
+        exclusions.setdefault(branch_key_id, data_class)
+    return exclusions
+
+
+def plan_stack_rekey(dynamodb: Any, settings: Settings, target_arn: str,
+                     catalog: DataClassCatalog | None = None) -> RekeyPlan:
+    """`atrest rekey --to-kms-key`: every branch key but those of data classes on keys of their own."""
+    return plan_rekey(dynamodb, settings, target_arn, excluded=class_kms_key_exclusions(dynamodb, settings, catalog))
+
+
+def plan_class_rekey(dynamodb: Any, settings: Settings, data_class: str, target_arn: str,
+                     catalog: DataClassCatalog | None = None) -> RekeyPlan:
+    """`atrest rekey --data-class NAME --to-kms-key ARN`: the class's own branch key only.
+
+    Raises `ConfigurationError` (nothing changed) for a class that cannot have a KMS key of
+    its own: not in the catalog, sharing its branch key, instance-scoped or service-owned."""
+    catalog = catalog or DataClassCatalog.from_settings(settings)
+    branch_key_id = class_branch_key(catalog, data_class, settings.account_id)
+    configured = settings.data_class_kms_keys.get(data_class, settings.kms_key_arn)
+    return plan_rekey(dynamodb, settings, target_arn, configured, only={branch_key_id}, data_class=data_class)
 
 
 class KeyStoreRewrap:
@@ -304,7 +365,7 @@ def execute(plan: RekeyPlan, kms: Any, dynamodb: Any, settings: Settings,
             done += 1
             if progress:
                 progress(len(plan.done) + done, max(total, len(plan.done) + done))
-        pending = plan_rekey(dynamodb, settings, plan.target_arn).pending
+        pending = _replan(dynamodb, settings, plan).pending
         if not pending:
             break
         total += len(pending)
@@ -316,7 +377,12 @@ def execute(plan: RekeyPlan, kms: Any, dynamodb: Any, settings: Settings,
     for ref in plan.done:
         if rewrap.record_version(ref, plan.target_arn):
             report.versions_recorded += 1
-    record_active_kms_key(dynamodb, settings, plan.target_arn, previous=plan.configured_arn)
+    if plan.data_class is not None and plan.only:
+        (branch_key_id,) = plan.only
+        record_class_kms_key(dynamodb, settings, plan.data_class, branch_key_id, plan.target_arn,
+                             previous=plan.configured_arn)
+    else:
+        record_active_kms_key(dynamodb, settings, plan.target_arn, previous=plan.configured_arn)
     return report
 
 
@@ -327,6 +393,35 @@ def record_active_kms_key(dynamodb: Any, settings: Settings, kms_arn: str, previ
     if previous and previous != kms_arn:
         item["previous_kms_key_arn"] = {"S": previous}
     dynamodb.put_item(TableName=settings.metadata_table, Item=item)
+
+
+def record_class_kms_key(dynamodb: Any, settings: Settings, data_class: str, branch_key_id: str, kms_arn: str,
+                         previous: str | None = None) -> None:
+    """The metadata table's `CONFIG`/`KMS#<class>` item: the KMS key a class rekey moved the
+    class's branch key to, so that a stack rekey leaves it there even before the deploy
+    names it in `DataClassKmsKeys`. A class moved to the stack's own key rejoins the stack:
+    its item is deleted, and the next stack rekey moves it with the rest."""
+    key = {"pk": {"S": CONFIG_PK}, "sk": {"S": CONFIG_CLASS_KMS_SK_PREFIX + data_class}}
+    if kms_arn == settings.kms_key_arn:
+        dynamodb.delete_item(TableName=settings.metadata_table, Key=key)
+        return
+    item = {**key, "data_class": {"S": data_class}, "branch_key_id": {"S": branch_key_id},
+            "kms_key_arn": {"S": kms_arn}, "switched_at": {"S": utc_now()}}
+    if previous and previous != kms_arn:
+        item["previous_kms_key_arn"] = {"S": previous}
+    dynamodb.put_item(TableName=settings.metadata_table, Item=item)
+
+
+def recorded_class_kms_keys(dynamodb: Any, settings: Settings) -> dict[str, tuple[str, str]]:
+    """Data class -> (branch key id, KMS key) of every class a class rekey moved off the stack's key."""
+    found = {}
+    for page in dynamodb.get_paginator("query").paginate(
+            TableName=settings.metadata_table, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": CONFIG_PK}, ":prefix": {"S": CONFIG_CLASS_KMS_SK_PREFIX}}):
+        for item in page.get("Items", []):
+            found[item["data_class"]["S"]] = (item["branch_key_id"]["S"], item["kms_key_arn"]["S"])
+    return found
 
 
 def recorded_kms_key(dynamodb: Any, settings: Settings) -> str | None:

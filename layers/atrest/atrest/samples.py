@@ -67,6 +67,42 @@ def chat_transcript(account_id: str, instance_id: str, contact_id: str, started:
     return json.dumps(transcript, indent=2).encode("utf-8")
 
 
+def contact_lens_voice_analysis(account_id: str, instance_id: str, contact_id: str) -> bytes:
+    """Contact Lens conversational analytics output for a call (the JSON it writes under
+    Analysis/Voice/): the whole transcript, turn by turn, with sentiment."""
+    turns = [
+        ("CUSTOMER", 0, 2400, "Hello, I would like to update the card on my account.", "NEUTRAL"),
+        ("AGENT", 2900, 5200, "Of course. Can you confirm the phone number on file?", "POSITIVE"),
+        ("CUSTOMER", 5800, 7900, "It is +1 206 555 0100.", "NEUTRAL"),
+    ]
+    analysis = {
+        "Version": "1.1.0",
+        "AccountId": account_id,
+        "Channel": "VOICE",
+        "ContentMetadata": {"Output": "Raw", "RedactionTypes": []},
+        "JobStatus": "COMPLETED",
+        "LanguageCode": "en-US",
+        "CustomerMetadata": {"ContactId": contact_id, "InstanceId": instance_id},
+        "Participants": [{"ParticipantId": "CUSTOMER", "ParticipantRole": "CUSTOMER"},
+                         {"ParticipantId": "AGENT", "ParticipantRole": "AGENT"}],
+        "ConversationCharacteristics": {"TotalConversationDurationMillis": 7900,
+                                        "Sentiment": {"OverallSentiment": {"AGENT": 2.5, "CUSTOMER": 0.0}}},
+        "Transcript": [
+            {"Id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{contact_id}/{n}")), "ParticipantId": who,
+             "BeginOffsetMillis": begin, "EndOffsetMillis": end, "Content": text, "Sentiment": sentiment}
+            for n, (who, begin, end, text, sentiment) in enumerate(turns)
+        ],
+    }
+    return json.dumps(analysis, indent=2).encode("utf-8")
+
+
+def contact_lens_key(channel: str, contact_id: str, when: datetime, redacted: bool = False) -> str:
+    """Where Contact Lens writes its analysis (at the bucket's root, not under the instance's
+    prefix): Analysis/<Voice|Chat>/[Redacted/]YYYY/MM/DD/<contact>_analysis[_redacted]_<time>.json."""
+    folder, name = ("Redacted/", "analysis_redacted") if redacted else ("", "analysis")
+    return f"Analysis/{channel}/{folder}{when:%Y/%m/%d}/{contact_id}_{name}_{when:%Y-%m-%dT%H:%M:%SZ}.json"
+
+
 def connect_key(prefix: str, alias: str, folder: str, contact_id: str, when: datetime, extension: str) -> str:
     """The key Amazon Connect writes: <prefix><alias>/<folder>/YYYY/MM/DD/<contact>_<YYYYMMDDTHH:MM>_UTC.<ext>."""
     return f"{prefix}{alias}/{folder}/{when:%Y/%m/%d}/{contact_id}_{when:%Y%m%dT%H:%M}_UTC.{extension}"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from atrest.errors import ConfigurationError
@@ -11,10 +12,21 @@ from atrest.errors import ConfigurationError
 MIN_CACHE_TTL_SECONDS = 60  # below ~10 s the MPL cache silently caches nothing; 60 s keeps KMS calls rare
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum multipart part size
 MAX_FRAME_LENGTH = 2**31 - 1
-# Amazon Connect contact event fields that carry customer data: encrypted under the
-# instance key. Everything else in an event (ids, timestamps, queue and agent ARNs) is
-# stored readable so contacts can be found without decrypting.
-DEFAULT_CONTACT_PII_FIELDS = ("customerEndpoint", "systemEndpoint", "attributes", "contactDetails", "customerId")
+# A KMS key per data class (docs/byok.md): the stack parameter and the variable carrying it.
+DATA_CLASS_KMS_KEYS_PARAMETER = "DataClassKmsKeys"
+DATA_CLASS_KMS_KEYS_VARIABLE = "ATREST_DATA_CLASS_KMS_KEYS"
+# A full key ARN, never an alias or key id: the key store records the ARN it wraps with.
+KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):([0-9]{12}):key/[A-Za-z0-9-]+$")
+# Amazon Connect contact event fields atrest needs readable (to find and join contacts):
+# ids, channel, timestamps, queue, agent, initiation method, the instance. An allow-list,
+# so it fails closed: every other field, including ones AWS adds later (today `name`,
+# `description`, `segmentAttributes`, `tags`, `references`, `customerEndpoint`,
+# `attributes`, ...), is encrypted under the instance key (docs/keys.md).
+DEFAULT_CONTACT_CLEAR_FIELDS = (
+    "contactId", "initialContactId", "previousContactId", "relatedContactId", "channel", "eventType",
+    "instanceArn", "instanceARN", "initiationMethod", "initiationTimestamp", "connectedToSystemTimestamp",
+    "disconnectTimestamp", "queueInfo", "agentInfo",
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +57,7 @@ class Settings:
     account_key_retention_days: int = 365
     shred_instance_keys: bool = True
     shred_account_keys: bool = False
-    contact_pii_fields: tuple[str, ...] = DEFAULT_CONTACT_PII_FIELDS
+    contact_clear_fields: tuple[str, ...] = DEFAULT_CONTACT_CLEAR_FIELDS
     # The data class catalog (docs/data-classes.md); None: the one packaged with atrest.
     data_classes_file: str | None = None
     # Service-owned branch keys (voiceprints): their own key store under a KMS key the
@@ -56,6 +68,10 @@ class Settings:
     audit_table: str | None = None
     retrieval_bucket: str | None = None
     retrieval_lifetime_minutes: int = 10
+    # Data class name -> the KMS key its own branch key is created, rotated and re-wrapped
+    # under (DataClassKmsKeys); a class not named here uses `kms_key_arn`. Checked against
+    # the catalog by `atrest.keystore.KeyStores.from_settings` (docs/byok.md).
+    data_class_kms_keys: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -109,6 +125,10 @@ class Settings:
                 problems.append(f"{name} has invalid field names {bad} (comma-separated event field names, e.g. customerEndpoint)")
             return found
 
+        if env.get("ATREST_CONTACT_PII_FIELDS", "").strip():
+            problems.append("ATREST_CONTACT_PII_FIELDS is no longer read: contact events are encrypted except for an "
+                            "allow-list, ATREST_CONTACT_CLEAR_FIELDS (stack parameter ContactClearFields); remove it and "
+                            "list the fields to keep readable there, if any beyond the default")
         keystore_table = required("ATREST_KEYSTORE_TABLE")
         kms_key_arn = required("ATREST_KMS_KEY_ARN")
         if kms_key_arn and not kms_key_arn.startswith("arn:"):
@@ -117,10 +137,13 @@ class Settings:
             return env.get(name, "").strip() or None
 
         service_kms_key_arn = optional("ATREST_SERVICE_KMS_KEY_ARN")
+        account_id = required("ATREST_ACCOUNT_ID")
+        data_class_kms_keys, key_problems = parse_data_class_kms_keys(env.get(DATA_CLASS_KMS_KEYS_VARIABLE, ""), account_id)
+        problems.extend(key_problems)
         if service_kms_key_arn and not service_kms_key_arn.startswith("arn:"):
             problems.append(f"ATREST_SERVICE_KMS_KEY_ARN={service_kms_key_arn!r} must be a full key ARN (arn:aws:kms:...)")
         settings = cls(
-            account_id=required("ATREST_ACCOUNT_ID"),
+            account_id=account_id,
             intake_bucket=required("ATREST_INTAKE_BUCKET"),
             vault_bucket=required("ATREST_VAULT_BUCKET"),
             keystore_table=keystore_table,
@@ -140,13 +163,14 @@ class Settings:
             account_key_retention_days=integer("ATREST_ACCOUNT_KEY_RETENTION_DAYS", 365, 1, 36500),
             shred_instance_keys=boolean("ATREST_SHRED_INSTANCE_KEYS", True),
             shred_account_keys=boolean("ATREST_SHRED_ACCOUNT_KEYS", False),
-            contact_pii_fields=names("ATREST_CONTACT_PII_FIELDS", DEFAULT_CONTACT_PII_FIELDS),
+            contact_clear_fields=names("ATREST_CONTACT_CLEAR_FIELDS", DEFAULT_CONTACT_CLEAR_FIELDS),
             data_classes_file=optional("ATREST_DATA_CLASSES_FILE"),
             service_keystore_table=optional("ATREST_SERVICE_KEYSTORE_TABLE"),
             service_kms_key_arn=service_kms_key_arn,
             audit_table=optional("ATREST_AUDIT_TABLE"),
             retrieval_bucket=optional("ATREST_RETRIEVAL_BUCKET"),
             retrieval_lifetime_minutes=integer("ATREST_RETRIEVAL_LIFETIME_MINUTES", 10, 1, 60),
+            data_class_kms_keys=data_class_kms_keys,
         )
         if problems:
             raise ConfigurationError(
@@ -155,3 +179,34 @@ class Settings:
                 + ". Set these in the function's environment (template.yaml) or your shell."
             )
         return settings
+
+
+def parse_data_class_kms_keys(text: str, account_id: str | None = None) -> tuple[dict[str, str], list[str]]:
+    """`<class name>=<full KMS key ARN>` pairs, comma-separated (the `DataClassKmsKeys`
+    parameter as CloudFormation joins it), into class name -> key ARN, with a problem
+    for each malformed entry naming it. Blank entries are skipped (a CommaDelimitedList
+    left at its default is one empty string). With `account_id`, a key of another account
+    is a problem too: the stack's grant function may take grants in its own account only.
+    Whether each class may have a key of its own is the catalog's to say
+    (`atrest.keystore.resolve_class_kms_keys`)."""
+    keys: dict[str, str] = {}
+    problems: list[str] = []
+    where = f"{DATA_CLASS_KMS_KEYS_VARIABLE} (stack parameter {DATA_CLASS_KMS_KEYS_PARAMETER})"
+    for entry in (part.strip() for part in (text or "").split(",")):
+        if not entry:
+            continue
+        name, separator, arn = (part.strip() for part in entry.partition("="))
+        match = KMS_KEY_ARN.match(arn)
+        if not separator or not name or match is None:
+            problems.append(f"{where} entry {entry!r} is not <data class name>=<full KMS key ARN> "
+                            "(arn:aws:kms:<region>:<account>:key/<key id>; aliases and key ids are not accepted)")
+            continue
+        if name in keys and keys[name] != arn:
+            problems.append(f"{where} names data class {name!r} twice, with {keys[name]} and {arn}; keep one")
+            continue
+        if account_id and match.group(2) != account_id:
+            problems.append(f"{where} entry {entry!r} names a key of account {match.group(2)}, not the stack's "
+                            f"account {account_id}; use a key in the stack's account and region")
+            continue
+        keys[name] = arn
+    return keys, problems

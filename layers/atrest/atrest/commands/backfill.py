@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
         "through the same code as new uploads. Safe to rerun: finished objects are passed over.",
     )
     backfill.add_argument("--bucket", help="bucket to backfill (default: the stack's intake bucket)")
-    backfill.add_argument("--prefix", action="append", help="only keys under this prefix (repeatable; default: every data class prefix)")
+    backfill.add_argument("--prefix", action="append", help="only keys under this prefix (repeatable; default: the whole bucket)")
     backfill.add_argument("--since", type=_date, help="only objects last modified on or after this date (YYYY-MM-DD or ISO 8601)")
     backfill.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
     backfill.add_argument("--engine", choices=("auto", "local", "stepfunctions"), default="auto",
@@ -66,7 +66,8 @@ def _run_locally(settings: Any, bucket: str, prefixes: list[str], args: argparse
     last = [0.0]
 
     def listed(found: int, to_do: int) -> None:
-        print(f"listing s3://{bucket}/{{{','.join(prefixes)}}}: {found} matching, {to_do} not yet encrypted", file=sys.stderr, flush=True)
+        where = "" if prefixes == [""] else f"{{{','.join(prefixes)}}}"  # [""]: the whole bucket
+        print(f"listing s3://{bucket}/{where}: {found} matching, {to_do} not yet encrypted", file=sys.stderr, flush=True)
 
     def progress(report: BackfillReport) -> None:
         now = time.monotonic()

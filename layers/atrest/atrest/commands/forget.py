@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{scope} has no key versions left to shred (never used, or already forgotten)")
         return 0
     print(f"forgetting instance {args.instance_id} shreds every version of {scope}, the active one included; "
-          "all its contact PII becomes unreadable, for good:")
+          "all its contact PII stored so far becomes unreadable, for good (counted now):")
     for version, objects in plan:
         print(f"  {version}  {objects} object(s)")
     if not args.yes:
@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     shreds = expiry.forget(scope)
     print(f"forgot instance {args.instance_id}: {len(shreds)} version(s) shredded, "
-          f"{sum(s.objects_unreadable for s in shreds)} object(s) unreadable. A new contact event for it starts a new key. "
-          f"Complete once every function's branch key cache has expired ({expiry.keystore.cache_ttl_seconds} s).")
+          f"{sum(s.objects_unreadable for s in shreds)} object(s) unreadable (counted after the versions were marked, "
+          "just before their keys were deleted). Contact events of the instance from now on are stored under a new "
+          "key, never under the forgotten one. Reads are refused at once; a process that cached the key can decrypt "
+          f"with it until its branch key cache expires ({expiry.keystore.cache_ttl_seconds} s).")
     return 0

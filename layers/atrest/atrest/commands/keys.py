@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from atrest.commands.common import add_stack_options
-from atrest.errors import AtrestError
+from atrest.errors import AtrestError, ShredTooEarlyError
 
 
 def register(subparsers: Any) -> None:
@@ -87,7 +87,8 @@ def run_expire(args: argparse.Namespace) -> int:
     report = _expiry(args).run()
     print(f"checked {report.keys_checked} branch key(s): {len(report.rotated)} rotated, {len(report.retired)} retired, "
           f"{len(report.shredded)} version(s) shredded ({sum(s.objects_unreadable for s in report.shredded)} objects "
-          f"made unreadable){'; busy: ' + ', '.join(report.busy) if report.busy else ''}")
+          f"made unreadable){'; busy: ' + ', '.join(report.busy) if report.busy else ''}"
+          f"{'; waiting for writers to stop: ' + ', '.join(report.waiting) if report.waiting else ''}")
     for rotation in report.rotated:
         print(f"  rotated  {rotation.branch_key_id}  {rotation.retired_version} -> {rotation.active_version}")
     for shred in report.shredded:
@@ -102,14 +103,30 @@ def run_shred(args: argparse.Namespace) -> int:
     if not plan:
         print(f"{scope} has no RETIRED version to shred (see `atrest keys list --scope {scope}`)")
         return 0
-    print(f"shredding deletes these versions of {scope} from the key store; what they protect becomes unreadable, for good:")
-    for version, objects in plan:
-        print(f"  {version}  {objects} object(s)")
+    ready = [p for p in plan if p.shreddable]
+    waiting = [p for p in plan if not p.shreddable]
+    if ready:
+        print(f"shredding deletes these versions of {scope} from the key store; what they protect becomes unreadable, "
+              "for good (counted now, including anything stored under them after their retirement):")
+        for item in ready:
+            print(f"  {item.version}  {item.objects} object(s)")
+    if waiting:
+        print("not yet shreddable (a warm function may still encrypt new data under them until its branch key cache "
+              f"expires: {expiry.keystore.cache_ttl_seconds} s, BranchKeyCacheTtlSeconds, plus a clock-skew margin):")
+        for item in waiting:
+            print(f"  {item.version}  {item.objects} object(s) so far  shreddable after {_when(item.shreddable_from)}")
+    if not ready and args.version:
+        raise ShredTooEarlyError(expiry.too_early_message(scope, waiting[0]))
+    if not ready:
+        raise ShredTooEarlyError(
+            f"nothing shredded: no version of {scope} can be shredded yet; run the same command after "
+            f"{_when(min(p.shreddable_from for p in waiting))}"
+        )
     if not args.yes:
         print("nothing shredded: re-run with --yes to shred", flush=True)
         return 1
     for shred in expiry.shred(scope, args.version):
         print(f"shredded {shred.branch_key_id} version {shred.version}: {shred.objects_unreadable} object(s) unreadable")
-    print(f"complete once every function's branch key cache has expired "
+    print(f"complete once every reader's branch key cache has expired "
           f"({expiry.keystore.cache_ttl_seconds} s, BranchKeyCacheTtlSeconds)")
     return 0

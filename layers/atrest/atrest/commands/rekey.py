@@ -1,5 +1,6 @@
-"""`atrest rekey --to-kms-key ARN [--dry-run]`: switch the KMS key that wraps every branch
-key version, without rewriting any object (docs/byok.md)."""
+"""`atrest rekey --to-kms-key ARN [--data-class NAME] [--dry-run]`: switch the KMS key that
+wraps the branch key versions, of the whole stack or of one data class with a branch key of
+its own, without rewriting any object (docs/byok.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ def register(subparsers: Any) -> None:
     rekey = subparsers.add_parser(
         "rekey", help="re-wrap every branch key version under another KMS key (no object is rewritten)")
     rekey.add_argument("--to-kms-key", required=True, metavar="ARN", help="full ARN of the symmetric KMS key to switch to")
+    rekey.add_argument("--data-class", metavar="NAME",
+                       help="move only this data class's own branch key (an account-scoped S3 class with a \"key\" in "
+                            "the catalog), then set DataClassKmsKeys; without it, every branch key but those of classes "
+                            "on keys of their own")
     rekey.add_argument("--dry-run", action="store_true", help="validate the key and print the plan; change nothing")
     add_stack_options(rekey)
     rekey.set_defaults(run=run)
@@ -64,6 +69,34 @@ def switch_local_configuration(state_path: Path, kms_key_arn: str) -> None:
         environment = function.get("environment") or {}
         if "ATREST_KMS_KEY_ARN" in environment:
             environment["ATREST_KMS_KEY_ARN"] = kms_key_arn
+    partial = state_path.with_name(state_path.name + f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    partial.replace(state_path)
+
+
+def class_kms_keys_after(settings: Any, data_class: str, kms_key_arn: str) -> dict[str, str]:
+    """`DataClassKmsKeys` once `data_class` is on `kms_key_arn`: the class dropped when that is
+    the stack's own key (it rejoins the stack's key), every other class as configured."""
+    keys = {name: arn for name, arn in settings.data_class_kms_keys.items() if name != data_class}
+    if kms_key_arn != settings.kms_key_arn:
+        keys[data_class] = kms_key_arn
+    return dict(sorted(keys.items()))
+
+
+def class_kms_keys_text(keys: dict[str, str]) -> str:
+    return ",".join(f"{name}={arn}" for name, arn in keys.items())
+
+
+def switch_local_class_configuration(state_path: Path, keys: dict[str, str]) -> None:
+    """Point a local stack's configuration at these class keys, as `sam deploy
+    --parameter-overrides DataClassKmsKeys=...` does on AWS: the parameter and every
+    function's ATREST_DATA_CLASS_KMS_KEYS (functions that read no key store have none)."""
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    state.setdefault("parameters", {})["DataClassKmsKeys"] = [f"{name}={arn}" for name, arn in keys.items()]
+    for function in (state.get("functions") or {}).values():
+        environment = function.get("environment") or {}
+        if "ATREST_DATA_CLASS_KMS_KEYS" in environment:
+            environment["ATREST_DATA_CLASS_KMS_KEYS"] = class_kms_keys_text(keys)
     partial = state_path.with_name(state_path.name + f".{os.getpid()}.partial")
     partial.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     partial.replace(state_path)
@@ -121,46 +154,77 @@ def _retire_bridge_grants(kms: Any, key_arn: str, stack: str | None) -> None:
             print(f"  retired {view.name}")
 
 
-def _print_next_steps(args: argparse.Namespace, deployment: Any, target: str) -> None:
+def _print_left_out(plan: Any) -> None:
+    if plan.excluded:
+        classes = ", ".join(sorted(set(plan.excluded.values())))
+        print(f"  left where they are: {plan.left_out} item(s) of data class(es) {classes}, on KMS keys of their own "
+              "(move one with `atrest rekey --data-class NAME`)")
+
+
+def _print_next_steps(args: argparse.Namespace, deployment: Any, target: str, data_class: str | None) -> None:
+    """What switches the functions' configuration to the new key, as the last step of a rekey:
+    on AWS, the `sam deploy` to run; locally, the local stack's configuration switched; else
+    the variable to set."""
+    if data_class:
+        keys = class_kms_keys_after(deployment.settings, data_class, target)
+        text = class_kms_keys_text(keys)
+        override = f"'DataClassKmsKeys=\"{text}\"'"
+        switched_to, variable = f"DataClassKmsKeys={text or '(none)'}", f"ATREST_DATA_CLASS_KMS_KEYS={text}"
+        what, again = f"{data_class}'s branch key is", f"`atrest rekey --data-class {data_class} --to-kms-key {target}`"
+    else:
+        override, switched_to, variable = f"CustomerManagedKeyArn={target}", target, f"ATREST_KMS_KEY_ARN={target}"
+        what, again = "every branch key is", f"`atrest rekey --to-kms-key {target}`"
     state_path = _local_state_path(args)
     if deployment.on_aws:
         stack = args.stack_name or "atrest"
-        print("the functions keep working: they read each branch key with the KMS key its item names, and the bridge "
-              "grants let their roles use the new key. Now switch their configuration (docs/byok.md):")
-        print(f"  sam deploy --stack-name {stack} --parameter-overrides CustomerManagedKeyArn={target}")
-        print(f"then run `atrest rekey --to-kms-key {target}` once more: it moves any branch key created under the "
-              "old key meanwhile and retires the bridge grants. Disable the old key when you are ready")
+        print("the functions keep working: they read each branch key with the KMS key its items name, and the bridge "
+              f"grants let their roles use the new key. Now switch their configuration, so that {what} rotated under "
+              "it and the stack takes its own grants on it (docs/byok.md):")
+        print(f"  sam deploy --stack-name {stack} --parameter-overrides {override}")
+        print(f"then run {again} once more: it moves any branch key version made under the old key meanwhile and "
+              "retires the bridge grants. Disable the old key when you are ready")
     elif state_path is not None:
-        switch_local_configuration(state_path, target)
-        print(f"local stack configuration switched to {target} ({state_path}); restart `atrest local up` to use it, "
-              "then run the rekey once more to retire the bridge grants")
+        if data_class:
+            switch_local_class_configuration(state_path, class_kms_keys_after(deployment.settings, data_class, target))
+        else:
+            switch_local_configuration(state_path, target)
+        print(f"local stack configuration switched to {switched_to} ({state_path}); restart `atrest local up` to use "
+              "it, then run the rekey once more to retire the bridge grants")
     else:
-        print(f"set ATREST_KMS_KEY_ARN={target} where the functions read their configuration")
+        print(f"set {variable} where the functions read their configuration")
 
 
 def run(args: argparse.Namespace) -> int:
     from atrest.clients import AwsClients
     from atrest.deployment import resolve_deployment
-    from atrest.rekey import bridge_grantees, execute, plan_rekey, validate_target
+    from atrest.rekey import bridge_grantees, execute, plan_class_rekey, plan_stack_rekey, validate_target
 
     deployment = resolve_deployment(args.stack_name, args.state_file)
     settings = deployment.settings
     clients = AwsClients()
     target = args.to_kms_key.strip()
     stack = _stack_name(args, deployment)
-    plan = plan_rekey(clients.dynamodb, settings, target)
+    data_class = args.data_class
+    if data_class:
+        plan = plan_class_rekey(clients.dynamodb, settings, data_class, target)
+        subject = f"data class {data_class} (branch key {next(iter(plan.only or []))})"
+    else:
+        plan = plan_stack_rekey(clients.dynamodb, settings, target)
+        subject = "every branch key" + (" but those of data classes on keys of their own" if plan.excluded else "")
     if plan.is_noop:
-        print(f"nothing to do: every branch key ({plan.total} key store item(s)) is already wrapped by {target}, "
+        print(f"nothing to do: {subject} ({plan.total} key store item(s)) is already wrapped by {target}, "
               "and the stack is configured with it")
+        _print_left_out(plan)
         _retire_bridge_grants(clients.kms, target, stack)
         return 0
     validate_target(clients.kms, target, settings, clients.region)
-    print(f"rekey to {target}")
+    print(f"rekey {subject} to {target}")
     print(f"  configured KMS key: {plan.configured_arn}")
     print(f"  {len(plan.pending)} key store item(s) to re-wrap (KMS ReEncrypt each), {len(plan.done)} already on the "
           f"new key, across {len(plan.scopes())} scope(s); no object is rewritten")
     for arn, count in sorted(plan.source_keys().items()):
         print(f"    {count:>4} now under {arn}")
+    _print_left_out(plan)
     switched = plan.configured_arn == target  # the run after the configuration switch
     if args.dry_run:
         bridged = 0 if switched or stack is None else len(bridge_grantees(deployment.outputs)[0])
@@ -178,5 +242,5 @@ def run(args: argparse.Namespace) -> int:
     if switched:
         _retire_bridge_grants(clients.kms, target, stack)
         return 0
-    _print_next_steps(args, deployment, target)
+    _print_next_steps(args, deployment, target, data_class)
     return 0

@@ -26,6 +26,14 @@ caches in module globals of a shared layer are shared between functions, though.
 Limits of running in one process: handlers share the interpreter, so a module that
 two functions both import from their own code directories (say `models.py`) is
 imported once; a handler that outlives its Timeout is not stopped, only reported.
+
+Output: while a function runs, `sys.stdout` is `_FUNCTION_STDOUT`, which writes to that
+invocation's `stdout` (its "CloudWatch log"). Functions share their loggers (one service
+name, `atrest`), and a log handler keeps the stream `sys.stdout` was when the first
+function loaded it; that stream is `_FUNCTION_STDOUT`, so every function's output goes
+to its own invocation's destination whichever function loaded first. What the shared
+loggers write outside any invocation (the CLI or a test calling the domain library
+directly) goes to stderr, as Python's own last-resort handler would send it.
 """
 
 from __future__ import annotations
@@ -58,6 +66,31 @@ _module_numbers = count(1)
 # os.environ and sys.stdout are process-wide: one in-process invocation at a time.
 _invocation_lock = threading.RLock()
 _running_here = threading.local()  # .function: the InProcessFunction this thread is running
+
+
+class _InvocationStdout:
+    """`sys.stdout` during in-process invocations: writes go to the running invocation's
+    destination (the innermost, for an invocation made from inside another), else stderr."""
+
+    def __init__(self) -> None:
+        self.destinations: list[TextIO] = []
+
+    def _target(self) -> TextIO:
+        if self.destinations:
+            return self.destinations[-1]
+        return sys.stderr if sys.stderr is not self else sys.__stderr__
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, ...: the destination's
+        return getattr(self._target(), name)
+
+
+_FUNCTION_STDOUT = _InvocationStdout()
 
 
 class _FunctionRoleCredentials(botocore.credentials.CredentialProvider):
@@ -220,11 +253,15 @@ class InProcessFunction:
     @contextlib.contextmanager
     def _running(self) -> Iterator[None]:
         with _invocation_lock, applied_environment(self.environment), self._in_this_thread():
-            if self.stdout is None:
+            previous = sys.stdout
+            inherited = _FUNCTION_STDOUT._target() if previous is _FUNCTION_STDOUT else previous
+            _FUNCTION_STDOUT.destinations.append(self.stdout or inherited)
+            sys.stdout = _FUNCTION_STDOUT  # type: ignore[assignment]
+            try:
                 yield
-            else:
-                with contextlib.redirect_stdout(self.stdout):
-                    yield
+            finally:
+                sys.stdout = previous
+                _FUNCTION_STDOUT.destinations.pop()
 
     @contextlib.contextmanager
     def _in_this_thread(self) -> Iterator[None]:

@@ -8,24 +8,39 @@ EventBridge pattern rules, IAM roles and their policies). Functions, layers, eve
 source mappings and state machines are recorded, not created: Lambda needs Docker, so
 the runner (`atrest.local.runner`) calls handlers in this process, polls the mappings'
 queues, relays pattern rules with Lambda targets through a queue, and fires schedule
-rules on their rate. Everything else is recorded with the names and ARNs CloudFormation
-would give it, so references resolve, and with a note saying why it is not emulated:
-`LocalStackState.notes` lists them (`atrest local up` prints them), nothing is dropped silently.
+rules on their rate. A custom resource whose `ServiceToken` is a function of the stack
+(`Custom::KmsGrants`) is run as CloudFormation runs it: its handler gets a Create request,
+in-process with its own role's credentials, and answers to a response URL on loopback; an
+answer of FAILED fails the provisioning with its reason. Everything else is recorded with
+the names and ARNs CloudFormation would give it, so references resolve, and with a note
+saying why it is not emulated: `LocalStackState.notes` lists them (`atrest local up` prints
+them), nothing is dropped silently.
 
 Provisioning is idempotent: names are derived from stack and logical id, the KMS key
-is found again by its tags, and existing resources are reconfigured, not duplicated.
+is found again by its tags, and existing resources are reconfigured, not duplicated. A
+custom resource gets the same request id for the same properties, so a handler that takes
+nothing twice for a request (KmsGrants) makes nothing new; provisioning again with other
+properties does not retire what the first request made (nothing plays CloudFormation's
+update and cleanup: a new `atrest local up` starts from an empty emulator).
+
+`create_data_class_kms_keys` makes the KMS keys a stack with `DataClassKmsKeys` names, as
+the customer would before deploying (docs/byok.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import sys
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -384,6 +399,7 @@ class _StackBuilder:
         self.region = emulator.region
         self.account_id = emulator.account_id
         self._clients: dict[str, Any] = {}
+        self._stack_keys: dict[str, str] | None = None  # logical id -> KMS key id, read once per provisioning
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -394,6 +410,9 @@ class _StackBuilder:
         return generated_name(self.stack_name, logical_id, max_length, lowercase=lowercase)
 
     def build(self, logical_id: str, resource_type: str, properties: dict[str, Any]) -> ResourceRecord:
+        if resource_type.startswith("Custom::") or resource_type == "AWS::CloudFormation::CustomResource":
+            if self._function_by_arn(str(properties.get("ServiceToken", ""))) is not None:
+                return self._custom_resource(logical_id, resource_type, properties)
         method: Callable[[str, dict[str, Any]], ResourceRecord] | None = getattr(
             self, "_" + resource_type.replace("::", "_").lower(), None
         )
@@ -459,7 +478,7 @@ class _StackBuilder:
                                   "run by the local state machine interpreter (atrest.local.state_machine)")
         if resource_type.startswith("Custom::") or resource_type == "AWS::CloudFormation::CustomResource":
             return ResourceRecord(logical_id, resource_type, self.name(logical_id, 128), {}, "skipped",
-                                  "custom resources are not run on the local stack (their function can be invoked with `atrest local invoke`)")
+                                  "its ServiceToken is not a function of this stack, so nothing runs it locally")
         # Alarms, dashboards, SNS topics, ...: not emulated, but references to them resolve.
         service = resource_type.split("::")[1].lower() if resource_type.count("::") >= 2 else "unknown"
         name = self.name(logical_id, 255)
@@ -468,6 +487,40 @@ class _StackBuilder:
             {"Arn": _arn(region, account, service, f"{logical_id.lower()}/{name}")},
             status="skipped", note="not emulated locally",
         )
+
+    # -- custom resources: a Create request to the stack's own handler ---------------------
+
+    def _custom_resource(self, logical_id: str, resource_type: str, properties: dict[str, Any]) -> ResourceRecord:
+        from atrest.local.emulator import emulator_environment
+        from atrest.local.lambda_runtime import InProcessFunction  # it imports this module
+
+        service = self._function_by_arn(str(properties["ServiceToken"]))
+        assert service is not None
+        function = _local_function(self.template, self.evaluator, service.logical_id,
+                                   self.template.resources[service.logical_id], _layer_dirs(self.template, self.records))
+        # CloudFormation sends every property value as a string (or lists and maps of them).
+        sent = _as_sent(properties)
+        request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(
+            [self.stack_name, logical_id, sent], sort_keys=True)))
+        handler = InProcessFunction(function, emulator_environment(self.emulator.endpoint, self.region),
+                                    stdout=sys.stderr)  # stdout is `atrest local up`'s one JSON line
+        with _response_url() as (url, responses):
+            invocation = handler.invoke({
+                "RequestType": "Create", "ResponseURL": url,
+                "StackId": self.evaluator.pseudo_parameter("AWS::StackId"), "RequestId": request_id,
+                "ResourceType": resource_type, "LogicalResourceId": logical_id, "ResourceProperties": sent,
+            })
+        if not invocation.succeeded or not responses:
+            reason = invocation.error["errorMessage"] if invocation.error else "it returned without answering"
+            raise TemplateError(f"custom resource {resource_type}: {service.logical_id} did not answer "
+                                f"CloudFormation ({reason}); CloudFormation would wait ServiceTimeout, then fail")
+        response = responses[-1]
+        if response.get("Status") != "SUCCESS":
+            raise TemplateError(f"custom resource {resource_type} FAILED: {response.get('Reason')} "
+                                f"({service.logical_id}'s answer; the stack would roll back)")
+        return ResourceRecord(logical_id, resource_type, str(response["PhysicalResourceId"]),
+                              dict(response.get("Data") or {}),
+                              note=f"run by {service.logical_id}'s handler in-process, with its role (a Create request)")
 
     # -- KMS ----------------------------------------------------------------------------
 
@@ -506,13 +559,17 @@ class _StackBuilder:
         return ResourceRecord(logical_id, "AWS::KMS::Key", key_id, {"Arn": arn, "KeyId": key_id}, note=note)
 
     def _find_key(self, logical_id: str) -> str | None:
-        kms = self.client("kms")
-        for page in kms.get_paginator("list_keys").paginate():
-            for key in page["Keys"]:
-                tags = {tag["TagKey"]: tag["TagValue"] for tag in kms.list_resource_tags(KeyId=key["KeyId"]).get("Tags", [])}
-                if tags.get(STACK_NAME_TAG) == self.stack_name and tags.get(LOGICAL_ID_TAG) == logical_id:
-                    return str(key["KeyId"])
-        return None
+        # One pass over the emulator's keys per provisioning, not one per key of the template:
+        # a test session holds many keys, each needing its own ListResourceTags.
+        if self._stack_keys is None:
+            kms = self.client("kms")
+            self._stack_keys = {}
+            for page in kms.get_paginator("list_keys").paginate():
+                for key in page["Keys"]:
+                    tags = {tag["TagKey"]: tag["TagValue"] for tag in kms.list_resource_tags(KeyId=key["KeyId"]).get("Tags", [])}
+                    if tags.get(STACK_NAME_TAG) == self.stack_name and LOGICAL_ID_TAG in tags:
+                        self._stack_keys.setdefault(tags[LOGICAL_ID_TAG], str(key["KeyId"]))
+        return self._stack_keys.get(logical_id)
 
     def _aws_kms_alias(self, logical_id: str, properties: dict[str, Any]) -> ResourceRecord:
         kms = self.client("kms")
@@ -813,6 +870,74 @@ class _StackBuilder:
         return None
 
 
+def _as_sent(value: Any) -> Any:
+    """A custom resource's properties as CloudFormation sends them: scalars as strings."""
+    if isinstance(value, dict):
+        return {str(key): _as_sent(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_sent(item) for item in value]
+    return _text(value)
+
+
+@contextlib.contextmanager
+def _response_url() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A stand-in for the pre-signed S3 URL CloudFormation gives a custom resource: a server on
+    loopback keeping each PUT body (the handler's answer) until the block ends."""
+    answers: list[dict[str, Any]] = []
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+            answers.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    # A short poll: shutdown() waits for it, once per custom resource provisioned.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="custom-resource-response",
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/custom-resource-response", answers
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def create_data_class_kms_keys(emulator: AwsEndpoint, data_classes: Mapping[str, str] | list[str], *,
+                               stack_name: str = "atrest") -> dict[str, str]:
+    """A symmetric KMS key per data class, made as the administrator (as a customer makes the
+    keys before naming them in `DataClassKmsKeys`; the key policy is KMS's default, which lets
+    only this account's IAM policies grant, so the stack's roles may use the key through the
+    KmsGrants grants alone). Found again by its tags, so calling it again returns the same
+    keys. Returns class -> key ARN; pass `data_class_kms_keys_parameter(...)` of it to
+    `provision(parameters={"DataClassKmsKeys": ...})`."""
+    kms = emulator.client("kms")
+    tag = "atrest-local:data-class"
+    existing: dict[str, str] = {}
+    for page in kms.get_paginator("list_keys").paginate():
+        for key in page["Keys"]:
+            tags = {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=key["KeyId"]).get("Tags", [])}
+            if tags.get("atrest-local:stack") == stack_name and tag in tags:
+                existing[tags[tag]] = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["Arn"]
+    keys = {}
+    for data_class in data_classes:
+        if data_class not in existing:
+            existing[data_class] = kms.create_key(
+                Description=f"customer's key for atrest data class {data_class} (stack {stack_name})",
+                Tags=[{"TagKey": tag, "TagValue": data_class}, {"TagKey": "atrest-local:stack", "TagValue": stack_name}],
+            )["KeyMetadata"]["Arn"]
+        keys[data_class] = existing[data_class]
+    return keys
+
+
+def data_class_kms_keys_parameter(keys: Mapping[str, str]) -> str:
+    """The `DataClassKmsKeys` parameter value for class -> key ARN: `<class>=<arn>,...`."""
+    return ",".join(f"{data_class}={arn}" for data_class, arn in sorted(keys.items()))
+
+
 _DENY_NOTE = (
     "not stored in the emulator: moto 5.2.5 applies Deny statements without evaluating their conditions "
     "(Bool, ArnNotEquals, ...), which would refuse requests AWS allows; policies are not enforced locally"
@@ -958,13 +1083,8 @@ def _queue_attributes(properties: Mapping[str, Any]) -> dict[str, str]:
 # -- functions ---------------------------------------------------------------------------
 
 
-def local_functions(template: StackTemplate, evaluator: TemplateEvaluator) -> dict[str, LocalFunction]:
-    """Every active `AWS::Lambda::Function` of the translated template, resolved against
-    the resources `evaluator` knows (a fresh provisioning, or a state file's records), with
-    what invokes it as CloudFormation wires it: event source mappings, schedule rules and
-    pattern rules targeting its ARN."""
-    records = evaluator.resources
-    queues_by_arn = {r.attributes.get("Arn"): r for r in records.values() if r.type == "AWS::SQS::Queue"}
+def _layer_dirs(template: StackTemplate, records: Mapping[str, ResourceRecord]) -> dict[str, str]:
+    """Layer version ARN -> the local folder of its content."""
     layer_dirs_by_arn: dict[str, str] = {}
     for record in records.values():
         if record.type == "AWS::Lambda::LayerVersion" and record.logical_id in template.resources:
@@ -972,6 +1092,17 @@ def local_functions(template: StackTemplate, evaluator: TemplateEvaluator) -> di
             path = template.code_path(content)
             if path is not None:
                 layer_dirs_by_arn[record.physical_id] = str(path)
+    return layer_dirs_by_arn
+
+
+def local_functions(template: StackTemplate, evaluator: TemplateEvaluator) -> dict[str, LocalFunction]:
+    """Every active `AWS::Lambda::Function` of the translated template, resolved against
+    the resources `evaluator` knows (a fresh provisioning, or a state file's records), with
+    what invokes it as CloudFormation wires it: event source mappings, schedule rules and
+    pattern rules targeting its ARN."""
+    records = evaluator.resources
+    queues_by_arn = {r.attributes.get("Arn"): r for r in records.values() if r.type == "AWS::SQS::Queue"}
+    layer_dirs_by_arn = _layer_dirs(template, records)
     functions: dict[str, LocalFunction] = {}
     for logical_id, definition in template.resources.items():
         if definition["Type"] != "AWS::Lambda::Function" or not evaluator.is_active(logical_id):
