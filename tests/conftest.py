@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -46,6 +47,9 @@ def emulator() -> Iterator[Any]:
     # SQS allows one PurgeQueue a minute per queue; emptying queues between tests purges more
     # often. The moto server runs in this process and reads this setting on every purge.
     environment.setenv("MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR", "false")
+    # Where `atrest local up` records its state file: a developer's own running stack must
+    # never answer for a test that names none.
+    environment.setenv("ATREST_STATE_HOME", tempfile.mkdtemp(prefix="atrest-state-home-"))
     with Emulator() as running:
         for name in _FOREIGN_AWS_VARIABLES:
             environment.delenv(name, raising=False)

@@ -32,7 +32,10 @@ metrics = Metrics()
 settings = Settings.from_env()
 service = ReadObjectService.from_settings(settings, AwsClients())
 
-_METRICS = {AuditOutcome.ALLOWED: "ReadsAllowed", AuditOutcome.DENIED: "ReadsDenied", AuditOutcome.REFUSED: "ReadsRefused"}
+# RELEASED keeps the metric name ReadsAllowed, which the stack's dashboard charts.
+_METRICS = {AuditOutcome.RELEASED: "ReadsAllowed", AuditOutcome.DENIED: "ReadsDenied",
+            AuditOutcome.REFUSED: "ReadsRefused", AuditOutcome.NOT_FOUND: "ReadsNotFound",
+            AuditOutcome.FAILED: "ReadsFailed"}
 
 
 # The event is never logged: its body holds the caller's reason.
@@ -54,4 +57,6 @@ def lambda_handler(event: LambdaFunctionUrlEvent, context: LambdaContext) -> dic
         return ApiResponse(500, {"message": f"internal error; quote request {request_id} to the stack's operators"}).for_function_url()
     for outcome, count in response.outcomes.items():
         metrics.add_metric(name=_METRICS[outcome], unit=MetricUnit.Count, value=count)
+    if response.overwritten:
+        metrics.add_metric(name="VaultObjectOverwritten", unit=MetricUnit.Count, value=response.overwritten)
     return response.for_function_url()

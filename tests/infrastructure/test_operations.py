@@ -8,7 +8,8 @@ import re
 import pytest
 
 ALARMS = ("EncryptDeadLetterQueueAlarm", "EncryptErrorRateAlarm", "EncryptQueueAgeAlarm", "ExpiryNotRunAlarm",
-          "ContactEventDeadLetterQueueAlarm", "SweepRetrievalsFailingAlarm", "SweepRetrievalsNotRunAlarm")
+          "ContactEventDeadLetterQueueAlarm", "SweepRetrievalsFailingAlarm", "SweepRetrievalsNotRunAlarm",
+          "VaultObjectOverwrittenAlarm")
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,15 @@ def test_the_expiry_alarm_fires_when_the_job_has_not_run_in_two_intervals(resour
     alarm = resources["ExpiryNotRunAlarm"]["Properties"]
     assert alarm["MetricName"] == "Invocations" and alarm["EvaluationPeriods"] == 2
     assert alarm["ComparisonOperator"] == "LessThanThreshold" and alarm["TreatMissingData"] == "breaching"
+
+
+def test_a_read_of_an_overwritten_vault_object_raises_the_tamper_alarm_on_its_first_occurrence(resources):
+    alarm = resources["VaultObjectOverwrittenAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("Atrest", "VaultObjectOverwritten")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "atrest"}]
+    assert alarm["Statistic"] == "Sum" and alarm["Threshold"] == 0 and alarm["EvaluationPeriods"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["TreatMissingData"] == "notBreaching"
+    assert {"Ref": "AlarmTopic"} in alarm["OKActions"]
 
 
 def test_the_dashboard_shows_what_the_runbook_talks_about(dashboard):

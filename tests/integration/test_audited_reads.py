@@ -142,7 +142,7 @@ def test_a_decryptor_reads_a_contact_through_presigned_urls_that_give_back_the_o
 
     records = trail.for_contact(contact["id"])
     assert [(r.outcome, r.data_class) for r in records] == [
-        (AuditOutcome.ALLOWED, "call-recording"), (AuditOutcome.ALLOWED, "chat-transcript")]
+        (AuditOutcome.RELEASED, "call-recording"), (AuditOutcome.RELEASED, "chat-transcript")]
     recording = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(contact["call-recording"][0])
     first = records[0]
     assert first.principal == callers["qa"] and first.channel is Channel.API
@@ -223,8 +223,8 @@ def test_a_decryptor_asking_for_something_missing_gets_404(read, callers, trail)
     missing_contact = str(uuid.uuid4())
     assert read(callers["qa"], {"reason": "r", "contact_id": missing_contact})[:2] == (404, {"message": "Not found"})
     assert read(callers["qa"], {"reason": "r", "object": f"call-recording/00/{uuid.uuid4().hex}.esdk"})[0] == 404
-    (denied,) = trail.for_contact(missing_contact)
-    assert denied.outcome is AuditOutcome.DENIED and denied.detail == "no objects for this contact"
+    (missing,) = trail.for_contact(missing_contact)
+    assert missing.outcome is AuditOutcome.NOT_FOUND and missing.detail == "no objects for this contact"
 
 
 @pytest.mark.parametrize(("body", "says"), [
@@ -305,7 +305,7 @@ def test_no_reason_url_or_plaintext_reaches_the_logs(read, callers, contact, fun
     read(callers["qa"], {"reason": secret_reasons[3] + "x" * 600, "contact_id": contact["id"]})  # too long: 400
 
     logged = function_log.getvalue() + caplog.text
-    assert "read allowed" in logged and "read denied" in logged  # the log does say what happened
+    assert "read released" in logged and "read denied" in logged  # the log does say what happened
     for reason in secret_reasons:
         assert reason not in logged
     for entry in body["objects"]:
@@ -388,11 +388,11 @@ def test_atrest_decrypt_requires_a_reason_and_records_every_attempt(cli_environm
     refused = atrest(cli_environment, "decrypt", missing, "-o", "x.wav", "--reason", "typo", cwd=tmp_path)
     assert refused.returncode == 1 and "no atrest record" in refused.stderr
 
-    (allowed,) = trail.for_contact(contact["id"])
-    assert (allowed.outcome, allowed.channel, allowed.principal) == (AuditOutcome.ALLOWED, Channel.CLI, identity)
-    assert allowed.reason == "legal hold request 12" and allowed.vault_key == recording_key
-    (denied,) = [r for r in trail.since(started) if r.requested == f"object:{missing}"]
-    assert denied.outcome is AuditOutcome.DENIED and denied.channel is Channel.CLI
+    (released,) = trail.for_contact(contact["id"])
+    assert (released.outcome, released.channel, released.principal) == (AuditOutcome.RELEASED, Channel.CLI, identity)
+    assert released.reason == "legal hold request 12" and released.vault_key == recording_key
+    (not_found,) = [r for r in trail.since(started) if r.requested == f"object:{missing}"]
+    assert not_found.outcome is AuditOutcome.NOT_FOUND and not_found.channel is Channel.CLI
 
 
 def test_atrest_audit_lists_a_contact_s_reads_since_a_time_and_as_json(cli_environment, read, callers, contact, tmp_path):
@@ -403,14 +403,17 @@ def test_atrest_audit_lists_a_contact_s_reads_since_a_time_and_as_json(cli_envir
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["time", "(UTC)", "outcome"]
-    assert sum("ALLOWED" in line and "QaReviewer/jane" in line for line in lines) == 2
+    assert sum("RELEASED" in line and "QaReviewer/jane" in line for line in lines) == 2
     assert sum("DENIED" in line and "Contractor/eve" in line for line in lines) == 1
+    assert not any("REQUESTED" in line for line in lines), "a finished attempt is one row"
     assert "\x1b" not in table.stdout and "QA ?[31mreview" in table.stdout
-    assert lines[-1] == f"3 audited reads (contact {contact['id']}): 2 allowed, 1 denied, 0 refused"
+    assert lines[-1] == (f"3 read attempts (contact {contact['id']}): 2 released, 0 refused, 1 denied, "
+                         "0 not found, 0 failed")
 
     as_json = atrest(cli_environment, "audit", "--contact", contact["id"], "--json", cwd=tmp_path)
     document = json.loads(as_json.stdout)
-    assert document["summary"] == {"records": 3, "allowed": 2, "denied": 1, "refused": 0}
+    assert document["summary"] == {"attempts": 3, "released": 2, "refused": 0, "denied": 1, "not_found": 0,
+                                   "failed": 0, "no_outcome": 0, "in_progress": 0}
     assert {r["reason"] for r in document["records"]} == {"QA \x1b[31mreview", "nosy"}
 
     recent = atrest(cli_environment, "audit", "--since", "10m", "--json", cwd=tmp_path)
@@ -419,3 +422,104 @@ def test_atrest_audit_lists_a_contact_s_reads_since_a_time_and_as_json(cli_envir
 
     future = atrest(cli_environment, "audit", "--since", "2999-01-01", cwd=tmp_path)
     assert future.returncode == 1 and "in the future" in future.stderr
+
+
+# --------------------------------------------------------------------------- the header is the truth
+
+
+def edit_record(settings: Any, vault_key: str, **values: str) -> None:
+    """What someone with write access to the metadata table could do."""
+    boto3.client("dynamodb").update_item(
+        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}},
+        UpdateExpression="SET " + ", ".join(f"#{i} = :{i}" for i in range(len(values))),
+        ExpressionAttributeNames={f"#{i}": name for i, name in enumerate(values)},
+        ExpressionAttributeValues={f":{i}": {"S": value} for i, value in enumerate(values.values())})
+
+
+def test_a_record_relabelled_to_a_class_the_caller_may_read_is_refused_and_audited_as_the_header_s_class(
+    read, callers, contact, trail, settings
+):
+    # Supervisor may read transcripts, not recordings: relabelling the recording's record does not help.
+    recording_key, _ = contact["call-recording"]
+    edit_record(settings, recording_key, data_class="chat-transcript")
+    status, body, _ = read(callers["supervisor"], {"reason": "r", "object": recording_key})
+    assert status == 422 and '"url":' not in json.dumps(body)
+    (row,) = [r for r in trail.for_contact(contact["id"]) if r.vault_key == recording_key]
+    assert row.outcome is AuditOutcome.REFUSED and row.data_class == "call-recording"
+    assert "data_class" in (row.detail or "") and row.principal == callers["supervisor"]
+
+
+@pytest.mark.parametrize("edit", [
+    {"source_key": "connect/acme/ChatTranscripts/2026/11/30/someone-else.json"},
+    {"instance": "another-instance"},
+    {"contact_id": "00000000-0000-0000-0000-000000000000"},
+])
+def test_read_object_refuses_a_record_whose_source_instance_or_contact_was_edited(read, callers, contact, trail, settings, edit):
+    transcript_key, _ = contact["chat-transcript"]
+    edit_record(settings, transcript_key, **edit)
+    status, body, _ = read(callers["qa"], {"reason": "r", "object": transcript_key})
+    assert status == 422, body
+    (row,) = [r for r in trail.for_contact(contact["id"]) if r.vault_key == transcript_key]
+    assert row.outcome is AuditOutcome.REFUSED and next(iter(edit)) in (row.detail or "")
+    assert row.source_key != edit.get("source_key") and row.instance == "acme" and row.contact_id == contact["id"]
+
+
+def test_a_vault_object_overwritten_after_encryption_is_logged_and_counted_and_the_recorded_version_read(
+    read, callers, contact, function_log, trail, settings
+):
+    transcript_key, transcript = contact["chat-transcript"]
+    forged = boto3.client("s3").put_object(Bucket=settings.vault_bucket, Key=transcript_key,
+                                           Body=b"forged transcript")["VersionId"]
+    before = function_log.tell()
+    status, body, _ = read(callers["qa"], {"reason": "r", "object": transcript_key})
+    assert status == 200 and fetch(body["objects"][0]["url"]) == transcript
+    logged = function_log.getvalue()[before:]
+    assert "vault object overwritten after encryption" in logged and forged in logged
+    assert '"VaultObjectOverwritten"' in logged
+    assert "forged transcript" not in logged
+    (row,) = [r for r in trail.for_contact(contact["id"]) if r.vault_key == transcript_key]
+    assert row.outcome is AuditOutcome.RELEASED and forged in (row.detail or "")
+
+
+# --------------------------------------------------------------------------- one attempt, one outcome
+
+
+def test_a_read_that_breaks_after_it_started_is_one_failed_row(read, read_object, callers, contact, trail, monkeypatch):
+    transcript_key, _ = contact["chat-transcript"]
+    read(callers["qa"], {"reason": "warm up", "contact_id": str(uuid.uuid4())})  # loads the function
+
+    def broken_put(*_: Any, **__: Any) -> Any:
+        raise OSError("the retrieval bucket is unreachable")
+
+    monkeypatch.setattr(read_object.module.service.store, "put", broken_put)
+    status, body, _ = read(callers["qa"], {"reason": "r", "object": transcript_key})
+    assert status == 500 and "internal error" in body["message"]
+    (row,) = [r for r in trail.for_contact(contact["id"]) if r.vault_key == transcript_key]
+    assert row.outcome is AuditOutcome.FAILED and row.state() == "FAILED"
+
+
+def test_an_attempt_that_recorded_its_start_and_crashed_shows_as_no_outcome(trail, cli_environment, tmp_path):
+    contact_id = f"crashed-{uuid.uuid4()}"
+    started = trail.begin(AuditRecord(principal="arn:aws:sts::123456789012:assumed-role/QaReviewer/jane",
+                                      channel=Channel.CLI, outcome=AuditOutcome.REQUESTED, reason="r",
+                                      requested="object:x", contact_id=contact_id), timedelta(0))
+    time.sleep(0.01)
+    table = atrest(cli_environment, "audit", "--contact", contact_id, cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "no outcome (crashed?)" in table.stdout
+    assert "1 without an outcome (crashed?)" in table.stdout.splitlines()[-1]
+
+    trail.conclude(started, AuditOutcome.FAILED, "finished late")
+    (row,) = trail.for_contact(contact_id)
+    assert row.outcome is AuditOutcome.FAILED and row.sort_key == started.sort_key
+    with pytest.raises(AuditWriteError):
+        trail.conclude(started, AuditOutcome.RELEASED)  # one outcome per attempt
+
+
+def test_a_refused_decrypt_writes_one_refused_row_and_nothing_allowed(cli_environment, settings, contact, trail, tmp_path):
+    recording_key, _ = contact["call-recording"]
+    edit_record(settings, recording_key, source_key="connect/acme/CallRecordings/elsewhere.wav")
+    refused = atrest(cli_environment, "decrypt", f"s3://{settings.vault_bucket}/{recording_key}", "-o", "x.wav",
+                     "--reason", "r", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert [r.outcome for r in trail.for_contact(contact["id"])] == [AuditOutcome.REFUSED]

@@ -32,6 +32,6 @@ def test_make_demo_shows_the_data_classes_the_catch_all_a_class_on_its_own_key_a
     assert "every object decrypted back to its original bytes (7 of 7); no plaintext is left in the intake bucket" in out
     assert re.search(r"^  allowed .*: 200, 2 objects", out, re.M)
     assert re.search(r'^  denied .*: 403 \{"message": "Forbidden"\}$', out, re.M)
-    audit = re.findall(r"^\S+ \S+\s+(ALLOWED|DENIED)\s+api\s", out, re.M)
-    assert sorted(audit) == ["ALLOWED", "ALLOWED", "DENIED"]
+    audit = re.findall(r"^\S+ \S+\s+(RELEASED|DENIED)\s+api\s", out, re.M)
+    assert sorted(audit) == ["DENIED", "RELEASED", "RELEASED"]
     assert "contact PII under the time-limited key instance/" in out

@@ -73,7 +73,7 @@ def test_doctor_passes_every_step_on_a_healthy_stack_audits_its_read_and_leaves_
 
     reads = [r for r in AuditTrail(boto3.client("dynamodb"), settings.audit_table).since(started)
              if r.vault_key == vault_key]
-    assert [(r.outcome.value, r.channel.value, r.reason) for r in reads] == [("ALLOWED", "cli", "atrest doctor smoke test")]
+    assert [(r.outcome.value, r.channel.value, r.reason) for r in reads] == [("RELEASED", "cli", "atrest doctor smoke test")]
 
     assert versions_of(settings.intake_bucket, intake_key) == []
     assert versions_of(settings.vault_bucket, vault_key) == []

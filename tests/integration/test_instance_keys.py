@@ -125,9 +125,14 @@ def test_a_process_that_cached_a_version_stops_decrypting_it_within_the_cache_tt
     clock.advance(seconds=settings.cache_ttl_seconds, minutes=5)  # the stack's writers have let it go; `warm` reads only
     expiry.shred(f"instance/{instance}", version)
 
-    assert decrypts(), "within the TTL the cached version still works: this is the documented bound"
-    while decrypts():
-        assert time.monotonic() - fetched < ttl, f"still decrypting a shredded version {ttl} s after caching it"
+    # The documented bound: a cached version may keep working after the shred, at most until its
+    # cache entry expires (at most `ttl` after it was fetched; the MPL may refresh it sooner).
+    # Each attempt is timed from its start: a busy machine may finish a cache hit late.
+    while True:
+        started = time.monotonic()
+        if not decrypts():
+            break
+        assert started - fetched < ttl, f"still decrypting a shredded version {ttl} s after caching it"
         time.sleep(0.25)
 
 

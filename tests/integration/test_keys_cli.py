@@ -114,3 +114,28 @@ def test_forget_instance_asks_for_yes_then_shreds_every_version(atrest, instance
     assert forgotten[0] == 0 and "2 version(s) shredded" in forgotten[1]
     listing = atrest("keys", "list", "--scope", f"instance/{instance}")[1]
     assert listing.count("SHREDDED") == 2 and "ACTIVE" not in listing
+
+
+def test_keys_shred_rotate_and_list_of_a_scope_without_a_branch_key_fail_and_say_where_to_look(atrest, clean_stack):
+    unknown = f"instance/{uuid.uuid4()}"
+
+    for command in (("shred", unknown), ("shred", unknown, "--yes"), ("shred", unknown, "--version", "v1", "--yes"),
+                    ("rotate", unknown), ("list", "--scope", unknown)):
+        code, out, err = atrest("keys", *command)
+
+        assert code == 1, (command, out)
+        assert f"{unknown} has no branch key" in err and "nothing was changed" in err, (command, err)
+        assert "atrest keys list" in err and "service/<key>" in err, (command, err)
+    assert unknown not in atrest("keys", "list")[1]
+
+
+def test_keys_rotate_and_shred_help_name_every_scope_form(capsys, monkeypatch):
+    from atrest.cli import main
+
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at hyphens, which would split the forms
+    for action in ("rotate", "shred", "list"):
+        with pytest.raises(SystemExit):
+            main(["keys", action, "--help"])
+        text = capsys.readouterr().out
+        for form in ("account/<account-id>", "account/<account-id>/<key>", "instance/<instance-id>", "service/<key>"):
+            assert form in text, (action, form, text)

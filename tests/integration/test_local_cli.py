@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import selectors
 import signal
@@ -34,9 +35,12 @@ class LocalUp:
     def __init__(self, tmp_path: Path, *args: str) -> None:
         self.state_file = tmp_path / "state" / "local-stack.json"
         self.log = tmp_path / "local-up.log"
+        # Its record of where the state file is goes here, never into the developer's own state directory.
+        self.environment = {**os.environ, "ATREST_STATE_HOME": str(tmp_path / "state-home")}
+        self.environment.pop("ATREST_STATE_FILE", None)
         self.process = subprocess.Popen(
             atrest("local", "up", "--state-file", str(self.state_file), *args),
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True,
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True, env=self.environment,
         )
         self.summary: dict[str, Any] = json.loads(self._first_line(timeout=60))
 
@@ -140,3 +144,53 @@ def test_local_invoke_without_a_running_stack_says_how_to_start_one(tmp_path):
     assert "no local stack is running" in invoked.stderr
     assert "start one with `atrest local up`" in invoked.stderr
     assert invoked.stdout == ""
+
+
+def test_local_invoke_from_any_directory_finds_the_stack_local_up_recorded_and_the_record_goes_with_it(
+        tmp_path, local_up_of_the_fixture_stack):
+    running = local_up_of_the_fixture_stack
+    record = tmp_path / "state-home" / "current-local-stack.json"
+    assert json.loads(record.read_text())["state_file"] == str(running.state_file.resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    invoked = subprocess.run(atrest("local", "invoke", "TickFunction"), cwd=elsewhere, env=running.environment,
+                             capture_output=True, text=True, timeout=60)
+
+    assert invoked.returncode == 0, invoked.stderr
+    assert json.loads(invoked.stdout)["ticked"] is True
+    assert running.stop(signal.SIGTERM) == (0, "")
+    assert not record.exists()
+    gone = subprocess.run(atrest("local", "invoke", "TickFunction"), cwd=elsewhere, env=running.environment,
+                          capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 2 and "no local stack is running" in gone.stderr
+    assert str(elsewhere / ".atrest" / "local-stack.json") in gone.stderr and str(record) in gone.stderr
+
+
+def test_local_invoke_of_an_event_naming_an_object_not_in_the_intake_says_to_upload_it_first(local_stack):
+    """The README's sample event names a recording; it does not carry one. Without the
+    object the function answers "source-missing": invoke says so up front, with the upload."""
+    from atrest.local.cli import missing_source_warnings
+
+    event = json.loads((REPO_ROOT / "events" / "s3-object-created-recording.json").read_text())
+    bucket = event["detail"]["bucket"]["name"]
+    assert bucket == local_stack.outputs["IntakeBucketName"]  # the sample names the local stack's intake
+    from urllib.parse import unquote_plus
+
+    key = unquote_plus(event["detail"]["object"]["key"])
+
+    (missing,) = missing_source_warnings(event, local_stack)
+
+    assert f"s3://{bucket}/{key} which is not in the local stack".replace(" which", ", which") in missing
+    assert "source-missing" in missing and f"aws s3 cp YOUR_FILE 's3://{bucket}/{key}'" in missing
+    assert local_stack.endpoint in missing and "version-id" in missing
+    s3 = emulator_client("s3", endpoint=local_stack.endpoint, region=local_stack.region)
+    current = s3.put_object(Bucket=bucket, Key=key, Body=b"RIFF")["VersionId"]
+    try:
+        (stale_version,) = missing_source_warnings(event, local_stack)
+        assert f"set the event's \"version-id\" to {current}" in stale_version
+        event["detail"]["object"]["version-id"] = current
+        assert missing_source_warnings(event, local_stack) == []
+        assert missing_source_warnings({"detail-type": "Object Created", "source": "aws.s3"}, local_stack) == []
+    finally:
+        s3.delete_object(Bucket=bucket, Key=key, VersionId=current)

@@ -426,3 +426,29 @@ def test_rekey_refuses_a_key_store_in_a_format_it_does_not_know_before_changing_
 
     assert code == 1 and "not in the MPL key store format" in err and "hierarchy-version 2" in err
     assert "nothing was changed" in err and _items(isolated.settings) == items
+
+
+def test_rekey_refuses_the_stacks_service_owned_key_for_the_customers_branch_keys_before_changing_anything(
+        isolated, atrest):
+    """AtrestServiceKmsKey wraps only the service's own branch keys (voiceprints): moving the
+    customer's branch keys, all or one data class's, under it is refused, in a dry run too."""
+    _messages(isolated.settings)
+    service_key = isolated.settings.service_kms_key_arn
+    assert service_key
+    items = _items(isolated.settings)
+
+    for args in (("--dry-run",), (), ("--data-class", "integration-configuration"),
+                 ("--data-class", "integration-configuration", "--dry-run")):
+        code, out, err = atrest("rekey", "--to-kms-key", service_key, *args)
+
+        assert code == 1, (args, out)
+        assert "service-owned KMS key (AtrestServiceKmsKey)" in err and "voiceprints" in err, (args, err)
+        assert "nothing was changed" in err and "plan" not in out and "re-wrap" not in out, (args, out)
+        assert _items(isolated.settings) == items, args
+    assert _bridge_grants_on(service_key) == set()
+    assert json.loads(isolated.state_file.read_text())["outputs"]["KmsKeyArn"] == isolated.old
+
+
+def _bridge_grants_on(key_arn: str) -> set[str]:
+    return {g.get("Name", "") for g in boto3.client("kms").list_grants(KeyId=key_arn)["Grants"]
+            if "-bridge:" in g.get("Name", "")}

@@ -83,8 +83,8 @@ def test_status_accounts_for_every_intake_object_per_class_and_says_the_totals_a
     assert classes["chat-transcript"]["oldest_pending"]
     assert report["excluded"] == {reasons["report"]: 1, reasons["marker"]: 1}
     assert report["totals"] | {"listed": 0, "accounted": 0} == {
-        "listed": 0, "accounted": 0, "encrypted_in_intake": 1, "pending": 5, "failed": 1, "excluded": 2,
-        "encrypted": 2, "source_deleted": 1, "source_kept": 1, "source_not_removed": 0}
+        "listed": 0, "accounted": 0, "encrypted_in_intake": 1, "pending": 5, "failed": 1, "vault_copies": 0,
+        "excluded": 2, "encrypted": 2, "source_deleted": 1, "source_kept": 1, "source_not_removed": 0}
     assert report["dead_letters"]["EncryptDeadLetterQueue"] == 2 and report["dead_letters_elsewhere"] == 1
     assert classes["call-recording"]["kms_key"] == settings.kms_key_arn
     scope = f"account/{settings.account_id}"
@@ -96,7 +96,7 @@ def test_status_accounts_for_every_intake_object_per_class_and_says_the_totals_a
 
     assert code == 0
     assert (f"summary: s3://{settings.intake_bucket} holds 9 objects, all accounted for: 1 encrypted (plaintext kept "
-            "or not yet removed) + 5 pending + 1 failed + 2 excluded") in text
+            "or not yet removed) + 5 pending + 1 failed + 0 vault copies + 2 excluded") in text
     assert f"  1  {reasons['report']}\n" in text and "key versions" in text and "dead-letter queues" in text
     assert f"  {settings.kms_key_arn} (the stack's key): " in text and "differs" not in text
     assert "\u202e" not in text
@@ -186,3 +186,81 @@ def test_listing_progress_goes_to_its_own_stream_a_line_at_a_time_when_not_a_ter
 
     lines = stream.getvalue().splitlines()
     assert [line.split(" (")[0] for line in lines] == ["status: 1,000 intake objects read", "status: 2,000 intake objects read"]
+
+
+def _row(text: str, first_cell: str) -> list[str]:
+    (row,) = [line for line in text.splitlines() if line.startswith(first_cell)]
+    return row.split()
+
+
+def test_status_shows_the_same_key_versions_expiry_and_object_counts_as_keys_list(settings, clean_stack, atrest):
+    """One source of truth: a version recorded with no expiry and a contact under it once
+    showed `expires -` and `objects 0` in status while `keys list` had the date and 1."""
+    from atrest.contacts import ContactProtector
+    from atrest.eventshapes import contact_event_from_eventbridge
+    from atrest.samples import contact_event
+
+    instance = str(uuid.uuid4())
+    event = contact_event(settings.account_id, "us-east-1", instance, str(uuid.uuid4()))
+    version = ContactProtector.from_settings(settings).protect(contact_event_from_eventbridge(event)).branch_key_version
+    scope = f"instance/{instance}"
+
+    listed = _row(atrest("keys", "list", "--scope", scope)[1], scope)
+    code, out, err = atrest("status")
+    report = json.loads(atrest("status", "--json")[1])
+
+    assert code == 0, err
+    assert listed[2] == "ACTIVE" and listed[-1] == "1" and listed[5] != "-"
+    shown = _row(out, scope)
+    assert shown[1] == version[:8] and shown[2] == "ACTIVE"
+    assert shown[3:] == listed[3:]  # created, expires and objects, as `keys list` prints them
+    (entry,) = [v for v in report["key_versions"] if v["branch_key_id"] == scope]
+    assert entry["objects"] == 1 and entry["expires"] and entry["version"] == version
+
+
+def test_a_vault_object_copied_into_the_intake_is_a_vault_copy_naming_its_record_not_pending(
+        settings, clean_stack, atrest):
+    s3 = boto3.client("s3")
+    key = f"uploads/original-{uuid.uuid4()}.csv"
+    version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=b"a,b\n1,2\n")["VersionId"]
+    outcome = EncryptPipeline.from_settings(settings).encrypt(SourceObject(settings.intake_bucket, key, version))
+    vault_key = outcome.vault_key
+    copy_key = f"uploads/restored-{uuid.uuid4()}.csv.esdk"
+    s3.copy_object(Bucket=settings.intake_bucket, Key=copy_key,
+                   CopySource={"Bucket": settings.vault_bucket, "Key": vault_key})
+    skipped = EncryptPipeline.from_settings(settings).encrypt(SourceObject(settings.intake_bucket, copy_key, None))
+    assert skipped.reason == "already-atrest-message"  # what the pipeline does with it: nothing, forever
+
+    report = json.loads(atrest("status", "--json")[1])
+    code, text, _ = atrest("status")
+    plaintext = atrest("status", "--plaintext")[1]
+
+    assert report["totals"]["vault_copies"] == 1 and report["totals"]["pending"] == 0
+    assert report["listed"] == report["totals"]["accounted"] == 1
+    assert code == 0 and "+ 0 pending + 0 failed + 1 vault copies +" in text
+    assert copy_key not in plaintext
+    from atrest.status import VaultCopyFinder, survey_intake
+    from atrest.clients import AwsClients
+    from atrest.data_classes import DataClassifier as Classifier
+
+    clients = AwsClients()
+    (found,) = survey_intake(settings, clients, Classifier.from_settings(settings), None, None,
+                             VaultCopyFinder(settings, clients))
+    assert found.state.value == "vault-copy" and found.copies == vault_key
+
+
+def test_status_counts_a_vault_object_overwritten_after_it_was_recorded_as_a_tamper_signal(
+        settings, clean_stack, atrest):
+    s3 = boto3.client("s3")
+    key = f"uploads/{uuid.uuid4()}.csv"
+    version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=b"x" * 10)["VersionId"]
+    vault_key = EncryptPipeline.from_settings(settings).encrypt(
+        SourceObject(settings.intake_bucket, key, version)).vault_key
+    assert json.loads(atrest("status", "--json")[1])["vault_overwritten"] == []
+
+    s3.put_object(Bucket=settings.vault_bucket, Key=vault_key, Body=b"not what was recorded")
+
+    report = json.loads(atrest("status", "--json")[1])
+    code, text, _ = atrest("status")
+    assert report["vault_overwritten"] == [vault_key] and report["vault_overwritten_checked"] is None
+    assert code == 0 and "vault objects overwritten: 1  <- TAMPER SIGNAL" in text and vault_key in text

@@ -1,8 +1,15 @@
 """The audit trail of reads: who decrypted what, when, and why (docs/audit.md).
 
-Every read of a vault object through the ReadObject API or `atrest decrypt` writes one
-item to the audit table before any plaintext exists, and every denied or refused read
-writes one too. Items are only ever added:
+One attempt, one final outcome. An attempt that is decided before any plaintext can
+exist (denied, not found, refused) is one item with its outcome. An attempt that goes on
+to decrypt writes a REQUESTED item first (before any plaintext exists: no record, no
+read) and then one outcome item beside it (same partition, the request's sort key plus
+`#outcome`, written only if none exists): RELEASED, REFUSED or FAILED. `attempts()` shows
+the pair as one row; a REQUESTED item with no outcome after its `deadline` shows as "no
+outcome (crashed?)", so a crash between the two writes still leaves a truthful row.
+The outcome is a second PutItem rather than an UpdateItem so that the table stays
+append-only for every principal (the resource policy denies UpdateItem) and the readers'
+roles need nothing but PutItem. Items are only ever added:
 
 - writes are PutItem with `attribute_not_exists(pk)`: an item is never replaced, not
   even by a retry (a retry gets a new id);
@@ -44,9 +51,21 @@ _deserializer = TypeDeserializer()
 
 
 class AuditOutcome(str, Enum):
-    ALLOWED = "ALLOWED"  # the caller may read it; the plaintext was (about to be) handed over
-    DENIED = "DENIED"  # the caller may not read it, it does not exist, or the request was malformed
+    REQUESTED = "REQUESTED"  # authorized and verified; decryption is starting (its outcome item follows)
+    RELEASED = "RELEASED"  # the plaintext was handed over (written to the file, staged for the URL)
     REFUSED = "REFUSED"  # the caller may read it, but atrest would not: shredded key, object and record disagree
+    DENIED = "DENIED"  # the caller may not read it, or the request was malformed
+    NOT_FOUND = "NOT_FOUND"  # a decryptor asked for something that has no atrest record
+    FAILED = "FAILED"  # decryption started and then broke (an error, not a verdict); nothing was handed over
+    # Written by versions before the one-row rule: allowed, with no record of what happened next.
+    ALLOWED = "ALLOWED"
+
+
+FINAL_OUTCOMES = (AuditOutcome.RELEASED, AuditOutcome.REFUSED, AuditOutcome.DENIED, AuditOutcome.NOT_FOUND,
+                  AuditOutcome.FAILED)
+OUTCOME_SUFFIX = "#outcome"
+NO_OUTCOME = "no outcome (crashed?)"
+IN_PROGRESS = "in progress"
 
 
 class Channel(str, Enum):
@@ -84,34 +103,62 @@ class AuditRecord:
     request_id: str | None = None
     at: str = field(default_factory=lambda: to_text(datetime.now(timezone.utc)))
     record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # From the verified message header when the attempt got that far (else the record's, or none).
+    source_bucket: str | None = None
+    source_key: str | None = None
+    source_version_id: str | None = None
+    instance: str | None = None
+    # REQUESTED: when its outcome must have been written by; an outcome: when it was decided.
+    deadline: str | None = None
+    decided_at: str | None = None
+    # True for the outcome item of a REQUESTED attempt (its sort key ends in #outcome); not stored.
+    _outcome_of_request: bool = field(default=False, repr=False, compare=False)
 
     @classmethod
     def of_read(cls, principal: str, channel: Channel, outcome: AuditOutcome, reason: str, requested: str,
                 record: Any = None, detail: str | None = None, contact_id: str | None = None,
-                request_id: str | None = None) -> "AuditRecord":
+                request_id: str | None = None, truth: Any = None) -> "AuditRecord":
         """A read as ReadObject and `atrest decrypt` record it: what was asked, and, when the
-        object's record was found (an `ObjectRecord`), its class, key version and contact."""
+        object's record was found (an `ObjectRecord`), its vault key and key version. The data
+        class, source, instance and contact come from `truth` (the verified message header,
+        `atrest.reader.HeaderTruth`) when the attempt got that far, else from the record."""
+        described = truth if truth is not None else record
         return cls(
             principal=principal, channel=channel, outcome=outcome, reason=reason,
             requested=requested[:MAX_REQUESTED_LENGTH],
             vault_key=record.vault_key if record else None,
-            data_class=record.data_class if record else None,
+            data_class=described.data_class if described else None,
             branch_key_id=record.branch_key_id if record else None,
             branch_key_version=record.branch_key_version if record else None,
-            contact_id=(record.contact_id if record else None) or contact_id,
+            contact_id=(described.contact_id if described else None) or contact_id,
             detail=detail[:MAX_DETAIL_LENGTH] if detail else None,
             request_id=request_id,
+            source_bucket=described.source_bucket if described else None,
+            source_key=described.source_key if described else None,
+            source_version_id=described.source_version_id if described else None,
+            instance=described.instance if described else None,
         )
 
     @property
     def sort_key(self) -> str:
         return f"{self.at}#{self.record_id}"
 
+    def concluded(self, outcome: AuditOutcome, detail: str | None = None,
+                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> "AuditRecord":
+        """The outcome item of this REQUESTED attempt: the same attempt (time, id, what was
+        read) with its final outcome and when it was decided."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(outcome=outcome, detail=detail[:MAX_DETAIL_LENGTH] if detail else None, deadline=None,
+                      decided_at=to_text(now()), _outcome_of_request=True)
+        return AuditRecord(**values)
+
     def to_item(self) -> dict[str, Any]:
-        plain: dict[str, Any] = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items() if v is not None}
-        plain.update(pk=_day(self.at), sk=self.sort_key)
+        plain: dict[str, Any] = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()
+                                 if v is not None and not k.startswith("_")}
+        sort_key = self.sort_key + (OUTCOME_SUFFIX if self._outcome_of_request else "")
+        plain.update(pk=_day(self.at), sk=sort_key)
         if self.contact_id:
-            plain.update(gsi1pk=contact_partition(self.contact_id), gsi1sk=self.sort_key)
+            plain.update(gsi1pk=contact_partition(self.contact_id), gsi1sk=sort_key)
         return {k: _serializer.serialize(v) for k, v in plain.items()}
 
     @classmethod
@@ -120,10 +167,19 @@ class AuditRecord:
         values = {f.name: plain[f.name] for f in fields(cls) if f.name in plain}
         values["channel"] = Channel(values["channel"])
         values["outcome"] = AuditOutcome(values["outcome"])
+        values["_outcome_of_request"] = str(plain.get("sk", "")).endswith(OUTCOME_SUFFIX)
         return cls(**values)
 
+    def state(self, now: datetime | None = None) -> str:
+        """The outcome as `atrest audit` shows it: a REQUESTED attempt with no outcome is "in
+        progress" until its deadline and "no outcome (crashed?)" after it."""
+        if self.outcome is not AuditOutcome.REQUESTED:
+            return self.outcome.value
+        current = to_text(now or datetime.now(timezone.utc))
+        return NO_OUTCOME if self.deadline is None or current > self.deadline else IN_PROGRESS
+
     def as_dict(self) -> dict[str, Any]:
-        return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()}
+        return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items() if not k.startswith("_")}
 
 
 class AuditTrail:
@@ -141,6 +197,21 @@ class AuditTrail:
                 "(stack output AuditTableName; deploy the current template.yaml to get one)"
             )
         return cls(dynamodb, table_name)
+
+    def begin(self, entry: AuditRecord, allowed_for: timedelta) -> AuditRecord:
+        """Append the REQUESTED item of an attempt about to decrypt; its outcome must follow
+        (`conclude`) within `allowed_for`, else `atrest audit` shows "no outcome (crashed?)"."""
+        at = datetime.fromisoformat(entry.at.replace("Z", "+00:00"))
+        values = {f.name: getattr(entry, f.name) for f in fields(entry)}
+        values.update(outcome=AuditOutcome.REQUESTED, deadline=to_text(at + allowed_for), decided_at=None)
+        return self.record(AuditRecord(**values))
+
+    def conclude(self, requested: AuditRecord, outcome: AuditOutcome, detail: str | None = None) -> AuditRecord:
+        """Append the one outcome item of a REQUESTED attempt. A second outcome for the same
+        attempt is refused (`AuditWriteError`): an attempt has one final outcome."""
+        if requested.outcome is not AuditOutcome.REQUESTED or outcome not in FINAL_OUTCOMES:
+            raise ValueError(f"an outcome item concludes a REQUESTED attempt with a final outcome, not {outcome}")
+        return self.record(requested.concluded(outcome, detail))
 
     def record(self, entry: AuditRecord) -> AuditRecord:
         """Append `entry`. Raises `AuditWriteError` when it cannot be written, including when
@@ -185,11 +256,24 @@ class AuditTrail:
 
     def _query(self, **kwargs: Any) -> list[AuditRecord]:
         paginator = self.dynamodb.get_paginator("query")
-        return [
+        return attempts([
             AuditRecord.from_item(item)
             for page in paginator.paginate(TableName=self.table_name, **kwargs)
             for item in page.get("Items", [])
-        ]
+        ])
+
+
+def attempts(items: list[AuditRecord]) -> list[AuditRecord]:
+    """One row per attempt, in the order of `items`: a REQUESTED item and its outcome item
+    become the outcome item (which carries the whole attempt); a REQUESTED item alone stays."""
+    outcomes = {item.sort_key: item for item in items if item._outcome_of_request}
+    rows = []
+    for item in items:
+        if item._outcome_of_request:
+            continue
+        rows.append(outcomes.pop(item.sort_key, item))
+    # An outcome whose REQUESTED item fell outside the query (it cannot: same keys) is kept, not hidden.
+    return rows + list(outcomes.values())
 
 
 def _days(first: date, last: date) -> Iterator[date]:
@@ -251,8 +335,17 @@ def printable(text: str | None, width: int | None = None) -> str:
     return clean
 
 
-def summarize(records: list[AuditRecord]) -> dict[str, int]:
-    counts = {outcome.value.lower(): 0 for outcome in AuditOutcome}
+SUMMARY_COUNTS = ("released", "refused", "denied", "not_found", "failed", "no_outcome", "in_progress")
+
+
+def summarize(records: list[AuditRecord], now: datetime | None = None) -> dict[str, int]:
+    """How many attempts ended how (one per attempt: `records` are `attempts()` rows). Rows of
+    versions before the one-row rule (ALLOWED) are counted as `allowed_before_outcomes`."""
+    counts = dict.fromkeys(SUMMARY_COUNTS, 0)
     for record in records:
-        counts[record.outcome.value.lower()] += 1
-    return {"records": len(records), **counts}
+        state = record.state(now)
+        name = {NO_OUTCOME: "no_outcome", IN_PROGRESS: "in_progress"}.get(state, state.lower())
+        if record.outcome is AuditOutcome.ALLOWED:
+            name = "allowed_before_outcomes"
+        counts[name] = counts.get(name, 0) + 1
+    return {"attempts": len(records), **counts}

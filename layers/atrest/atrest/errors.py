@@ -29,3 +29,16 @@ class DecryptRefusedError(AtrestError):
 
 class ShredTooEarlyError(AtrestError):
     """A retired branch key version that some writer may still use as its active version."""
+
+
+class RecordMismatchError(DecryptRefusedError):
+    """A record's top-level fields (data class, source, instance, contact) disagree with what
+    the verified message header proves; nothing was decrypted."""
+
+
+class OutputPathError(AtrestError):
+    """`atrest decrypt -o` names a place plaintext cannot or must not be written; nothing was read."""
+
+
+class AmbiguousSourceError(AtrestError):
+    """A source location names several encrypted versions; the message lists them."""

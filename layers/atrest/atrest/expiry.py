@@ -51,6 +51,22 @@ ROTATION_LEASE = timedelta(minutes=20)
 CLOCK_SKEW_MARGIN = timedelta(minutes=5)
 
 
+# Every form a branch key scope takes (atrest.scopes), for messages that send the operator back to them.
+SCOPE_FORMS = "account/<account-id>, account/<account-id>/<key>, instance/<instance-id> or service/<key>"
+
+
+class UnknownBranchKeyError(AtrestError):
+    """Neither the key store nor the metadata table knows the branch key; nothing was changed."""
+
+    def __init__(self, branch_key_id: str, action: str) -> None:
+        super().__init__(
+            f"{branch_key_id} has no branch key: neither the key store nor the metadata table has a version of it, so "
+            f"there is nothing to {action}; nothing was changed. Check the scope against `atrest keys list` (every "
+            f"branch key of the stack; scopes are {SCOPE_FORMS}). A scope's key is created when its first data is "
+            "encrypted"
+        )
+
+
 @dataclass(frozen=True)
 class Rotation:
     branch_key_id: str
@@ -152,7 +168,11 @@ class KeyExpiry:
         now = self.clock.now()
         report = ExpiryReport(run_id=str(uuid.uuid4()), at=to_text(now))
         if self.keystore.describe_active(branch_key_id) is None:
-            raise AtrestError(f"{branch_key_id} has no branch key yet (it is created when its first data is encrypted)")
+            if self.records.key_versions(branch_key_id):
+                raise AtrestError(f"{branch_key_id} has no active version to rotate: every version of it was "
+                                  f"shredded (see `atrest keys list --scope {branch_key_id}`); its next data creates "
+                                  "a new one")
+            raise UnknownBranchKeyError(branch_key_id, "rotate")
         self._settle(branch_key_id, now, report, force=True)
         if report.busy:
             raise AtrestError(
@@ -258,8 +278,13 @@ class KeyExpiry:
         it leaves unreadable, counted now, and from when it may be shredded.
 
         Without `version`: every RETIRED version of the key. A rotation not yet recorded is
-        recorded first, so its version's retirement (and writers' deadline) starts now."""
+        recorded first, so its version's retirement (and writers' deadline) starts now.
+        A branch key neither the key store nor the records know is `UnknownBranchKeyError`:
+        "nothing to shred" there is almost always a mistyped scope, not a finished job."""
         active = self.keystore.describe_active(branch_key_id)
+        if active is None and not self.records.key_versions(branch_key_id) \
+                and not self.keystore.versions(branch_key_id):
+            raise UnknownBranchKeyError(branch_key_id, "shred")
         if active is not None:
             self._finish_rotations(branch_key_id, active, {r.version: r for r in self.records.key_versions(branch_key_id)},
                                    self.lifetimes.for_branch_key(branch_key_id), self.clock.now(),

@@ -79,11 +79,14 @@ def parse_read_request(body: str | None, is_base64: bool = False) -> ReadRequest
 
 @dataclass
 class ApiResponse:
-    """What ReadObject answers, and how many objects each audit outcome counted (for metrics)."""
+    """What ReadObject answers, how many objects each audit outcome counted and how many
+    were overwritten in the vault (for metrics)."""
 
     status: int
     body: dict[str, Any]
     outcomes: Counter = field(default_factory=Counter)
+    # Objects whose vault key holds versions newer than the recorded one (a tamper signal).
+    overwritten: int = 0
 
     def for_function_url(self) -> dict[str, Any]:
         return {

@@ -167,6 +167,31 @@ def _parse_arn(arn: str) -> re.Match[str]:
     return match
 
 
+def refuse_service_key(target_arn: str, settings: Settings) -> None:
+    """Raise `TargetKeyError` when `target_arn` is the stack's service-owned KMS key
+    (`AtrestServiceKmsKey`, `settings.service_kms_key_arn`).
+
+    That key wraps only the service's own branch keys (voiceprints), in a key store apart
+    from the customer's, so that no customer decision reaches them and no customer data
+    depends on a key the customer does not own. Moving the customer's branch keys (all of
+    them, or one data class's) under it would break both promises, so it is refused
+    before anything is read or changed. Compared by key id: the same key can be spelled
+    with another partition or account alias in the ARN, its id cannot."""
+    service = settings.service_kms_key_arn
+    if not service or not target_arn:
+        return
+    target_match, service_match = KEY_ARN.match(target_arn.strip()), KEY_ARN.match(service)
+    same = (target_match.group(4) == service_match.group(4) if target_match and service_match
+            else target_arn.strip() == service)
+    if same:
+        raise TargetKeyError(
+            f"{target_arn} is the stack's service-owned KMS key (AtrestServiceKmsKey): it wraps only the service's "
+            "own branch keys (voiceprints, service/... scopes) and never customer data, so no rekey may move the "
+            "customer's branch keys under it; choose a customer managed key of your own (docs/byok.md); "
+            "nothing was changed"
+        )
+
+
 def validate_target(kms: Any, target_arn: str, settings: Settings, region: str) -> dict[str, Any]:
     """Raise `TargetKeyError` (naming the reason) unless the stack can switch to `target_arn`.
 
@@ -175,6 +200,7 @@ def validate_target(kms: Any, target_arn: str, settings: Settings, region: str) 
     policy statements are constrained to). Returns the key's metadata.
     """
     match = _parse_arn(target_arn)
+    refuse_service_key(target_arn, settings)
     if match.group(2) != region:
         raise TargetKeyError(
             f"{target_arn} is in region {match.group(2)} but the stack runs in {region}: the key store calls KMS in "
@@ -220,7 +246,9 @@ def plan_rekey(dynamodb: Any, settings: Settings, target_arn: str, configured_ar
     """Every key store item of the branch keys in scope (`only`, else all but `excluded`),
     split into those still on another key and those on the target.
 
-    Checks every item's format first (`KeyStoreFormatError`, nothing changed)."""
+    Checks every item's format first (`KeyStoreFormatError`, nothing changed), and
+    refuses the service-owned key as a target (`refuse_service_key`) before reading any."""
+    refuse_service_key(target_arn, settings)
     check_library_version()
     pending, done = [], []
     excluded = dict(excluded or {})

@@ -1,4 +1,8 @@
-"""`atrest audit [--contact ID] [--since 24h|7d|ISO-8601] [--json]`: who read what, when and why."""
+"""`atrest audit [--contact ID] [--since 24h|7d|ISO-8601] [--json]`: who read what, when and why.
+
+One row per attempt with its final outcome (docs/audit.md): a REQUESTED item and its
+outcome item are shown as one row, and a REQUESTED item left without an outcome past its
+deadline as "no outcome (crashed?)"."""
 
 from __future__ import annotations
 
@@ -10,7 +14,13 @@ from atrest.commands.common import add_stack_options
 
 
 def register(subparsers: Any) -> None:
-    audit = subparsers.add_parser("audit", help="list audited reads (ReadObject and atrest decrypt), allowed and denied")
+    audit = subparsers.add_parser(
+        "audit", help="list audited reads (ReadObject and atrest decrypt) and their outcomes",
+        description="List read attempts from the audit trail, one row per attempt with its outcome: RELEASED "
+                    "(plaintext handed over), REFUSED (with the reason), DENIED (not a decryptor, malformed request), "
+                    "NOT_FOUND, FAILED, or 'no outcome (crashed?)' for an attempt that recorded its start and never "
+                    "its end. Data class, source and contact are those the verified message header proved. "
+                    "Needs dynamodb:Query on the audit table. See docs/audit.md.")
     audit.add_argument("--contact", metavar="ID", help="only records naming this Amazon Connect contact id (its whole history)")
     audit.add_argument("--since", metavar="WHEN",
                        help="how far back: 30m, 24h, 7d, or an ISO 8601 date/time (default 24h; with --contact: everything)")
@@ -36,14 +46,22 @@ def run(args: argparse.Namespace) -> int:
         scope = f"since {since.isoformat(timespec='seconds')}"
     summary = summarize(records)
     if args.json:
-        print(json.dumps({"scope": scope, "summary": summary, "records": [r.as_dict() for r in records]}, indent=2))
+        print(json.dumps({"scope": scope, "summary": summary, "records": [{**r.as_dict(), "state": r.state()} for r in records]}, indent=2))
         return 0
     if records:
         print(render_audit_table(records))
         print()
-    print(f"{summary['records']} audited reads ({scope}): {summary['allowed']} allowed, "
-          f"{summary['denied']} denied, {summary['refused']} refused")
+    print(summary_line(summary, scope))
     return 0
+
+
+def summary_line(summary: dict[str, int], scope: str) -> str:
+    counted = [f"{summary[name]} {name.replace('_', ' ')}" for name in
+               ("released", "refused", "denied", "not_found", "failed")]
+    counted += [f"{summary[name]} {label}" for name, label in (
+        ("no_outcome", "without an outcome (crashed?)"), ("in_progress", "in progress"),
+        ("allowed_before_outcomes", "allowed (recorded before outcomes were)")) if summary.get(name)]
+    return f"{summary['attempts']} read attempts ({scope}): " + ", ".join(counted)
 
 
 def render_audit_table(records: list[Any]) -> str:
@@ -54,7 +72,7 @@ def render_audit_table(records: list[Any]) -> str:
     rows = [
         (
             r.at[:19].replace("T", " "),
-            r.outcome.value,
+            r.state(),
             r.channel.value,
             printable(parse_principal(r.principal).short, 40),
             r.data_class or "-",

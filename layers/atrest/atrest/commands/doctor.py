@@ -96,7 +96,7 @@ def _resource_names(args: argparse.Namespace, deployment: Any, from_variables: b
     """logical id -> physical id: CloudFormation's stack resources on AWS, the state file's locally."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from atrest.deployment import DEFAULT_STACK, DEFAULT_STATE_FILE, load_local_state
+    from atrest.deployment import DEFAULT_STACK, find_local_state_file, load_local_state
 
     if deployment.on_aws:
         cloudformation = clients.client("cloudformation")
@@ -112,5 +112,6 @@ def _resource_names(args: argparse.Namespace, deployment: Any, from_variables: b
         return on_aws
     if from_variables:
         return lambda _logical_id: None
-    resources = load_local_state(args.state_file or DEFAULT_STATE_FILE).get("resources", {})
+    state_file = find_local_state_file(args.state_file).found
+    resources = load_local_state(state_file).get("resources", {}) if state_file is not None else {}
     return lambda logical_id: (resources.get(logical_id) or {}).get("physical_id")

@@ -25,12 +25,12 @@ def register(subparsers: Any) -> None:
 
 
 def _stack_name(args: argparse.Namespace) -> str:
-    from atrest.deployment import DEFAULT_STACK, DEFAULT_STATE_FILE
+    from atrest.deployment import DEFAULT_STACK, find_local_state_file
 
     if args.stack_name:
         return str(args.stack_name)
-    path = args.state_file or DEFAULT_STATE_FILE
-    if not os.environ.get("ATREST_VAULT_BUCKET") and path.exists():
+    path = find_local_state_file(args.state_file).found
+    if not os.environ.get("ATREST_VAULT_BUCKET") and path is not None and path.exists():
         return str(json.loads(path.read_text()).get("stack_name") or DEFAULT_STACK)
     return DEFAULT_STACK
 

@@ -9,27 +9,50 @@ from atrest.commands.common import add_stack_options
 from atrest.errors import AtrestError, ShredTooEarlyError
 
 
+# Every form of a scope (atrest.scopes.BranchKeyScope), named in each command that takes one.
+SCOPE_HELP = ("a branch key scope: account/<account-id> (recordings, transcripts, knowledge documents), "
+              "account/<account-id>/<key> (an account data class with a key of its own, e.g. integration "
+              "configuration), instance/<instance-id> (contact PII of one Amazon Connect instance) or service/<key> "
+              "(service-owned, e.g. voiceprints); `atrest keys list` shows every one the stack has")
+
+
 def register(subparsers: Any) -> None:
-    keys = subparsers.add_parser("keys", help="list, rotate, expire and shred branch key versions")
+    keys = subparsers.add_parser(
+        "keys", help="list, rotate, expire and shred branch key versions",
+        description="Branch key versions and their lifetimes (docs/keys.md): list them, rotate a key now, run the "
+        "ExpireKeys schedule's work once, or shred retired versions.")
     actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
 
-    listing = actions.add_parser("list", help="every branch key version: state, created, expires, objects under it")
-    listing.add_argument("--scope", help="one branch key: account/<id> or instance/<id> (default: every key in the store)")
+    listing = actions.add_parser(
+        "list", help="every branch key version: state, created, expires, objects under it",
+        description="Every branch key version of the stack (or of one scope): its state, when it was created, when it "
+        "expires (ACTIVE: rotation due; RETIRED: shred due; SHREDDED: when it was shredded) and the objects under it.")
+    listing.add_argument("--scope", help=f"only this branch key (default: every key in the stores); {SCOPE_HELP}")
     add_stack_options(listing)
     listing.set_defaults(run=run_list)
 
-    rotate = actions.add_parser("rotate", help="rotate a branch key now (new data uses a new version; old data still decrypts)")
-    rotate.add_argument("scope", help="account/<id> or instance/<id>")
+    rotate = actions.add_parser(
+        "rotate", help="rotate a branch key now (new data uses a new version; old data still decrypts)",
+        description="Rotate one branch key now, whatever its age: new data is encrypted under a new version, data "
+        "under the old one still decrypts. Fails, changing nothing, for a scope that has no branch key.")
+    rotate.add_argument("scope", help=SCOPE_HELP)
     add_stack_options(rotate)
     rotate.set_defaults(run=run_rotate)
 
-    expire = actions.add_parser("expire", help="run the ExpireKeys schedule's work once")
+    expire = actions.add_parser(
+        "expire", help="run the ExpireKeys schedule's work once",
+        description="Run the ExpireKeys schedule's work once: rotate expired keys, retire their old versions and "
+        "shred retired versions whose retention is over.")
     expire.add_argument("--now", action="store_true", help="required: run it now, as the schedule would")
     add_stack_options(expire)
     expire.set_defaults(run=run_expire)
 
-    shred = actions.add_parser("shred", help="shred retired versions now: data under them becomes unreadable")
-    shred.add_argument("scope", help="account/<id> or instance/<id>")
+    shred = actions.add_parser(
+        "shred", help="shred retired versions now: data under them becomes unreadable",
+        description="Shred RETIRED versions of one branch key now, before their retention ends: what they protect "
+        "becomes unreadable for good. Without --yes it only shows what would become unreadable. Fails, changing "
+        "nothing, for a scope that has no branch key.")
+    shred.add_argument("scope", help=SCOPE_HELP)
     shred.add_argument("--version", help="one retired version (default: every RETIRED version of the key)")
     shred.add_argument("--yes", action="store_true", help="really shred (without it: only show what would become unreadable)")
     add_stack_options(shred)
@@ -66,6 +89,10 @@ def render_versions(views: list[Any]) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     views = _expiry(args).inventory(_scope(args.scope) if args.scope else None)
+    if not views and args.scope:
+        from atrest.expiry import UnknownBranchKeyError
+
+        raise UnknownBranchKeyError(_scope(args.scope), "list")
     if not views:
         print("no branch keys yet (a scope's key is created when its first data is encrypted)")
         return 0

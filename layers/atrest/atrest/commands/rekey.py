@@ -50,12 +50,11 @@ class ProgressBar:
 
 def _local_state_path(args: argparse.Namespace) -> Path | None:
     """The local stack state file `resolve_deployment` uses for these arguments, if any."""
-    from atrest.deployment import DEFAULT_STATE_FILE
+    from atrest.deployment import find_local_state_file
 
     if args.stack_name is not None or os.environ.get("ATREST_VAULT_BUCKET"):
         return None
-    path = args.state_file or DEFAULT_STATE_FILE
-    return path if (args.state_file is not None or path.exists()) else None
+    return find_local_state_file(args.state_file).found
 
 
 def switch_local_configuration(state_path: Path, kms_key_arn: str) -> None:

@@ -157,15 +157,16 @@ def render(report: Any) -> str:
     busy = [c for c in report.classes if c.encrypted or c.in_intake]
     rows = [
         (c.data_class, c.scope, c.encrypted, c.source_deleted, c.source_kept, human_bytes(c.bytes_encrypted),
-         c.in_intake, c.pending, c.failed, human_bytes(c.bytes_pending), (c.oldest_pending or "-")[:19])
+         c.in_intake, c.pending, c.failed, c.vault_copies, human_bytes(c.bytes_pending), (c.oldest_pending or "-")[:19])
         for c in busy
     ]
     parts.append(table(("data class", "scope", "encrypted", "src deleted", "src kept", "bytes", "in intake",
-                        "pending", "failed", "pending bytes", "oldest unencrypted"),
-                       rows, right=(2, 3, 4, 5, 6, 7, 8, 9)) if rows else "  (no objects yet)")
+                        "pending", "failed", "vault copies", "pending bytes", "oldest unencrypted"),
+                       rows, right=(2, 3, 4, 5, 6, 7, 8, 9, 10)) if rows else "  (no objects yet)")
     if rows:
         parts.append("  encrypted: recorded in the metadata table (src: its plaintext source); in intake: its objects "
-                     "in the intake now = encrypted with the plaintext still there + pending + failed")
+                     "in the intake now = encrypted with the plaintext still there + pending + failed + vault copies "
+                     "(atrest messages, e.g. a vault object copied back: not plaintext, left alone)")
     idle = sorted({c.data_class for c in report.classes} - {c.data_class for c in busy})
     if idle:
         parts.append(f"  no objects: {', '.join(idle)}")
@@ -176,14 +177,16 @@ def render(report: Any) -> str:
     else:
         parts.append("  none")
     parts.append("")
-    parts.append("key versions")
+    parts.append("key versions (as `atrest keys list`: expires = rotation due, shred due, or when shredded)")
     version_rows = [
-        (v.branch_key_id, v.version[:8], v.state.value, v.created_at[:19], (v.expires_at or "-")[:19],
-         report.objects_per_key_version.get(f"{v.branch_key_id}#{v.version}", 0))
+        (v.branch_key_id, v.version[:8], v.state, _when(v.created),
+         ("shredded " if v.state == "SHREDDED" else "") + (_when(v.expires) if v.expires else "never"), v.objects)
         for v in report.key_versions
     ]
     parts.append(table(("scope", "version", "state", "created", "expires", "objects"), version_rows, right=(5,))
                  if version_rows else "  (no branch keys yet: they are created with the first object)")
+    parts.append("")
+    parts.extend(vault_integrity(report))
     parts.append("")
     parts.append(f"KMS key (configured): {report.configured_kms_key}")
     if report.service_kms_key:
@@ -214,11 +217,33 @@ def render(report: Any) -> str:
     return "\n".join(parts)
 
 
+def _when(text: str | None) -> str:
+    from atrest.commands.keys import _when as keys_when
+
+    return keys_when(text)
+
+
+def vault_integrity(report: Any) -> list[str]:
+    """Vault objects written over since they were recorded: nobody should ever do that."""
+    if report.vault_overwritten_checked is not None:
+        return [f"vault objects overwritten: not checked (the vault bucket's versions could not be listed: "
+                f"{report.vault_overwritten_checked})"]
+    if not report.vault_overwritten:
+        return ["vault objects overwritten: none (every vault object is the version its record names)"]
+    lines = [f"vault objects overwritten: {len(report.vault_overwritten)}  <- TAMPER SIGNAL: a newer version than "
+             "the one recorded; readers get the new bytes. Find who wrote it (CloudTrail), restore the recorded "
+             "version (docs/operations.md, VaultObjectOverwritten)"]
+    lines.extend(f"  {key}" for key in report.vault_overwritten[:20])
+    if len(report.vault_overwritten) > 20:
+        lines.append(f"  ... and {len(report.vault_overwritten) - 20} more (`atrest status --json`)")
+    return lines
+
+
 def summary(report: Any) -> list[str]:
     """The closing lines: the intake accounted for, what is encrypted, what to do next."""
     t = report.totals()
     intake = (f"{t['encrypted_in_intake']} encrypted (plaintext kept or not yet removed) + {t['pending']} pending + "
-              f"{t['failed']} failed + {t['excluded']} excluded")
+              f"{t['failed']} failed + {t['vault_copies']} vault copies + {t['excluded']} excluded")
     if t["accounted"] == t["listed"]:
         lines = [f"summary: s3://{report.bucket} holds {t['listed']} objects, all accounted for: {intake}"]
     else:  # a bug if it ever shows: every listed object is given exactly one state
@@ -234,6 +259,9 @@ def summary(report: Any) -> list[str]:
     if t["pending"] or t["source_not_removed"]:
         lines.append("  pending: new uploads are encrypted as their events arrive; objects older than the stack, or "
                      "whose run stopped, need `atrest backfill`")
-    if t["listed"] - t["encrypted_in_intake"]:
+    if report.vault_copies_unchecked:
+        lines.append(f"  {report.vault_copies_unchecked} unrecorded object(s) counted pending without reading their "
+                     "first bytes (only the first 1,000 are checked for vault copies per run)")
+    if t["listed"] - t["encrypted_in_intake"] - t["vault_copies"]:
         lines.append("  list the keys still in plaintext: `atrest status --plaintext`")
     return lines

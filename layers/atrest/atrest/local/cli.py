@@ -2,7 +2,9 @@
 
 `up` starts the emulator, provisions template.yaml into it, runs the functions on their
 events, writes the state file and prints one line of JSON (endpoint, names, ARNs) on
-stdout; progress and function logs go to stderr. It runs until SIGINT or SIGTERM.
+stdout; progress and function logs go to stderr. It runs until SIGINT or SIGTERM. It also
+records where its state file is in a per-user place (`atrest.deployment.state_home`), so
+every `atrest` command finds the running stack from any directory.
 
 `invoke` is `sam local invoke` for that running stack: one invocation, in this process,
 of a function of template.yaml with the environment resolved against the stack.
@@ -14,12 +16,19 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+from atrest.deployment import (
+    STATE_FILE_VARIABLE,
+    find_local_state_file,
+    forget_local_state_file,
+    record_local_state_file,
+)
 from atrest.local.stack import DEFAULT_STATE_FILE, LocalStackState
 
 if importlib.util.find_spec("moto") is None:  # the `local` extra; `atrest` then says how to install it
@@ -73,7 +82,8 @@ def register(subparsers: Any) -> None:
                          "ExpireKeys and SweepRetrievals fire on the rates the template gives them)")
     up.add_argument("--retry-delay", type=int, default=2, metavar="SECONDS",
                     help="how long a failed SQS message waits before its retry (default: 2)")
-    up.add_argument("--state-file", type=Path, help=f"where to write the stack's state (default: {DEFAULT_STATE_FILE} of this project)")
+    up.add_argument("--state-file", type=Path, help=f"where to write the stack's state (default: $ATREST_STATE_FILE, "
+                    f"else {DEFAULT_STATE_FILE} of this project)")
     up.set_defaults(run=run_up)
 
     invoke = commands.add_parser(
@@ -87,7 +97,9 @@ def register(subparsers: Any) -> None:
     invoke.add_argument("function", metavar="FunctionLogicalId", help="logical id of the function in template.yaml")
     invoke.add_argument("-e", "--event", help="JSON event file, '-' for stdin (default: {})")
     invoke.add_argument("--template", type=Path, help="template (default: the one the running stack was created from)")
-    invoke.add_argument("--state-file", type=Path, help=f"state of the running stack (default: {DEFAULT_STATE_FILE} of this project)")
+    invoke.add_argument("--state-file", type=Path, help="state of the running stack (default: as every atrest command "
+                        f"finds it: $ATREST_STATE_FILE, {DEFAULT_STATE_FILE} here or in a parent directory, else the "
+                        "one the running `atrest local up` recorded)")
     invoke.set_defaults(run=run_invoke)
 
 
@@ -174,7 +186,7 @@ def run_up(args: argparse.Namespace) -> int:
     _configure_logging()
     root = project_root()
     template = (args.template or root / "template.yaml").resolve()
-    state_file = (args.state_file or root / DEFAULT_STATE_FILE).resolve()
+    state_file = _state_file_to_write(args.state_file, root)
     try:
         overrides = parse_parameter_overrides(args.parameter_overrides)
         if state_file.exists():
@@ -205,6 +217,7 @@ def run_up(args: argparse.Namespace) -> int:
         for note, logical_ids in by_note.items():
             log.info("%s: %s", ", ".join(logical_ids), note)
         state.write(state_file)
+        record_local_state_file(state_file, emulator.endpoint)
         runner = Runner(
             state,
             retry_delay_seconds=args.retry_delay,
@@ -227,9 +240,17 @@ def run_up(args: argparse.Namespace) -> int:
             runner.stop()
         if emulator.running:
             _remove_state_file(state_file, emulator.endpoint)
+            forget_local_state_file(state_file)
             emulator.stop()
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
+
+
+def _state_file_to_write(named: Path | None, root: Path) -> Path:
+    """--state-file, else ATREST_STATE_FILE (so `local up` and the commands that read the
+    stack agree on it), else the project's `.atrest/local-stack.json`."""
+    variable = os.environ.get(STATE_FILE_VARIABLE)
+    return (named or (Path(variable).expanduser() if variable else root / DEFAULT_STATE_FILE)).resolve()
 
 
 def _remove_state_file(state_file: Path, endpoint: str) -> None:
@@ -250,10 +271,11 @@ def run_invoke(args: argparse.Namespace) -> int:
     from atrest.local.template import StackTemplate, TemplateError, TemplateEvaluator
 
     _configure_logging()
-    state_file = (args.state_file or project_root() / DEFAULT_STATE_FILE).resolve()
+    search = find_local_state_file(args.state_file)
     try:
-        if not state_file.is_file():
-            raise LocalCommandError(f"no local stack is running (no state file at {state_file}); {NO_STACK_HINT}")
+        if search.found is None or not search.found.is_file():
+            raise LocalCommandError(f"no local stack is running (no state file at {search.places()}); {NO_STACK_HINT}")
+        state_file = search.found.resolve()
         try:
             state = LocalStackState.read(state_file)
         except (ValueError, KeyError) as error:
@@ -282,6 +304,8 @@ def run_invoke(args: argparse.Namespace) -> int:
     except (LocalCommandError, TemplateError) as error:
         return _fail(error)
 
+    for warning in missing_source_warnings(event, state):
+        print(f"atrest local: {warning}", file=sys.stderr, flush=True)
     function = InProcessFunction(
         functions[args.function], emulator_environment(state.endpoint, state.region), stdout=sys.stderr
     )
@@ -304,3 +328,83 @@ def _read_event(source: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise LocalCommandError(f"the event in {source} is not JSON: {error}") from None
+
+
+def event_sources(event: Any) -> list[Any]:
+    """The S3 objects an event names: an S3 "Object Created" EventBridge event, an SQS batch
+    of them, or a backfill batch. Anything else names none."""
+    from atrest.errors import AtrestError
+    from atrest.eventshapes import (
+        is_backfill_batch,
+        source_from_object_created,
+        source_from_sqs_body,
+        sources_from_backfill_batch,
+    )
+
+    if not isinstance(event, dict):
+        return []
+    try:
+        if event.get("detail-type") == "Object Created":
+            return [source_from_object_created(event)]
+        if is_backfill_batch(event):
+            return list(sources_from_backfill_batch(event))
+        records = event.get("Records")
+        if isinstance(records, list):
+            return [source_from_sqs_body(r["body"]) for r in records
+                    if isinstance(r, dict) and r.get("eventSource") == "aws:sqs" and isinstance(r.get("body"), str)]
+    except (AtrestError, KeyError, TypeError, ValueError):
+        return []  # malformed on purpose (a sample of a bad event): the function says what it makes of it
+    return []
+
+
+def missing_source_warnings(event: Any, state: LocalStackState) -> list[str]:
+    """One line per object the event names that the local stack does not hold, with the
+    command that uploads it: a sample event names an object, it does not carry it, and the
+    function would only answer "source-missing"."""
+    from botocore.exceptions import ClientError
+
+    from atrest.local.emulator import emulator_client
+
+    s3 = emulator_client("s3", endpoint=state.endpoint, region=state.region)
+    warnings = []
+    for source in event_sources(event):
+        target = f"s3://{source.bucket}/{source.key}"
+        try:
+            current = s3.head_object(Bucket=source.bucket, Key=source.key).get("VersionId")
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) not in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                continue  # not ours to judge (e.g. denied): the function will say
+        else:
+            if source.version_id is not None and current not in (None, "null") and current != source.version_id \
+                    and not _has_version(s3, source):
+                warnings.append(f"the event names version {source.version_id} of {target}, which the local stack does "
+                                f"not hold, so the function will answer \"source-missing\": set the event's "
+                                f"\"version-id\" to {current} (the current version), or remove it")
+            continue
+        warnings.append(
+            f"the event names {target}, which is not in the local stack, so the function will answer "
+            f"\"source-missing\". Upload the object first (any file will do), then invoke again:\n"
+            f"  AWS_ENDPOINT_URL={state.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+            f"AWS_DEFAULT_REGION={state.region} aws s3 cp YOUR_FILE '{target}'\n"
+            "  (without the AWS CLI: python -c \"import boto3; boto3.client('s3', endpoint_url='"
+            f"{state.endpoint}', region_name='{state.region}', aws_access_key_id='testing', "
+            f"aws_secret_access_key='testing').upload_file('YOUR_FILE', '{source.bucket}', '{_quoted(source.key)}')\")"
+            + ("" if source.version_id is None else
+               f"\n  The event also names version {source.version_id}: an upload makes a new version, so edit the "
+               "event's \"version-id\" to the one the upload prints, or remove it")
+        )
+    return warnings
+
+
+def _quoted(key: str) -> str:
+    return key.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _has_version(s3: Any, source: Any) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=source.bucket, Key=source.key, VersionId=source.version_id)
+        return True
+    except ClientError:
+        return False

@@ -182,6 +182,10 @@ class Runner:
         self._sqs = emulator_client("sqs", endpoint=state.endpoint, region=state.region)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Background polls completed, and messages the last one took: `drain` waits on it.
+        self._polls = threading.Condition()
+        self._polls_done = 0
+        self._last_poll_taken = 0
         self._clock = clock
         self._schedule_due: dict[tuple[str, str], float] | None = None
 
@@ -358,18 +362,40 @@ class Runner:
     def drain(self, timeout: float = 30.0) -> RunnerStats:
         """Run until every watched queue is empty (failed messages retried until they
         succeed or reach their dead-letter queue). Raises `DrainTimeout` after `timeout`
-        seconds. While the background thread runs, only waits for it to empty them."""
+        seconds. While the background thread runs, only waits for it to empty them.
+
+        An empty reading of the backlog is confirmed by one more poll that takes nothing,
+        started after the reading: the emulator computes the three counts of a queue's
+        backlog (visible, delayed, not visible) one after another, so a message that
+        becomes visible while they are computed is in none of them. Such a message is
+        visible from then on, so the confirming poll receives it (or, when its receive
+        count already reached maxReceiveCount, its receive moves it to the dead-letter
+        queue, which SQS does only on a receive)."""
         deadline = time.monotonic() + timeout
         while True:
-            taken = 0 if self.running else self.process_once()
-            if taken:
+            if self._poll(deadline):
                 continue
             backlog = self.backlog()
             if not any(backlog.values()):
-                return self.stats
+                if not self._poll(deadline) and not any(self.backlog().values()):
+                    return self.stats
+                continue
             if time.monotonic() >= deadline:
                 raise DrainTimeout(backlog, timeout)
-            time.sleep(self.idle_poll_seconds)
+            if not self.running:
+                time.sleep(self.idle_poll_seconds)  # nothing visible yet: retries wait out their delay
+
+    def _poll(self, deadline: float) -> int:
+        """One poll of every event source, begun now: this thread's own, or, while the
+        background thread runs, the next one it completes after this call (one already
+        under way may have received before now). Returns the messages it took."""
+        if not self.running:
+            return self.process_once()
+        with self._polls:
+            wanted = self._polls_done + 2
+            self._polls.wait_for(lambda: self._polls_done >= wanted or not self.running,
+                                 timeout=max(0.0, deadline - time.monotonic()))
+            return self._last_poll_taken if self._polls_done >= wanted else 0
 
     # -- in the background -------------------------------------------------------------
 
@@ -409,5 +435,9 @@ class Runner:
                 # The emulator may be going away, or answer once with an error: keep polling.
                 log.exception("local runner: polling failed")
                 taken = 0
+            with self._polls:
+                self._polls_done += 1
+                self._last_poll_taken = taken
+                self._polls.notify_all()
             if not taken:
                 self._stop.wait(self.idle_poll_seconds)

@@ -1,0 +1,114 @@
+"""The CLI finds a running local stack from any directory, not only the project's root.
+
+Each test runs the CLI from a temporary directory of its own (no `.atrest/` in it or its
+parents) with a per-user state directory of its own (`ATREST_STATE_HOME`), so neither the
+developer's running stack nor the project's state file can answer for it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atrest.cli import main
+from atrest.deployment import (
+    CURRENT_STACK_RECORD,
+    find_local_state_file,
+    forget_local_state_file,
+    record_local_state_file,
+)
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A working directory outside the project, and an empty per-user state directory."""
+    work = tmp_path / "somewhere" / "else"
+    work.mkdir(parents=True)
+    home = tmp_path / "state-home"
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("ATREST_STATE_HOME", str(home))
+    monkeypatch.delenv("ATREST_STATE_FILE", raising=False)
+    monkeypatch.delenv("ATREST_VAULT_BUCKET", raising=False)
+    return type("Elsewhere", (), {"work": work, "home": home, "stacks": tmp_path / "stacks"})
+
+
+def _state_file(local_stack: Any, directory: Path) -> Path:
+    return local_stack.write(directory / "local-stack.json")
+
+
+def _status(capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["status", "--json"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_status_from_another_directory_finds_the_stack_named_by_atrest_state_file(
+        local_stack, elsewhere, monkeypatch, capsys):
+    monkeypatch.setenv("ATREST_STATE_FILE", str(_state_file(local_stack, elsewhere.stacks)))
+
+    code, out, err = _status(capsys)
+
+    assert code == 0, err
+    assert json.loads(out)["bucket"] == local_stack.outputs["IntakeBucketName"]
+
+
+def test_status_from_another_directory_finds_the_stack_local_up_recorded(local_stack, elsewhere, capsys):
+    state_file = _state_file(local_stack, elsewhere.stacks)
+    record = record_local_state_file(state_file, local_stack.endpoint)
+    assert record == elsewhere.home / CURRENT_STACK_RECORD
+
+    code, out, err = _status(capsys)
+
+    assert code == 0, err
+    assert json.loads(out)["bucket"] == local_stack.outputs["IntakeBucketName"]
+
+
+def test_status_from_a_subdirectory_of_the_project_finds_its_state_file(local_stack, elsewhere, monkeypatch, capsys):
+    project = elsewhere.stacks / "project"
+    _state_file(local_stack, project / ".atrest")
+    (project / "docs" / "deep").mkdir(parents=True)
+    monkeypatch.chdir(project / "docs" / "deep")
+
+    code, out, err = _status(capsys)
+
+    assert code == 0, err
+    assert find_local_state_file().found == project / ".atrest" / "local-stack.json"
+
+
+def test_status_without_a_local_stack_anywhere_names_every_place_it_looked(local_stack, elsewhere, capsys):
+    state_file = _state_file(local_stack, elsewhere.stacks)
+    record_local_state_file(state_file, local_stack.endpoint)
+    state_file.unlink()  # that stack stopped without removing its record (killed)
+
+    code, out, err = _status(capsys)
+
+    assert code == 1 and out == ""
+    assert str(elsewhere.work / ".atrest" / "local-stack.json") in err  # the working directory
+    assert "every parent of" in err
+    assert str(state_file) in err and "gone" in err and str(elsewhere.home / CURRENT_STACK_RECORD) in err
+    assert "ATREST_STATE_FILE" in err and "atrest local up" in err
+
+
+def test_a_missing_file_named_by_atrest_state_file_is_reported_not_replaced_by_another(
+        local_stack, elsewhere, monkeypatch, capsys):
+    record_local_state_file(_state_file(local_stack, elsewhere.stacks), local_stack.endpoint)
+    missing = elsewhere.stacks / "missing.json"
+    monkeypatch.setenv("ATREST_STATE_FILE", str(missing))
+
+    code, _, err = _status(capsys)
+
+    assert code == 1 and f"no local stack state at {missing}" in err and "ATREST_STATE_FILE" in err
+
+
+def test_a_stopped_stack_forgets_only_its_own_record(local_stack, elsewhere):
+    first, second = _state_file(local_stack, elsewhere.stacks / "a"), _state_file(local_stack, elsewhere.stacks / "b")
+    record_local_state_file(first, local_stack.endpoint)
+    record_local_state_file(second, local_stack.endpoint)  # a second `local up` started later
+
+    forget_local_state_file(first)
+    assert find_local_state_file().found == second
+    forget_local_state_file(second)
+    assert not (elsewhere.home / CURRENT_STACK_RECORD).exists()
