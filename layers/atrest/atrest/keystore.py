@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
@@ -40,6 +41,7 @@ from aws_cryptographic_material_providers.keystore.models import (
     CreateKeyInput,
     Discovery,
     GetActiveBranchKeyInput,
+    GetBeaconKeyInput,
     KMSConfigurationDiscovery,
     KMSConfigurationKmsKeyArn,
     VersionKeyInput,
@@ -52,6 +54,7 @@ from aws_cryptographic_material_providers.mpl.models import (
     DefaultCache,
 )
 
+from atrest.checksums import ChecksumKey
 from atrest.clients import AwsClients
 from atrest.clock import from_text
 from atrest.data_classes import SOURCE_S3, DataClassCatalog
@@ -127,6 +130,7 @@ class BranchKeyStore:
         self.reader = key_store(KMSConfigurationDiscovery(Discovery()))  # GetActiveBranchKey, GetBranchKeyVersion
         self._providers = AwsCryptographicMaterialProviders(MaterialProvidersConfig())
         self._keyrings: dict[str, Any] = {}
+        self._checksum_keys: dict[str, tuple[ChecksumKey, float]] = {}  # branch key id -> (key, monotonic expiry)
         self._known: set[str] = set()
         self._lock = threading.Lock()
 
@@ -188,6 +192,26 @@ class BranchKeyStore:
                 )
                 self._keyrings[branch_key_id] = keyring
             return keyring
+
+    def checksum_key(self, branch_key_id: str) -> ChecksumKey:
+        """The key of the branch key's plaintext checksums (`atrest.checksums`), derived from
+        its beacon key and cached for `cache_ttl_seconds` like the branch key materials.
+
+        One GetItem and one KMS Decrypt per branch key per TTL, through the discovery reader
+        (so a beacon key moved by `atrest rekey` still unwraps). The beacon key survives
+        rotation and shredding of versions; only `forget` deletes it, and with it every
+        version, so every object that can still be decrypted can still be verified.
+        """
+        now = time.monotonic()
+        with self._lock:
+            cached = self._checksum_keys.get(branch_key_id)
+            if cached is not None and cached[1] > now:
+                return cached[0]
+        output = self.reader.get_beacon_key(GetBeaconKeyInput(branch_key_identifier=branch_key_id))
+        key = ChecksumKey.from_beacon_key(output.beacon_key_materials.beacon_key)
+        with self._lock:
+            self._checksum_keys[branch_key_id] = (key, now + self.cache_ttl_seconds)
+        return key
 
     # -- versions: list, rotate, shred -------------------------------------------------
 
@@ -279,13 +303,13 @@ class BranchKeyStore:
         # The ACTIVE item holds a copy of the active version's key: it goes too.
         self._delete(branch_key_id, ACTIVE_TYPE)
         self._delete(branch_key_id, BEACON_TYPE)
-        self._keyrings.pop(branch_key_id, None)
-        self._known.discard(branch_key_id)
+        self.forget_cached(branch_key_id)
         return versions
 
     def forget_cached(self, branch_key_id: str) -> None:
         """Drop this process's knowledge of a branch key (after it was forgotten elsewhere)."""
         self._keyrings.pop(branch_key_id, None)
+        self._checksum_keys.pop(branch_key_id, None)
         self._known.discard(branch_key_id)
 
     def _delete(self, branch_key_id: str, item_type: str) -> bool:
@@ -437,6 +461,9 @@ class KeyStores:
 
     def keyring(self, branch_key_id: str) -> Any:
         return self.for_branch_key(branch_key_id).keyring(branch_key_id)
+
+    def checksum_key(self, branch_key_id: str) -> ChecksumKey:
+        return self.for_branch_key(branch_key_id).checksum_key(branch_key_id)
 
     def active_keys(self) -> list[StoredVersion]:
         return sorted((key for store in self.stores for key in store.active_keys()), key=lambda v: v.branch_key_id)

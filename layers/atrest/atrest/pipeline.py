@@ -20,6 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from atrest.checksums import ChecksummedStream
 from atrest.clients import AwsClients
 from atrest.data_classes import Classification, DataClassifier, Exclusion
 from atrest.envelope import (
@@ -207,6 +208,9 @@ class EncryptPipeline:
         branch_key_id = classification.scope.branch_key_id
         self.keystore.ensure(classification.scope)
         keyring = self.keystore.keyring(branch_key_id)
+        # Keyed, not a plain SHA-256: the record must not let a reader of the table confirm a
+        # guessed plaintext (atrest.checksums).
+        checksum = self.keystore.checksum_key(branch_key_id).new()
         metadata = {"atrest-data-class": classification.data_class, "atrest-format": "esdk"}
         # Ciphertext = header (< PEEK_BYTES) + per frame at most 36 bytes (sequence, IV, tag, final length).
         expected = None if source.size is None else source.size + (source.size // self.settings.frame_length + 1) * 36 + PEEK_BYTES
@@ -214,7 +218,7 @@ class EncryptPipeline:
         with MultipartWriter(self.clients.s3, self.settings.vault_bucket, vault_key, part_size, metadata) as writer:
             with self.esdk.stream(
                 mode="e",
-                source=plaintext,
+                source=ChecksummedStream(plaintext, checksum),
                 keyring=keyring,
                 encryption_context=context,
                 frame_length=self.settings.frame_length,
@@ -244,7 +248,7 @@ class EncryptPipeline:
             frame_length=self.settings.frame_length,
             plaintext_size=plaintext.size,
             ciphertext_size=stored.size,
-            plaintext_sha256=plaintext.sha256.hexdigest(),
+            plaintext_hmac=checksum.hexdigest(),
             ciphertext_sha256=stored.sha256,
             s3_checksum=stored.s3_checksum,
             encryption_context=context,

@@ -6,8 +6,10 @@ and version, instance and contact) is taken from the verified message header's e
 context (`HeaderTruth`): that is what authorization and the audit trail use. A record whose
 top-level fields disagree with the header is refused (`RecordMismatchError`), as is a
 ciphertext whose encryption context, size or checksum disagrees with the record, or whose
-plaintext's size or checksum does. Nothing is left at the output path: plaintext goes to a
-temporary file beside it and is moved into place only after the whole message has verified.
+plaintext's size or checksum does (the keyed `plaintext_hmac`, atrest.checksums; a record
+written before keyed checksums is checked against its SHA-256). Nothing is left at the
+output path: plaintext goes to a temporary file beside it and is moved into place only
+after the whole message has verified.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from atrest.checksums import same_checksum
 from atrest.clients import AwsClients
 from atrest.envelope import (CTX_DATA_CLASS, CTX_INSTANCE, CTX_SOURCE_BUCKET, CTX_SOURCE_KEY, context_differences,
                              encryption_client)
@@ -57,6 +60,9 @@ class DecryptResult:
     output: Path
     plaintext_size: int
     truth: HeaderTruth | None = None
+    # SHA-256 of the plaintext this decrypt wrote (for the caller who holds it, e.g. a
+    # retrieval manifest); never read from the record, which holds no unsalted hash.
+    plaintext_sha256: str | None = None
 
 
 class _HashingBody:
@@ -187,6 +193,7 @@ class VaultReader:
         descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
         written = 0
         plaintext_sha256 = hashlib.sha256()
+        plaintext_hmac = None  # only for records with a keyed checksum (older ones hold a SHA-256)
         try:
             with os.fdopen(descriptor, "wb") as sink:
                 try:
@@ -206,11 +213,15 @@ class VaultReader:
                             refusal = RecordMismatchError(_record_edited(bucket, key, disagreements, truth))
                             refusal.truth = truth  # what the audit records: the header's word, not the record's
                             raise refusal
+                        if record.plaintext_hmac is not None:
+                            plaintext_hmac = self.keystore.checksum_key(record.branch_key_id).new()
                         if before_plaintext is not None:
                             before_plaintext(truth)
                         while chunk := decryptor.read(CHUNK):
                             sink.write(chunk)
                             plaintext_sha256.update(chunk)
+                            if plaintext_hmac is not None:
+                                plaintext_hmac.update(chunk)
                             written += len(chunk)
                             if progress:
                                 progress(written)
@@ -225,16 +236,19 @@ class VaultReader:
                     f"s3://{bucket}/{key} is not the ciphertext its record describes (size or checksum differs); "
                     "it was replaced or altered after encryption"
                 )
-            if written != record.plaintext_size or plaintext_sha256.hexdigest() != record.plaintext_sha256:
+            computed = plaintext_hmac.hexdigest() if plaintext_hmac is not None else plaintext_sha256.hexdigest()
+            expected = record.plaintext_hmac if plaintext_hmac is not None else record.plaintext_sha256
+            if written != record.plaintext_size or not same_checksum(expected, computed):
                 raise DecryptRefusedError(
-                    f"s3://{bucket}/{key} decrypted to plaintext whose size or checksum differs from its record; "
+                    f"s3://{bucket}/{key} decrypted to plaintext whose size or checksum differs from its record "
+                    "(or the record holds no checksum); "
                     "the record was edited or belongs to another object, so nothing was kept"
                 )
             _move_into_place(temporary, target, overwrite)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        return DecryptResult(record, target, written, truth)
+        return DecryptResult(record, target, written, truth, plaintext_sha256.hexdigest())
 
 
 def record_disagreements(record: ObjectRecord, truth: HeaderTruth) -> list[str]:

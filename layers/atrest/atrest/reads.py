@@ -69,6 +69,7 @@ class _Target:
     message: str | None = None
     truth: Any = None  # HeaderTruth, once the header verified
     newer: tuple[str, ...] = ()  # versions stored at the vault key after the recorded one
+    sha256: str | None = None  # of the plaintext staged, computed as it was decrypted (the record holds none)
 
     def as_dict(self) -> dict[str, Any]:
         described = self.truth or self.record
@@ -79,7 +80,7 @@ class _Target:
             "status": self.status,
         }
         if self.retrieval is not None:
-            entry.update(size=self.record.plaintext_size, sha256=self.record.plaintext_sha256,
+            entry.update(size=self.record.plaintext_size, sha256=self.sha256,
                          name=file_name(self.record), url=self.retrieval.url, expires_at=self.retrieval.expires_at)
         else:
             entry["message"] = self.message
@@ -266,7 +267,7 @@ class ReadObjectService:
             try:
                 # Checks the header against the record, then context, sizes and both checksums,
                 # before the file is kept; `begin` runs between the header and the first frame.
-                self.reader.decrypt_record(record, plaintext, before_plaintext=begin)
+                target.sha256 = self.reader.decrypt_record(record, plaintext, before_plaintext=begin).plaintext_sha256
             except _NotAuthorizedForHeader as denial:
                 return settle(AuditOutcome.DENIED, 403, FORBIDDEN["message"],
                               f"not a decryptor of {denial.truth.data_class} (the message header's class)")

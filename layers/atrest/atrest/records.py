@@ -55,7 +55,6 @@ class ObjectRecord:
     frame_length: int
     plaintext_size: int
     ciphertext_size: int
-    plaintext_sha256: str
     ciphertext_sha256: str
     s3_checksum: str
     encryption_context: dict[str, str]
@@ -66,6 +65,12 @@ class ObjectRecord:
     source_removed_at: str | None = None
     duration_ms: int | None = None
     instance_id: str | None = None  # the Connect instance the alias belongs to, once a contact event taught it
+    # HMAC-SHA256 of the plaintext under the branch key's checksum key (atrest.checksums): what
+    # every record written now holds. Not a plain hash: that would confirm a guessed document.
+    plaintext_hmac: str | None = None
+    # Records written before keyed checksums hold an unsalted SHA-256 instead; still verified
+    # (docs/reliability.md says how to remove it). Never written any more.
+    plaintext_sha256: str | None = None
 
     @property
     def pk(self) -> str:

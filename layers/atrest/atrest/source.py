@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,8 @@ class SourceObject:
 
 
 class PlaintextStream(io.RawIOBase):
-    """Reads a streaming S3 body after a peeked prefix, counting and hashing what passes.
+    """Reads a streaming S3 body after a peeked prefix, counting what passes (the keyed
+    checksum is taken where the plaintext enters the encryption stream: atrest.checksums).
 
     The ESDK pulls from this object frame by frame; nothing holds more than one read.
     """
@@ -36,7 +36,6 @@ class PlaintextStream(io.RawIOBase):
         self._prefix = prefix
         self._body = body
         self.size = 0
-        self.sha256 = hashlib.sha256()
 
     def readable(self) -> bool:
         return True
@@ -54,7 +53,6 @@ class PlaintextStream(io.RawIOBase):
         else:
             chunk = self._body.read(size) if size is not None and size >= 0 else self._body.read()
         self.size += len(chunk)
-        self.sha256.update(chunk)
         return chunk
 
     def readinto(self, buffer: Any) -> int:
