@@ -42,8 +42,8 @@ def _keys(properties: dict[str, Any], account_id: str, region: str, strict: bool
     if strict:
         for key_arn in keys:
             match = KMS_KEY_ARN.match(key_arn)
-            if match is not None and match.group(1) != region:
-                problems.append(f"KMS key {key_arn} is in region {match.group(1)}, not the stack's region {region} "
+            if match is not None and match["region"] != region:
+                problems.append(f"KMS key {key_arn} is in region {match['region']}, not the stack's region {region} "
                                 "(the key store calls KMS in its own region)")
         if problems:
             raise ValueError("; ".join(problems))

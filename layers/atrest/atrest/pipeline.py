@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from atrest.checksums import ChecksummedStream
 from atrest.clients import AwsClients
-from atrest.data_classes import Classification, DataClassifier, Exclusion
+from atrest.data_classes import Classification, DataClassCatalog, DataClassifier, Exclusion
 from atrest.envelope import (
     SUITE, context_differences, encryption_client, encryption_context, is_atrest_message, message_key, read_header,
 )
@@ -103,9 +103,10 @@ class EncryptPipeline:
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients | None = None) -> "EncryptPipeline":
         clients = clients or AwsClients()
-        keystore = KeyStores.from_settings(settings, clients)
+        catalog = DataClassCatalog.from_settings(settings)  # once per cold start: the key stores check class keys on it
+        keystore = KeyStores.from_settings(settings, clients, catalog)
         return cls(settings, clients, keystore, MetadataTable(clients.dynamodb, settings.metadata_table),
-                   DataClassifier.from_settings(settings))
+                   DataClassifier.from_settings(settings, catalog))
 
     def encrypt(self, source: SourceObject) -> EncryptOutcome:
         started = time.monotonic()

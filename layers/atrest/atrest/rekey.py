@@ -64,9 +64,8 @@ from atrest.keystore_format import (
 )
 from atrest.keystore import class_branch_key, resolve_class_kms_keys
 from atrest.records import key_version_pk, key_version_sk, utc_now
-from atrest.settings import Settings
+from atrest.settings import KMS_KEY_ARN, Settings
 
-KEY_ARN = re.compile(r"^arn:(aws[a-z-]*):kms:([a-z0-9-]+):([0-9]{12}):key/([A-Za-z0-9-]+)$")
 # The metadata table's record of the KMS key the stack's branch keys are wrapped with.
 CONFIG_PK = "CONFIG"
 CONFIG_KMS_SK = "KMS"
@@ -158,7 +157,7 @@ class RekeyReport:
 
 
 def _parse_arn(arn: str) -> re.Match[str]:
-    match = KEY_ARN.match(arn or "")
+    match = KMS_KEY_ARN.match(arn or "")
     if match is None:
         raise TargetKeyError(
             f"{arn!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key-id>); aliases and key ids are "
@@ -180,8 +179,8 @@ def refuse_service_key(target_arn: str, settings: Settings) -> None:
     service = settings.service_kms_key_arn
     if not service or not target_arn:
         return
-    target_match, service_match = KEY_ARN.match(target_arn.strip()), KEY_ARN.match(service)
-    same = (target_match.group(4) == service_match.group(4) if target_match and service_match
+    target_match, service_match = KMS_KEY_ARN.match(target_arn.strip()), KMS_KEY_ARN.match(service)
+    same = (target_match["key_id"] == service_match["key_id"] if target_match and service_match
             else target_arn.strip() == service)
     if same:
         raise TargetKeyError(
@@ -201,9 +200,9 @@ def validate_target(kms: Any, target_arn: str, settings: Settings, region: str) 
     """
     match = _parse_arn(target_arn)
     refuse_service_key(target_arn, settings)
-    if match.group(2) != region:
+    if match["region"] != region:
         raise TargetKeyError(
-            f"{target_arn} is in region {match.group(2)} but the stack runs in {region}: the key store calls KMS in "
+            f"{target_arn} is in region {match['region']} but the stack runs in {region}: the key store calls KMS in "
             "its own region (use a key, or a multi-Region replica, in that region); nothing was changed"
         )
     try:

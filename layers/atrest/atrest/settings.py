@@ -16,7 +16,8 @@ MAX_FRAME_LENGTH = 2**31 - 1
 DATA_CLASS_KMS_KEYS_PARAMETER = "DataClassKmsKeys"
 DATA_CLASS_KMS_KEYS_VARIABLE = "ATREST_DATA_CLASS_KMS_KEYS"
 # A full key ARN, never an alias or key id: the key store records the ARN it wraps with.
-KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):([0-9]{12}):key/[A-Za-z0-9-]+$")
+KMS_KEY_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):key/(?P<key_id>[A-Za-z0-9-]+)$")
 # Amazon Connect contact event fields atrest needs readable (to find and join contacts):
 # ids, channel, timestamps, queue, agent, initiation method, the instance. An allow-list,
 # so it fails closed: every other field, including ones AWS adds later (today `name`,
@@ -204,8 +205,8 @@ def parse_data_class_kms_keys(text: str, account_id: str | None = None) -> tuple
         if name in keys and keys[name] != arn:
             problems.append(f"{where} names data class {name!r} twice, with {keys[name]} and {arn}; keep one")
             continue
-        if account_id and match.group(2) != account_id:
-            problems.append(f"{where} entry {entry!r} names a key of account {match.group(2)}, not the stack's "
+        if account_id and match["account"] != account_id:
+            problems.append(f"{where} entry {entry!r} names a key of account {match['account']}, not the stack's "
                             f"account {account_id}; use a key in the stack's account and region")
             continue
         keys[name] = arn
