@@ -43,12 +43,18 @@ $(TOOLS)/.installed: requirements-tools.txt
 venv: $(BIN)/.installed
 tools: $(TOOLS)/.installed
 
+# Test workers (pytest-xdist): each runs its own emulator and stack, and takes whole files
+# (module fixtures stay in one process). Most tests wait on queues and clocks, so two
+# workers on two cores nearly halve the time; TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
+
 test: venv tools
-	ATREST_TOOLS_BIN=$(CURDIR)/$(TOOLS)/bin $(BIN)/python -m pytest $(PYTEST_ARGS)
+	ATREST_TOOLS_BIN=$(CURDIR)/$(TOOLS)/bin $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # Unit and integration tests only, without the template tooling.
 test-fast: venv
-	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) tests/unit tests/integration $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/atrest demo

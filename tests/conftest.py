@@ -9,7 +9,8 @@ template.yaml provisioned into it.
 - `clean_stack` (function): `local_stack` with every object version, item and message
   deleted first; use it when a test counts what is in a bucket, table or queue. It empties
   the key store too, so build handlers afresh in such tests (a new `Runner`, as
-  `local_runner` does) rather than reusing one that caches branch keys.
+  `local_runner` does) rather than reusing one that caches branch keys; session-wide warm
+  functions start cold again after it (`stack_emptied`).
 - `local_runner` (function): a `Runner` for `clean_stack` (not started; call `drain()`),
   retrying failed messages after 1 s.
 - `demo_run` (session): one `atrest demo` (its real command line, in a process of its own,
@@ -68,12 +69,26 @@ def local_stack(emulator: Any) -> Any:
     return provision(TEMPLATE, emulator, stack_name="atrest")
 
 
+# How often `clean_stack` emptied the stack in this process (each test worker has its own
+# stack): a warm function made before the last emptying holds branch keys the key store no
+# longer has, so what it writes would not decrypt (see `stack_emptied`).
+_EMPTIED = [0]
+
+
 @pytest.fixture
 def clean_stack(local_stack: Any, emulator: Any) -> Any:
     from atrest.local.stack import empty_stack
 
     empty_stack(local_stack, emulator)
+    _EMPTIED[0] += 1
     return local_stack
+
+
+@pytest.fixture(scope="session")
+def stack_emptied() -> Any:
+    """`stack_emptied()`: how many times the stack was emptied so far; a session-wide warm
+    function compares it to start cold again after an emptying."""
+    return lambda: _EMPTIED[0]
 
 
 @pytest.fixture
@@ -87,11 +102,29 @@ def local_runner(clean_stack: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """`atrest demo` run once: `returncode`, `stdout`, `stderr`, and `branch_keys` (the
-    material of every active branch key, read just before its emulator stopped)."""
-    work = tmp_path_factory.mktemp("demo")
-    key_file = work / "branch-keys.txt"
-    demo = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "reliability" / "demo_with_key_capture.py"),
-                           str(key_file)], cwd=work, capture_output=True, text=True, timeout=300)
-    branch_keys = [bytes.fromhex(line) for line in key_file.read_text().split()] if key_file.exists() else []
-    return SimpleNamespace(returncode=demo.returncode, stdout=demo.stdout, stderr=demo.stderr, branch_keys=branch_keys)
+    """`atrest demo` run once per test run, whichever worker asks first (the others wait on
+    its lock, then read what it wrote): `returncode`, `stdout`, `stderr`, and `branch_keys`
+    (the material of every active branch key, read just before its emulator stopped)."""
+    import fcntl
+    import json
+    import os
+
+    # Test workers (pytest-xdist) share the parent of their own temporary directories; one
+    # process alone keeps to its own, so a result from an earlier run is never read.
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    result = shared / "demo-run.json"
+    with open(shared / "demo-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result.exists():
+            work = shared / "demo-run"
+            work.mkdir(exist_ok=True)
+            key_file = work / "branch-keys.txt"
+            demo = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "reliability" / "demo_with_key_capture.py"),
+                                   str(key_file)], cwd=work, capture_output=True, text=True, timeout=300)
+            keys = key_file.read_text().split() if key_file.exists() else []
+            result.write_text(json.dumps({"returncode": demo.returncode, "stdout": demo.stdout, "stderr": demo.stderr,
+                                          "branch_keys": keys}))
+    run = json.loads(result.read_text())
+    return SimpleNamespace(returncode=run["returncode"], stdout=run["stdout"], stderr=run["stderr"],
+                           branch_keys=[bytes.fromhex(key) for key in run["branch_keys"]])

@@ -55,6 +55,15 @@ def test_the_dashboard_shows_what_the_runbook_talks_about(dashboard):
     assert '"p50"' in shown and '"p99"' in shown
 
 
+def test_the_dashboard_charts_every_outcome_of_an_audited_read(dashboard):
+    # One metric per audit outcome (functions/read_object/app.py), and the tamper signal:
+    # a read that found nothing or failed is as much the operator's business as a denial.
+    shown = json.dumps(dashboard)
+    for metric in ("ReadsAllowed", "ReadsDenied", "ReadsRefused", "ReadsNotFound", "ReadsFailed",
+                   "VaultObjectOverwritten"):
+        assert f'"{metric}"' in shown, metric
+
+
 def test_dashboard_metrics_are_ones_the_functions_emit(dashboard):
     from pathlib import Path
 

@@ -67,11 +67,22 @@ def settings(local_stack: Any) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def encrypt_function(local_stack: Any, emulator: Any) -> Any:
-    """EncryptObjectFunction as Lambda runs it: its module, its template environment, one cold start."""
+def encrypt_function(local_stack: Any, emulator: Any, stack_emptied: Any) -> Callable[[], Any]:
+    """`encrypt_function()`: EncryptObjectFunction as Lambda runs it (its module, its template
+    environment), warm across tests, and cold again once `clean_stack` has emptied the key
+    store since its start: its cached branch keys would encrypt under keys that no longer
+    exist (a deployed function never sees its key store emptied under it)."""
     from atrest.local.lambda_runtime import InProcessFunction
 
-    return InProcessFunction(local_stack.function("EncryptObjectFunction"), emulator.environment())
+    warm: dict[str, Any] = {}
+
+    def current() -> Any:
+        if warm.get("emptied") != stack_emptied():
+            warm.update(emptied=stack_emptied(),
+                        function=InProcessFunction(local_stack.function("EncryptObjectFunction"), emulator.environment()))
+        return warm["function"]
+
+    return current
 
 
 @pytest.fixture
@@ -79,7 +90,7 @@ def encrypt_handler(encrypt_function: Any) -> Callable[[Any], Any]:
     """Invoke the handler with an event; returns its response (raises if the invocation failed)."""
 
     def invoke(event: Any) -> Any:
-        invocation = encrypt_function.invoke(event)
+        invocation = encrypt_function().invoke(event)
         assert invocation.succeeded, invocation.error
         return invocation.response
 

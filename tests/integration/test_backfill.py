@@ -15,7 +15,7 @@ import pytest
 
 from atrest.records import ObjectStatus
 
-OBJECTS = 300
+OBJECTS = 120
 
 
 def _as_in_a_terminal() -> None:
@@ -74,7 +74,7 @@ def object_records(settings):
 
 @pytest.fixture
 def existing_recordings(settings, clean_stack):
-    """600 transcripts that landed before atrest was deployed (no events: uploaded under a
+    """OBJECTS transcripts that landed before atrest was deployed (no events: uploaded under a
     prefix the rule does not watch, then copied into place by the bucket's owner)."""
     s3 = boto3.client("s3")
     keys = [f"{settings.connect_prefix}legacy/ChatTranscripts/2023/{n // 100 + 1:02d}/{(n % 28) + 1:02d}/"

@@ -14,6 +14,8 @@ from atrest.pipeline import EncryptPipeline
 from atrest.samples import call_recording_wav, connect_key
 from atrest.source import SourceObject
 
+from audit_support import audit_rows
+
 
 def atrest(env, *args, cwd):
     return subprocess.run([sys.executable, "-m", "atrest.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
@@ -57,14 +59,6 @@ def test_a_malformed_uri_is_explained(cli_environment, tmp_path):
 
 
 # --------------------------------------------------------------------------- the header is the truth
-
-
-def audit_rows(settings, uri):
-    from atrest.audit import AuditTrail
-
-    started = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    return [r for r in AuditTrail(boto3.client("dynamodb"), settings.audit_table).since(started)
-            if r.requested == f"object:{uri}"]
 
 
 def edit_record(settings, vault_key, **values):
@@ -197,10 +191,14 @@ def test_decrypt_finds_the_record_from_the_intake_location_and_version(settings,
     assert (tmp_path / "b.wav").read_bytes() == audio
 
 
-def test_decrypt_of_an_intake_location_without_a_version_says_to_give_one_when_the_source_is_gone(
+def test_decrypt_of_an_intake_location_without_a_version_says_to_give_one_for_a_record_from_before_the_by_source_index(
     settings, cli_environment, tmp_path
 ):
     outcome, _ = encrypted_recording(settings)  # the pipeline deleted the source version
+    # A record written before the by-source index existed (tests/integration/test_source_lookup.py: after).
+    boto3.client("dynamodb").update_item(
+        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{outcome.vault_key}"}, "sk": {"S": "OBJECT"}},
+        UpdateExpression="REMOVE gsi3pk, gsi3sk")
     result = atrest(cli_environment, "decrypt", f"s3://{settings.intake_bucket}/{outcome.source.key}", "-o", "a.wav",
                     "--reason", "r", cwd=tmp_path)
     assert result.returncode == 1 and "--version-id" in result.stderr and "Traceback" not in result.stderr

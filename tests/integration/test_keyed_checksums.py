@@ -39,16 +39,6 @@ WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 # --------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="module")
-def encrypt_function(local_stack: Any, emulator: Any) -> Any:
-    """EncryptObjectFunction with a cold start of its own (overrides the session's warm one):
-    that one may still cache a branch key version an earlier test's `clean_stack` deleted,
-    and these tests decrypt and verify what it writes."""
-    from atrest.local.lambda_runtime import InProcessFunction
-
-    return InProcessFunction(local_stack.function("EncryptObjectFunction"), emulator.environment())
-
-
 def object_created(bucket: str, key: str, version_id: str) -> dict[str, Any]:
     return {
         "version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3",

@@ -194,3 +194,28 @@ def test_local_invoke_of_an_event_naming_an_object_not_in_the_intake_says_to_upl
         assert missing_source_warnings({"detail-type": "Object Created", "source": "aws.s3"}, local_stack) == []
     finally:
         s3.delete_object(Bucket=bucket, Key=key, VersionId=current)
+
+
+def test_local_invoke_of_an_event_whose_object_the_running_stack_already_encrypted_says_so(local_stack, emulator):
+    """The README's flow: the upload itself is encrypted by the running stack (its plaintext
+    deleted) before the event is replayed; invoke must not tell the user to upload it again."""
+    from urllib.parse import unquote_plus
+
+    from atrest.local.cli import missing_source_warnings
+    from atrest.local.lambda_runtime import InProcessFunction
+
+    event = json.loads((REPO_ROOT / "events" / "s3-object-created-recording.json").read_text())
+    bucket, key = event["detail"]["bucket"]["name"], unquote_plus(event["detail"]["object"]["key"])
+    s3 = emulator_client("s3", endpoint=local_stack.endpoint, region=local_stack.region)
+    event["detail"]["object"]["version-id"] = s3.put_object(Bucket=bucket, Key=key, Body=b"RIFF")["VersionId"]
+    event["detail"]["object"]["size"] = 4
+    encrypt = InProcessFunction(local_stack.function("EncryptObjectFunction"), emulator.environment())
+    first = encrypt.invoke(event)
+    assert first.succeeded and first.response["outcome"] == "encrypted", first.error
+    assert "Versions" not in s3.list_object_versions(Bucket=bucket, Prefix=key)  # the plaintext is gone
+
+    (note,) = missing_source_warnings(event, local_stack)
+
+    assert "already encrypted it to" in note and first.response["vault_key"] in note
+    assert "Upload the object first" not in note
+

@@ -52,7 +52,8 @@ def test_tables_match_the_contract_in_the_architecture_doc(local_stack):
     assert [(k["AttributeName"], k["KeyType"]) for k in metadata["KeySchema"]] == [("pk", "HASH"), ("sk", "RANGE")]
     indexes = {index["IndexName"]: ([k["AttributeName"] for k in index["KeySchema"]], index["Projection"]["ProjectionType"])
                for index in metadata["GlobalSecondaryIndexes"]}
-    assert indexes == {"by-key-version": (["gsi1pk", "gsi1sk"], "ALL"), "by-contact": (["gsi2pk", "gsi2sk"], "ALL")}
+    assert indexes == {"by-key-version": (["gsi1pk", "gsi1sk"], "ALL"), "by-contact": (["gsi2pk", "gsi2sk"], "ALL"),
+                       "by-source": (["gsi3pk", "gsi3sk"], "KEYS_ONLY")}
     ttl = dynamodb.describe_time_to_live(TableName=idempotency_name)["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expiration")
     backups = dynamodb.describe_continuous_backups(TableName=idempotency_name)["ContinuousBackupsDescription"]

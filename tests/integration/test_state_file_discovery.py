@@ -112,3 +112,16 @@ def test_a_stopped_stack_forgets_only_its_own_record(local_stack, elsewhere):
     assert find_local_state_file().found == second
     forget_local_state_file(second)
     assert not (elsewhere.home / CURRENT_STACK_RECORD).exists()
+
+
+def test_an_explicit_state_file_wins_over_atrest_variables_in_the_shell(local_stack, elsewhere, monkeypatch, capsys):
+    # Variables as a function's environment sets them, pointing at buckets that do not exist.
+    monkeypatch.setenv("ATREST_VAULT_BUCKET", "someone-elses-vault")
+    monkeypatch.setenv("ATREST_INTAKE_BUCKET", "someone-elses-intake")
+    state_file = _state_file(local_stack, elsewhere.stacks)
+
+    code = main(["status", "--json", "--state-file", str(state_file)])
+    captured = capsys.readouterr()
+
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["bucket"] == local_stack.outputs["IntakeBucketName"]

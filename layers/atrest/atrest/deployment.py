@@ -1,7 +1,8 @@
 """Which deployed stack the operator CLI works on, turned into `Settings`.
 
-In order: `ATREST_*` variables (as the functions see them); a running local stack's
-state file (written by `atrest local up`); a CloudFormation stack's outputs on AWS.
+In order: what the operator named (`--stack`, `--state-file`); else `ATREST_*` variables
+(as the functions see them); a running local stack's state file (written by `atrest local
+up`); a CloudFormation stack's outputs on AWS.
 The local state file and CloudFormation give the same `Outputs`, read the same way.
 
 A local stack's state file is found from any working directory (`find_local_state_file`):
@@ -186,7 +187,9 @@ def find_local_state_file(state_file: Path | None = None, environ: Mapping[str, 
 
 
 def resolve_deployment(stack_name: str | None = None, state_file: Path | None = None, clients: Any = None) -> Deployment:
-    if stack_name is None and os.environ.get("ATREST_VAULT_BUCKET"):
+    # An explicit --stack or --state-file wins over variables left in the shell (a function's
+    # environment replayed by hand must not redirect a command that named its stack).
+    if stack_name is None and state_file is None and os.environ.get("ATREST_VAULT_BUCKET"):
         outputs = {name: os.environ[variable] for name, variable in OUTPUT_VARIABLES.items() if variable in os.environ}
         return Deployment(Settings.from_env(), outputs, on_aws=False)
     search = find_local_state_file(state_file) if stack_name is None else None

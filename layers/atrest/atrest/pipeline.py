@@ -2,7 +2,8 @@
 
 Order of work, and why:
 1. classify the key (every object is encrypted unless the catalog excludes it by name);
-2. stream the source version through the ESDK into a multipart upload to the vault;
+2. stream the source version through the ESDK into a multipart upload to the vault (its
+   Content-Type kept for the record, its user metadata sealed: atrest.object_metadata);
 3. confirm S3's checksum of the ciphertext;
 4. commit the metadata record (conditional: a retry finds it and moves on);
 5. only then delete the plaintext, and only the version that was encrypted.
@@ -16,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import Any, Mapping
 
 from botocore.exceptions import ClientError
 
@@ -26,8 +27,10 @@ from atrest.data_classes import Classification, DataClassCatalog, DataClassifier
 from atrest.envelope import (
     SUITE, context_differences, encryption_client, encryption_context, is_atrest_message, message_key, read_header,
 )
+from atrest.errors import AtrestError
 from atrest.instances import InstanceDirectory
 from atrest.keystore import BranchKeyStore, KeyStores
+from atrest.object_metadata import ObjectMetadata, bounded_content_type, seal_metadata
 from atrest.records import MetadataTable, ObjectRecord, ObjectStatus, utc_now
 from atrest.settings import Settings
 from atrest.source import PlaintextStream, SourceObject
@@ -164,7 +167,8 @@ class EncryptPipeline:
             version_id = source.version_id or _real_version(response.get("VersionId"))
             # Ciphertext already at our vault key without a record: an attempt died after its upload.
             earlier_write = self._vault_object_exists(vault_key)
-            record = self._encrypt_stream(source, version_id, classification, vault_key, PlaintextStream(prefix, body), started)
+            record = self._encrypt_stream(source, version_id, classification, vault_key, PlaintextStream(prefix, body),
+                                          started, _described(response))
         finally:
             body.close()
 
@@ -202,6 +206,7 @@ class EncryptPipeline:
         vault_key: str,
         plaintext: PlaintextStream,
         started: float,
+        described: ObjectMetadata,
     ) -> ObjectRecord:
         context = encryption_context(
             self.settings.account_id, classification.instance, classification.data_class, source.bucket, source.key
@@ -212,6 +217,8 @@ class EncryptPipeline:
         # Keyed, not a plain SHA-256: the record must not let a reader of the table confirm a
         # guessed plaintext (atrest.checksums).
         checksum = self.keystore.checksum_key(branch_key_id).new()
+        # Sealed before the object, under the same keyring: see _check_metadata_version.
+        sealed = seal_metadata(self.esdk, keyring, context, described.metadata)
         metadata = {"atrest-data-class": classification.data_class, "atrest-format": "esdk"}
         # Ciphertext = header (< PEEK_BYTES) + per frame at most 36 bytes (sequence, IV, tag, final length).
         expected = None if source.size is None else source.size + (source.size // self.settings.frame_length + 1) * 36 + PEEK_BYTES
@@ -233,6 +240,8 @@ class EncryptPipeline:
                 header = encryptor.header
             stored = writer.close()
         key = message_key(header)
+        if sealed is not None:
+            sealed = self._check_metadata_version(sealed, key.branch_key_version, keyring, context, described.metadata)
         return ObjectRecord(
             vault_bucket=stored.bucket,
             vault_key=stored.key,
@@ -258,7 +267,28 @@ class EncryptPipeline:
             contact_id=classification.contact_id,
             instance_id=self.instances.instance_id_for_alias(classification.instance) if classification.instance else None,
             duration_ms=int((time.monotonic() - started) * 1000),
+            content_type=described.content_type,
+            metadata_ciphertext=sealed[0] if sealed is not None else None,
         )
+
+    def _check_metadata_version(self, sealed: tuple[bytes, str], object_version: str, keyring: Any,
+                                context: dict[str, str], metadata: Mapping[str, str]) -> tuple[bytes, str]:
+        """The sealed metadata, under the object's branch key version.
+
+        The record is indexed under the object's version (shredding counts and destroys by
+        it), so the metadata must be under that version too. Sealing it first, then the
+        object, they differ only if the keyring's cache moved to a newer active version in
+        between: the object is then under the newer one, and sealing again (from the same,
+        refreshed cache) matches it."""
+        if sealed[1] == object_version:
+            return sealed
+        again = seal_metadata(self.esdk, keyring, context, metadata)
+        if again is None or again[1] != object_version:
+            # Two rotations within one object's encryption: raising leaves the plaintext in
+            # place; the retried delivery encrypts both again (the ciphertext of this attempt
+            # is cleaned up as after any crash before the record).
+            raise AtrestError(f"branch key version changed while encrypting (object {object_version}); retried")
+        return again
 
     def _finish_source(self, record: ObjectRecord, source: SourceObject, started: float, repeated: bool,
                        earlier_write: bool = False) -> EncryptOutcome:
@@ -370,6 +400,16 @@ class EncryptPipeline:
         outcome = EncryptOutcome(Outcome.SKIPPED, source, reason=reason.value, detail=detail)
         log.info("object skipped", extra={"outcome": outcome.as_dict()})
         return outcome
+
+
+def _described(response: dict[str, Any]) -> ObjectMetadata:
+    """What the GetObject response says about the source besides its bytes (atrest.object_metadata)."""
+    given = response.get("ContentType")
+    content_type = bounded_content_type(given)
+    if given is not None and content_type is None:
+        # Its length only: a hostile value is not for the log either.
+        log.warning("source Content-Type is not a plausible header; not kept", extra={"content_type_length": len(given)})
+    return ObjectMetadata(content_type, response.get("Metadata") or {})
 
 
 def _real_version(version_id: str | None) -> str | None:

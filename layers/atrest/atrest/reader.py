@@ -7,7 +7,8 @@ context (`HeaderTruth`): that is what authorization and the audit trail use. A r
 top-level fields disagree with the header is refused (`RecordMismatchError`), as is a
 ciphertext whose encryption context, size or checksum disagrees with the record, or whose
 plaintext's size or checksum does (the keyed `plaintext_hmac`, atrest.checksums; a record
-written before keyed checksums is checked against its SHA-256). Nothing is left at the
+written before keyed checksums is checked against its SHA-256), or whose sealed user
+metadata is not bound to this very object (atrest.object_metadata). Nothing is left at the
 output path: plaintext goes to a temporary file beside it and is moved into place only
 after the whole message has verified.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +30,7 @@ from atrest.envelope import (CTX_DATA_CLASS, CTX_INSTANCE, CTX_SOURCE_BUCKET, CT
                              encryption_client)
 from atrest.errors import DecryptRefusedError, OutputPathError, RecordMismatchError, RecordNotFoundError
 from atrest.keystore import BranchKeyStore, KeyStores
+from atrest.object_metadata import ObjectMetadata, bounded_content_type, open_metadata
 from atrest.records import KeyVersionRecord, KeyVersionState, MetadataTable, ObjectRecord
 from atrest.settings import Settings
 from atrest.vault import vault_key_for
@@ -63,6 +65,14 @@ class DecryptResult:
     # SHA-256 of the plaintext this decrypt wrote (for the caller who holds it, e.g. a
     # retrieval manifest); never read from the record, which holds no unsalted hash.
     plaintext_sha256: str | None = None
+    # What to restore with the plaintext: the recorded Content-Type (None in records written
+    # before atrest kept it) and the user metadata, opened from its sealed message.
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def described(self) -> ObjectMetadata:
+        return ObjectMetadata(self.content_type, self.metadata)
 
 
 class _HashingBody:
@@ -176,8 +186,10 @@ class VaultReader:
         Once the message header has verified and the record agrees with it, and before the
         first byte of plaintext is decrypted, `before_plaintext(truth)` is called: the place
         to authorize on the header's data class and to write the audit record. Raising there
-        stops the read with nothing written. With `overwrite=False` an existing file at
-        `output` is never replaced (`OutputPathError`)."""
+        stops the read with nothing written. The record's sealed user metadata is opened
+        right after, as part of the audited read: metadata not bound to this object refuses
+        the read (`DecryptRefusedError`) before any plaintext. With `overwrite=False` an
+        existing file at `output` is never replaced (`OutputPathError`)."""
         bucket, key = record.vault_bucket, record.vault_key
         target = Path(output)
         truth: HeaderTruth | None = None
@@ -194,13 +206,15 @@ class VaultReader:
         written = 0
         plaintext_sha256 = hashlib.sha256()
         plaintext_hmac = None  # only for records with a keyed checksum (older ones hold a SHA-256)
+        metadata: dict[str, str] = {}
         try:
             with os.fdopen(descriptor, "wb") as sink:
                 try:
+                    keyring = self.keystore.keyring(record.branch_key_id)
                     with self.esdk.stream(
                         mode="d",
                         source=body,
-                        keyring=self.keystore.keyring(record.branch_key_id),
+                        keyring=keyring,
                         encryption_context=record.encryption_context,
                     ) as decryptor:
                         header_context = dict(decryptor.header.encryption_context)
@@ -217,6 +231,11 @@ class VaultReader:
                             plaintext_hmac = self.keystore.checksum_key(record.branch_key_id).new()
                         if before_plaintext is not None:
                             before_plaintext(truth)
+                        if record.metadata_ciphertext is not None:
+                            # Bound to the verified header's context: a blob from another
+                            # object's record does not open.
+                            metadata = open_metadata(self.esdk, keyring, record.metadata_ciphertext, header_context,
+                                                     f"s3://{bucket}/{key}")
                         while chunk := decryptor.read(CHUNK):
                             sink.write(chunk)
                             plaintext_sha256.update(chunk)
@@ -244,11 +263,12 @@ class VaultReader:
                     "(or the record holds no checksum); "
                     "the record was edited or belongs to another object, so nothing was kept"
                 )
-            _move_into_place(temporary, target, overwrite)
+            move_into_place(temporary, target, overwrite)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        return DecryptResult(record, target, written, truth, plaintext_sha256.hexdigest())
+        return DecryptResult(record, target, written, truth, plaintext_sha256.hexdigest(),
+                             bounded_content_type(record.content_type), metadata)
 
 
 def record_disagreements(record: ObjectRecord, truth: HeaderTruth) -> list[str]:
@@ -267,7 +287,8 @@ def record_disagreements(record: ObjectRecord, truth: HeaderTruth) -> list[str]:
     return found
 
 
-def _move_into_place(temporary: str, target: Path, overwrite: bool) -> None:
+def move_into_place(temporary: str, target: Path, overwrite: bool) -> None:
+    """Rename `temporary` to `target`; without `overwrite`, never over an existing file."""
     if overwrite:
         os.replace(temporary, target)
         return
@@ -316,38 +337,53 @@ def _explain(bucket: str, key: str, error: Exception) -> str:
 
 def source_record(records: MetadataTable, s3: Any, classifier: Any, vault_bucket: str, bucket: str, key: str,
                   version_id: str | None) -> ObjectRecord:
-    """The record of an intake object, from where it came from: the vault key is derived from
-    the data class the catalog gives `key`, the bucket, the key and the version. Without a
-    version, the versions the intake still lists are tried (encrypted versions are usually
-    deleted from the intake, so often none is found): one record is returned, several raise
-    `AmbiguousSourceError` listing them, none raises `RecordNotFoundError` saying what to give."""
+    """The record of an intake object, from where it came from.
+
+    Found two ways: the vault key derived from the class the catalog gives `key`, the
+    bucket, the key and the version (one GetItem), and the `by-source` index (every record
+    written since it existed, whatever the data class catalog says today). With a version,
+    the index is asked only when the derived key has no record (the catalog changed), so an
+    operator without `dynamodb:Query` on the index still finds a named version. Without a
+    version, the index's records and those of the versions the intake still lists count
+    (encrypted versions are usually deleted from the intake). One record is returned,
+    several raise `AmbiguousSourceError` listing them, none raises `RecordNotFoundError`
+    saying what to give."""
     from atrest.data_classes import Exclusion
     from atrest.errors import AmbiguousSourceError
 
     location = f"s3://{bucket}/{key}"
+    found: dict[str, ObjectRecord] = {}
     classification = classifier.classify(key)
-    if isinstance(classification, Exclusion):
-        raise RecordNotFoundError(f"{location} is excluded from encryption ({classification.reason}); it has no atrest record")
-    candidates = [version_id] if version_id else _listed_versions(s3, bucket, key) + [None]
-    found = []
-    for candidate in candidates:
-        record = records.get_object(vault_key_for(classification.data_class, bucket, key, candidate))
-        if record is not None and record.vault_bucket == vault_bucket:
-            found.append(record)
-    if len(found) == 1:
-        return found[0]
-    if found:
-        listed = "; ".join(f"versionId={r.source_version_id} (encrypted {r.encrypted_at})" for r in found)
-        raise AmbiguousSourceError(f"{location} has {len(found)} encrypted versions: {listed}. Name one with "
+    if not isinstance(classification, Exclusion):
+        candidates = [version_id] if version_id else _listed_versions(s3, bucket, key) + [None]
+        for candidate in candidates:
+            record = records.get_object(vault_key_for(classification.data_class, bucket, key, candidate))
+            if record is not None and record.vault_bucket == vault_bucket:
+                found[record.vault_key] = record
+    if version_id is None or not found:
+        for record in records.objects_from_source(bucket, key):
+            if record.vault_bucket == vault_bucket and (version_id is None or record.source_version_id == version_id):
+                found[record.vault_key] = record
+    if isinstance(classification, Exclusion) and not found:
+        raise RecordNotFoundError(
+            f"{location} is excluded from encryption ({classification.reason}); it has no atrest record")
+    mine = sorted(found.values(), key=lambda r: r.encrypted_at)
+    if len(mine) == 1:
+        return mine[0]
+    if mine:
+        listed = "; ".join(f"versionId={r.source_version_id} (encrypted {r.encrypted_at})" for r in mine)
+        raise AmbiguousSourceError(f"{location} has {len(mine)} encrypted versions: {listed}. Name one with "
                                    "--version-id ID (or ?versionId=ID)")
     if version_id:
         raise RecordNotFoundError(
-            f"{location} version {version_id} has no atrest record as {classification.data_class} (check the version id; "
-            "if the data class catalog changed since it was encrypted, use its vault location s3://<vault bucket>/<key>)")
+            f"{location} version {version_id} has no atrest record (check the version id; an object encrypted "
+            "before the metadata table's by-source index existed, under a data class the catalog no longer gives "
+            "this key, is found by its vault location s3://<vault bucket>/<key>)")
     raise RecordNotFoundError(
-        f"{location} has no atrest record for any version the intake still lists; encrypted versions are deleted "
-        "from the intake, so give the version the pipeline encrypted with --version-id ID (the S3 event or the "
-        "source's version history names it), or the vault location")
+        f"{location} has no atrest record: none in the metadata table's by-source index, none for the versions the "
+        "intake still lists. Objects encrypted before that index existed are found only with their version: give "
+        "the version the pipeline encrypted with --version-id ID (the S3 event or the source's version history "
+        "names it), or the vault location")
 
 
 def _listed_versions(s3: Any, bucket: str, key: str) -> list[str]:

@@ -13,7 +13,8 @@ or for one vault object, and gives a reason. `ReadObjectService.read`:
    that disagrees is refused, and the caller is authorized again on the header's class;
 4. records a REQUESTED audit item *before* any plaintext exists (no record, no read),
    decrypts with `VaultReader` to local storage (it checks encryption context, size and
-   checksum before the file is kept), copies it to the retrieval bucket, deletes the local
+   checksum before the file is kept, and opens the object's sealed user metadata), copies it
+   to the retrieval bucket with its original Content-Type and metadata, deletes the local
    file and concludes the attempt RELEASED (or REFUSED / FAILED): one outcome per attempt;
 5. answers with a presigned GET URL per object that expires in at most 5 minutes.
 
@@ -267,7 +268,8 @@ class ReadObjectService:
             try:
                 # Checks the header against the record, then context, sizes and both checksums,
                 # before the file is kept; `begin` runs between the header and the first frame.
-                target.sha256 = self.reader.decrypt_record(record, plaintext, before_plaintext=begin).plaintext_sha256
+                result = self.reader.decrypt_record(record, plaintext, before_plaintext=begin)
+                target.sha256 = result.plaintext_sha256
             except _NotAuthorizedForHeader as denial:
                 return settle(AuditOutcome.DENIED, 403, FORBIDDEN["message"],
                               f"not a decryptor of {denial.truth.data_class} (the message header's class)")
@@ -275,7 +277,8 @@ class ReadObjectService:
                 target.truth = target.truth or getattr(error, "truth", None)  # a refused record: the header's word
                 return refuse(422, "this object does not verify against its record and was not decrypted; "
                                    f"report request {request_id} to the stack's operators", f"decrypt refused: {error}")
-            target.retrieval = self.store.put(plaintext, record, request_id)
+            # The copy gets the original's Content-Type and user metadata back.
+            target.retrieval = self.store.put(plaintext, record, request_id, result.content_type, result.metadata)
             settle(AuditOutcome.RELEASED, 200, None,
                    f"vault key overwritten after encryption: newer versions {', '.join(target.newer)}; "
                    "the recorded version was read" if target.newer else None)

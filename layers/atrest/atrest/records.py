@@ -1,7 +1,8 @@
 """The metadata table: which key protects what.
 
 One item per encrypted object (`ObjectRecord`) and one per branch key version
-(`KeyVersionRecord`); the `by-key-version` index lists the objects under a version.
+(`KeyVersionRecord`); the `by-key-version` index lists the objects under a version, the
+`by-contact` index a contact's objects, the `by-source` index what one intake key became.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Iterator
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 BY_KEY_VERSION_INDEX = "by-key-version"
 # Objects of one Amazon Connect contact (ReadObject reads "by contact id", docs/audit.md).
 BY_CONTACT_INDEX = "by-contact"
+# Objects from one intake bucket and key, every version (`atrest decrypt s3://<intake>/<key>`
+# without a version: the encrypted version is gone from the intake, so it cannot be listed).
+# KEYS_ONLY: the index finds vault keys; records are then read with a consistent GetItem.
+BY_SOURCE_INDEX = "by-source"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -71,6 +76,12 @@ class ObjectRecord:
     # Records written before keyed checksums hold an unsalted SHA-256 instead; still verified
     # (docs/reliability.md says how to remove it). Never written any more.
     plaintext_sha256: str | None = None
+    # The source's Content-Type, in clear (a MIME type, bounded: atrest.object_metadata).
+    # None in records written before atrest kept it.
+    content_type: str | None = None
+    # The source's user metadata as an ESDK message bound to this object (atrest.object_metadata):
+    # it can hold customer data, so it is never stored in clear. None when the object had none.
+    metadata_ciphertext: bytes | None = None
 
     @property
     def pk(self) -> str:
@@ -86,6 +97,8 @@ class ObjectRecord:
         )
         if self.contact_id:
             plain.update(gsi2pk=contact_objects_gsi(self.contact_id), gsi2sk=f"{self.encrypted_at}#{self.vault_key}")
+        plain.update(gsi3pk=source_objects_gsi(self.source_bucket, self.source_key),
+                     gsi3sk=f"{self.encrypted_at}#{self.vault_key}")
         return {k: _serializer.serialize(v) for k, v in plain.items()}
 
     @classmethod
@@ -162,8 +175,14 @@ def contact_objects_gsi(contact_id: str) -> str:
     return f"CONTACT#{contact_id}"
 
 
+def source_objects_gsi(bucket: str, key: str) -> str:
+    return f"SRC#{bucket}#{key}"
+
+
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
     def convert(value: Any) -> Any:
+        if isinstance(value, Binary):
+            return value.value
         if isinstance(value, Decimal):
             return int(value) if value == value.to_integral_value() else float(value)
         if isinstance(value, dict):
@@ -383,6 +402,21 @@ class MetadataTable:
             ExpressionAttributeValues={":c": {"S": contact_objects_gsi(contact_id)}},
         )
         return [ObjectRecord.from_item(item) for item in items if item.get("sk", {}).get("S") == "OBJECT"]
+
+    def objects_from_source(self, bucket: str, key: str) -> list[ObjectRecord]:
+        """Every vault object recorded for one source bucket and key (any version), oldest
+        first. The `by-source` index holds keys only, and an index is eventually consistent:
+        each record is then read with a consistent GetItem, and one deleted since is left out.
+        Objects recorded before the index existed are not in it."""
+        items = self._query(
+            IndexName=BY_SOURCE_INDEX,
+            KeyConditionExpression="gsi3pk = :s",
+            ExpressionAttributeValues={":s": {"S": source_objects_gsi(bucket, key)}},
+        )
+        prefix = object_pk("")
+        vault_keys = [item["pk"]["S"][len(prefix):] for item in items
+                      if item.get("sk", {}).get("S") == "OBJECT" and item["pk"]["S"].startswith(prefix)]
+        return [record for record in map(self.get_object, vault_keys) if record is not None]
 
     def _version_key(self, branch_key_id: str, version: str) -> dict[str, Any]:
         return {"pk": {"S": key_version_pk(branch_key_id)}, "sk": {"S": key_version_sk(version)}}

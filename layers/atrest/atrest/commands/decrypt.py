@@ -4,13 +4,18 @@ One attempt, one outcome in the audit trail (docs/audit.md), as the caller STS n
 NOT_FOUND when the object has no record, REFUSED (with the reason) when the key was
 shredded, the record disagrees with the verified message header or the ciphertext does
 not verify; otherwise a REQUESTED item before any plaintext exists, concluded by RELEASED
-or FAILED. The output is checked before anything is read, so a bad `-o` is neither
-decrypted nor audited. With no audit table, nothing is read.
+or FAILED. The output (and `--metadata-file`) is checked before anything is read, so a
+bad `-o` is neither decrypted nor audited. With no audit table, nothing is read.
+
+The object's Content-Type and user metadata (atrest.object_metadata) are printed after the
+summary, to the messages stream, and written as JSON with `--metadata-file`: they are for
+the operator's terminal, never for the log.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -31,9 +36,14 @@ its record agrees with the verified message header, and record the attempt in th
 trail with your identity and --reason.
 
 Name the object by its vault location, s3://<vault bucket>/<vault key>, or by where it came
-from, s3://<intake bucket>/<key> with ?versionId=<id> or --version-id <id> (without a
-version, the source's versions still listed in the intake are tried; give the version the
-pipeline recorded if none is found).
+from, s3://<intake bucket>/<key>, optionally with ?versionId=<id> or --version-id <id>
+(without a version, the one encrypted object from that key is found; if several versions
+were encrypted, they are listed and you name one; objects encrypted before the metadata
+table's by-source index existed are found only with their version).
+
+The original Content-Type and user metadata (x-amz-meta-*) are printed after the summary;
+--metadata-file writes them as JSON ({"ContentType": ..., "Metadata": {...}}) to restore the
+object with `aws s3 cp --content-type ... --metadata ...`.
 
 Your role must be one of the stack's decryptor roles (DecryptorRoleArns) and may need
 dynamodb:PutItem on the audit table. See docs/audit.md.
@@ -44,6 +54,8 @@ examples:
   atrest decrypt s3://atrest-vault-.../call-recording/ab/ab12...esdk -o call.wav --reason "legal hold LH-7"
   atrest decrypt "s3://atrest-intake-.../connect/acme/CallRecordings/2026/11/30/c1.wav?versionId=3HL4kq" \\
       -o - --reason "QA ticket 4711" | ffplay -
+  atrest decrypt s3://atrest-intake-.../integrations/crm.json -o crm.json --metadata-file crm.meta.json \\
+      --reason "restore INC-88"
 """
 
 # How long an attempt may take before its REQUESTED row reads "no outcome (crashed?)":
@@ -60,6 +72,9 @@ def register(subparsers: Any) -> None:
     decrypt.add_argument("-o", "--output", required=True,
                          help="file to write the plaintext to (its directory must exist); - writes to standard output")
     decrypt.add_argument("--force", action="store_true", help="replace the output file if it exists")
+    decrypt.add_argument("--metadata-file", metavar="PATH",
+                         help="also write the original Content-Type and user metadata as JSON to PATH "
+                              "(not replaced if it exists, unless --force)")
     decrypt.add_argument("--version-id", metavar="ID", help="the source version, with an intake bucket URI")
     decrypt.add_argument("--reason", required=True,
                          help="why you need the plaintext (required; kept in the audit trail with your identity)")
@@ -82,6 +97,18 @@ def check_output(output: str, force: bool) -> Path | None:
         raise OutputPathError(f"-o {output}: directory {parent} is not writable")
     if target.exists() and not force:
         raise OutputPathError(f"-o {output} exists; nothing was read (use --force to replace it)")
+    return target
+
+
+def check_metadata_file(path: str | None, output: Path | None, force: bool) -> Path | None:
+    """The file to write the Content-Type and metadata to (same rules as -o), or None."""
+    if path is None:
+        return None
+    if path == STDOUT:
+        raise OutputPathError("--metadata-file - : name a file (standard output is only for the plaintext, -o -)")
+    target = check_output(path, force)
+    if output is not None and target is not None and target.resolve() == output.resolve():
+        raise OutputPathError(f"--metadata-file {path} is the -o file; name another")
     return target
 
 
@@ -113,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     force, version_option = getattr(args, "force", False), getattr(args, "version_id", None)
     reason = check_reason(args.reason)
     target = check_output(str(args.output), force)
+    metadata_target = check_metadata_file(getattr(args, "metadata_file", None), target, force)
     bucket, key, version_id = parse_location(args.uri, version_option)
     settings = resolve(args.stack_name, args.state_file)
     clients = AwsClients()
@@ -179,8 +207,43 @@ def run(args: argparse.Namespace) -> int:
     print(f"decrypted {vault_uri} -> {'standard output' if target is None else target} "
           f"({human_bytes(result.plaintext_size)}; {truth.data_class} from {source}; "
           f"key {record.branch_key_id} version {record.branch_key_version})", file=messages)
+    for line in described_lines(result.described):
+        print(line, file=messages)
+    if metadata_target is not None:
+        write_private(metadata_target, json.dumps(result.described.as_dict(), indent=2, ensure_ascii=False) + "\n",
+                      force)
+        print(f"Content-Type and metadata written to {metadata_target}", file=messages)
     print(f"recorded in the audit trail ({settings.audit_table}) as {principal}", file=messages)
     return 0
+
+
+def described_lines(described: Any) -> list[str]:
+    """The Content-Type and user metadata for the operator's terminal (control characters
+    shown as '?'). Printed, never logged: metadata can hold customer data."""
+    from atrest.audit import printable
+
+    if described.content_type is None and not described.metadata:
+        # A record from before atrest kept them, or a Content-Type that was no valid header.
+        return ["content type and metadata: not recorded"]
+    lines = [f"content type: {printable(described.content_type) if described.content_type else 'not recorded'}"]
+    if not described.metadata:
+        return lines + ["metadata: none"]
+    return lines + ["metadata:"] + [f"  {printable(k)}={printable(v)}" for k, v in sorted(described.metadata.items())]
+
+
+def write_private(target: Path, text: str, overwrite: bool) -> None:
+    """`text` into `target`, readable by its owner only (it can hold customer data); an
+    existing file is replaced only with `overwrite` (checked again here, atomically)."""
+    from atrest.reader import move_into_place
+
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as sink:
+            sink.write(text)
+        move_into_place(temporary, target, overwrite)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _decrypt(reader: Any, record: Any, target: Path | None, progress: Any, begin: Any, force: bool) -> Any:

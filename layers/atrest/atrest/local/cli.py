@@ -381,6 +381,13 @@ def missing_source_warnings(event: Any, state: LocalStackState) -> list[str]:
                                 f"not hold, so the function will answer \"source-missing\": set the event's "
                                 f"\"version-id\" to {current} (the current version), or remove it")
             continue
+        encrypted = _recorded_vault_object(state, source)
+        if encrypted is not None:
+            # The README's flow: the upload already went S3 -> EventBridge -> SQS -> the function
+            # in the running stack, which deleted the plaintext; a replay only finds its record.
+            warnings.append(f"{target} is no longer in the intake: the running stack already encrypted it to "
+                            f"{encrypted}, so the function finds its record and reports it as a repeat")
+            continue
         warnings.append(
             f"the event names {target}, which is not in the local stack, so the function will answer "
             f"\"source-missing\". Upload the object first (any file will do), then invoke again:\n"
@@ -394,6 +401,28 @@ def missing_source_warnings(event: Any, state: LocalStackState) -> list[str]:
                "event's \"version-id\" to the one the upload prints, or remove it")
         )
     return warnings
+
+
+def _recorded_vault_object(state: LocalStackState, source: Any) -> str | None:
+    """s3://<vault>/<key> of the record the stack holds for `source` (its version, or its only
+    encrypted version), else None. A hint only: any failure to tell means None."""
+    from atrest.data_classes import DataClassifier
+    from atrest.deployment import settings_from_outputs
+    from atrest.local.emulator import emulator_client
+    from atrest.reader import source_record
+    from atrest.records import MetadataTable
+
+    try:
+        settings = settings_from_outputs(state.outputs, state.account_id, state.parameters)
+        records = MetadataTable(emulator_client("dynamodb", endpoint=state.endpoint, region=state.region),
+                                settings.metadata_table)
+        classifier = DataClassifier.from_settings(settings)
+        s3 = emulator_client("s3", endpoint=state.endpoint, region=state.region)
+        record = source_record(records, s3, classifier, settings.vault_bucket, source.bucket, source.key,
+                               source.version_id)
+    except Exception:  # noqa: BLE001 - not found, ambiguous, or not ours to judge: no hint
+        return None
+    return f"s3://{record.vault_bucket}/{record.vault_key}"
 
 
 def _quoted(key: str) -> str:
