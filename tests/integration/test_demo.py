@@ -10,6 +10,9 @@ def test_make_demo_shows_the_data_classes_the_catch_all_a_class_on_its_own_key_a
     demo = demo_run  # `atrest demo`'s command line, run once for this and the log checks (tests/conftest.py)
     out = demo.stdout
     assert demo.returncode == 0, out + demo.stderr
+    # A newcomer's terminal shows the walkthrough; every log line (the functions', the custom
+    # resource's at provisioning, the key expiry the demo runs itself) is in the functions' log.
+    assert [line for line in (out + demo.stderr).splitlines() if line.startswith("{")] == []
 
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\S+\s+([a-z-]+)\s+((?:account|service)/\S+)\s", out, re.M)}
     assert rows == {

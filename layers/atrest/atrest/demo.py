@@ -122,13 +122,16 @@ def run(args: argparse.Namespace | None = None) -> int:
     )
     from atrest.vault import vault_key_for
 
+    from atrest.local.lambda_runtime import library_log
+
     template = Path(getattr(args, "template", None) or ROOT / "template.yaml")
     print("atrest demo: encryption at rest on the embedded AWS emulator", flush=True)
     work = Path(tempfile.mkdtemp(prefix="atrest-demo-"))
     # The functions' log handlers keep writing to it after their invocations (atrest's loggers
     # share their configuration), so it stays open until the demo ends.
     function_log = (work / "functions.log").open("w")
-    with Emulator() as emulator, function_log:
+    # The domain library's own logs (the key expiry the demo runs directly) join the functions'.
+    with Emulator() as emulator, function_log, library_log(function_log):
         os.environ.update(emulator.environment())
         _say("emulator", f"{emulator.endpoint} (moto server on loopback, in this process)")
         # One data class on a KMS key of its own, made first as a customer would (docs/byok.md):

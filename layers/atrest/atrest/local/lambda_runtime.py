@@ -78,6 +78,8 @@ class _InvocationStdout:
     def _target(self) -> TextIO:
         if self.destinations:
             return self.destinations[-1]
+        if _LIBRARY_LOGS:
+            return _LIBRARY_LOGS[-1]
         return sys.stderr if sys.stderr is not self else sys.__stderr__
 
     def write(self, text: str) -> int:
@@ -91,6 +93,27 @@ class _InvocationStdout:
 
 
 _FUNCTION_STDOUT = _InvocationStdout()
+_LIBRARY_LOGS: list[TextIO] = []
+
+
+@contextlib.contextmanager
+def library_log(destination: TextIO) -> Iterator[None]:
+    """While it lasts, what the shared loggers write outside any invocation (a program calling
+    the domain library directly, as `atrest demo` runs a key expiry) and the output of
+    functions run without a destination of their own (`log_destination`) go to
+    `destination` instead of stderr: the functions' log, not the user's terminal."""
+    with _invocation_lock:
+        _LIBRARY_LOGS.append(destination)
+    try:
+        yield
+    finally:
+        with _invocation_lock:
+            _LIBRARY_LOGS.remove(destination)
+
+
+def log_destination(default: TextIO) -> TextIO:
+    """The `library_log` destination in force, else `default`."""
+    return _LIBRARY_LOGS[-1] if _LIBRARY_LOGS else default
 
 
 class _FunctionRoleCredentials(botocore.credentials.CredentialProvider):

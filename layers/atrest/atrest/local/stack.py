@@ -492,7 +492,7 @@ class _StackBuilder:
 
     def _custom_resource(self, logical_id: str, resource_type: str, properties: dict[str, Any]) -> ResourceRecord:
         from atrest.local.emulator import emulator_environment
-        from atrest.local.lambda_runtime import InProcessFunction  # it imports this module
+        from atrest.local.lambda_runtime import InProcessFunction, log_destination  # it imports this module
 
         service = self._function_by_arn(str(properties["ServiceToken"]))
         assert service is not None
@@ -502,8 +502,9 @@ class _StackBuilder:
         sent = _as_sent(properties)
         request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(
             [self.stack_name, logical_id, sent], sort_keys=True)))
+        # stdout is `atrest local up`'s one JSON line; `atrest demo` keeps function logs in a file.
         handler = InProcessFunction(function, emulator_environment(self.emulator.endpoint, self.region),
-                                    stdout=sys.stderr)  # stdout is `atrest local up`'s one JSON line
+                                    stdout=log_destination(sys.stderr))
         with _response_url() as (url, responses):
             invocation = handler.invoke({
                 "RequestType": "Create", "ResponseURL": url,
