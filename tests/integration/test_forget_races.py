@@ -140,3 +140,27 @@ def test_a_forget_interrupted_while_holding_the_rotation_lease_can_be_run_again_
 
     assert [s.version for s in shreds] == [v1]
     assert key_store_items(settings, branch_key_id) == []
+
+
+def test_forget_instance_on_a_key_whose_rotation_died_mid_way_says_when_to_run_it_again(atrest, settings, clean_stack):
+    instance = str(uuid.uuid4())
+    branch_key_id = f"instance/{instance}"
+    protect(settings, instance)
+    before = key_store_items(settings, branch_key_id)
+
+    class Died(BaseException):
+        pass
+
+    def die_holding_the_lease(step, _key):
+        if step == "claimed":
+            raise Died
+
+    with pytest.raises(Died):
+        KeyExpiry.from_settings(settings, after_step=die_holding_the_lease).rotate(branch_key_id)
+    code, out, err = atrest("forget-instance", instance, "--yes")
+
+    assert code == 1 and "being rotated right now" in err and "nothing was shredded" in err
+    lease_until = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).key_versions(branch_key_id)[0] \
+        .rotation_lease_until
+    assert f"after {lease_until} if that run died" in err
+    assert key_store_items(settings, branch_key_id) == before
