@@ -6,13 +6,15 @@ events say. Only the fields atrest needs in the clear (`Settings.contact_clear_f
 ids, channel, timestamps, queue, agent, initiation method, the instance) stay readable;
 every other field, including ones Amazon Connect adds later, is an ESDK message whose
 encryption context binds account, instance, contact and field name, so a ciphertext
-moved to another contact or field does not decrypt. For each key version a contact's PII
-uses, an index item (`K#<contact id>#<version>`) puts the contact in the
-`by-key-version` index, so shredding a version can say how many contacts it makes
-unreadable.
+moved to another contact or field does not decrypt. Each sealed field records the branch
+key version its own message header names (`pii:<name>@version`): the keyring's cache may
+refresh between two fields of one event (a rotation in the last TTL), so one event can
+seal under two versions. For each key version a contact's PII uses, an index item
+(`K#<contact id>#<version>`) puts the contact in the `by-key-version` index, so shredding
+a version can say how many contacts it makes unreadable.
 
-The write that stores sealed fields requires, in the same transaction, that their key
-version is not SHREDDED. A shred or `forget-instance` marks the version first and
+The write that stores sealed fields requires, in the same transaction, that each of their
+key versions is not SHREDDED. A shred or `forget-instance` marks the version first and
 deletes the key after, so a warm function whose cache still holds a just-forgotten key
 cannot store data under it: the write is refused, the function drops its cache and
 seals again under the instance's current (new) key.
@@ -29,7 +31,7 @@ from typing import Any, Callable, Mapping
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from atrest.clients import AwsClients
-from atrest.envelope import SUITE, context_differences, encryption_client, message_key
+from atrest.envelope import SUITE, context_differences, encryption_client, message_key, read_header
 from atrest.errors import AtrestError, DecryptRefusedError, RecordNotFoundError
 from atrest.instances import InstanceDirectory
 from atrest.keystore import BranchKeyStore, KeyStores
@@ -83,9 +85,10 @@ class ProtectedContact:
     contact_id: str
     event_type: str
     branch_key_id: str
-    branch_key_version: str | None
+    branch_key_version: str | None  # the version the last field was sealed under (the newest the event saw)
     pii_fields: list[str]
     public_fields: list[str]
+    key_versions: dict[str, str] = field(default_factory=dict)  # PII field -> the version its header names
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -132,8 +135,8 @@ class ContactProtector:
         public = {k: v for k, v in event.detail.items() if k in clear and k not in IDENTITY_FIELDS}
         for attempt in range(1, SEAL_ATTEMPTS + 1):
             try:
-                sealed, version = self._seal(event, scope, pii)
-                self._write(event, instance.alias, public, sealed, scope, version)
+                sealed, versions = self._seal(event, scope, pii)
+                self._write(event, instance.alias, public, sealed, scope, versions)
                 break
             except KeyVersionShreddedError:
                 if attempt == SEAL_ATTEMPTS:
@@ -151,16 +154,19 @@ class ContactProtector:
                 "branch_key_id": scope.branch_key_id, "attempt": attempt})
             self.keystore.forget_cached(scope.branch_key_id)
         outcome = ProtectedContact(event.instance_id, instance.alias, event.contact_id, event.event_type,
-                                   scope.branch_key_id, version, sorted(pii), sorted(public))
+                                   scope.branch_key_id, list(versions.values())[-1] if versions else None,
+                                   sorted(pii), sorted(public), dict(versions))
         log.info("contact protected", extra={"contact": outcome.as_dict()})
         return outcome
 
-    def _seal(self, event: ContactEvent, scope: BranchKeyScope, pii: Mapping[str, Any]) -> tuple[dict[str, bytes], str | None]:
+    def _seal(self, event: ContactEvent, scope: BranchKeyScope,
+              pii: Mapping[str, Any]) -> tuple[dict[str, bytes], dict[str, str]]:
+        """Each field's message, and the branch key version that message's header names."""
         if not pii:
-            return {}, None
+            return {}, {}
         self.keystore.ensure(scope)
         keyring = self.keystore.keyring(scope.branch_key_id)
-        sealed, version = {}, None
+        sealed, versions = {}, {}
         for name, value in pii.items():
             ciphertext, header = self.esdk.encrypt(
                 source=json.dumps(value, sort_keys=True).encode("utf-8"),
@@ -169,11 +175,13 @@ class ContactProtector:
                 algorithm=SUITE,
             )
             sealed[name] = ciphertext
-            version = message_key(header).branch_key_version  # one keyring call: one version for all fields
-        return sealed, version
+            # Per field: each encrypt asks the keyring for the active version, and its cache may
+            # have refreshed (onto a newer version) since the previous field.
+            versions[name] = message_key(header).branch_key_version
+        return sealed, versions
 
     def _write(self, event: ContactEvent, alias: str | None, public: Mapping[str, Any], sealed: Mapping[str, bytes],
-               scope: BranchKeyScope, version: str | None) -> None:
+               scope: BranchKeyScope, versions: Mapping[str, str]) -> None:
         now = utc_now()
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
@@ -195,7 +203,7 @@ class ContactProtector:
             assign(name, _dynamo_value(value))
         for name, ciphertext in sealed.items():
             assign(PII_PREFIX + name, {"B": ciphertext})
-            assign(f"{PII_PREFIX}{name}@version", {"S": str(version)})
+            assign(f"{PII_PREFIX}{name}@version", {"S": versions[name]})
         update = {
             "TableName": self.records.table_name,
             "Key": contact_key(event.instance_id, event.contact_id),
@@ -203,26 +211,45 @@ class ContactProtector:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
-        if not version:
+        if not versions:
             self.records.dynamodb.update_item(**update)
             return
-        index_item = {
-            "pk": {"S": f"CONTACT#{event.instance_id}"}, "sk": {"S": f"K#{event.contact_id}#{version}"},
-            "gsi1pk": {"S": key_version_gsi(scope.branch_key_id, version)},
-            "gsi1sk": {"S": f"{now}#contact/{event.contact_id}"},
-        }
+        used = sorted(set(versions.values()))
+        items: list[dict[str, Any]] = [{"Update": update}]
+        for version in used:  # one index item per version, so each version's shred counts the contact
+            items.append({"Put": {"TableName": self.records.table_name, "Item": {
+                "pk": {"S": f"CONTACT#{event.instance_id}"}, "sk": {"S": f"K#{event.contact_id}#{version}"},
+                "gsi1pk": {"S": key_version_gsi(scope.branch_key_id, version)},
+                "gsi1sk": {"S": f"{now}#contact/{event.contact_id}"},
+            }}})
+        checks = len(items)
+        items += [self.records.version_not_shredded(scope.branch_key_id, version) for version in used]
         try:
-            self.records.dynamodb.transact_write_items(TransactItems=[
-                {"Update": update},
-                {"Put": {"TableName": self.records.table_name, "Item": index_item}},
-                self.records.version_not_shredded(scope.branch_key_id, version),
-            ])
+            self.records.dynamodb.transact_write_items(TransactItems=items)
         except self.records.dynamodb.exceptions.TransactionCanceledException as error:
             reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-            if len(reasons) == 3 and reasons[2] == "ConditionalCheckFailed":
-                raise KeyVersionShreddedError(f"{scope.branch_key_id} version {version} was shredded") from None
+            shredded = [version for version, reason in zip(used, reasons[checks:]) if reason == "ConditionalCheckFailed"]
+            if len(reasons) == len(items) and shredded:
+                raise KeyVersionShreddedError(
+                    f"{scope.branch_key_id} version {', '.join(shredded)} was shredded") from None
             raise
-        self.records.record_key_version(scope.branch_key_id, version)
+        for version in used:
+            self.records.record_key_version(scope.branch_key_id, version)
+
+
+def _sealed_under(ciphertext: bytes) -> str | None:
+    """The branch key version a field's message header names, or None when it names none.
+
+    Trusted over the record's `@version`: records written before versions were kept per
+    field name one version for all of an event's fields, which is wrong for a field sealed
+    after a cache refresh."""
+    header = read_header(ciphertext)
+    if header is None:
+        return None
+    try:
+        return message_key(header).branch_key_version
+    except ValueError:
+        return None  # not a hierarchical-keyring message: decryption refuses it with the reason
 
 
 @dataclass(frozen=True)
@@ -262,9 +289,10 @@ class ContactReader:
             if attribute.startswith(PII_PREFIX) and not attribute.endswith("@version"):
                 name = attribute[len(PII_PREFIX):]
                 if fields(name):
-                    version = item[f"{attribute}@version"]["S"]
+                    ciphertext = bytes(value["B"])
+                    version = _sealed_under(ciphertext) or item[f"{attribute}@version"]["S"]
                     versions[name] = version
-                    pii[name] = self._open(branch_key_id, version, instance_id, contact_id, name, bytes(value["B"]))
+                    pii[name] = self._open(branch_key_id, version, instance_id, contact_id, name, ciphertext)
             elif attribute not in ("pk", "sk") and not attribute.startswith(PII_PREFIX):
                 public[attribute] = _deserializer.deserialize(value)
         return ContactView(instance_id, contact_id, public, pii, versions)

@@ -55,6 +55,20 @@ CLOCK_SKEW_MARGIN = timedelta(minutes=5)
 SCOPE_FORMS = "account/<account-id>, account/<account-id>/<key>, instance/<instance-id> or service/<key>"
 
 
+# Run ids of `forget-instance`. Its rotation lease stops rotations while it deletes the key;
+# a re-run of an interrupted forget may take that lease over at once.
+FORGET_RUN_PREFIX = "forget-instance/"
+
+
+class RotationInProgressError(AtrestError):
+    """`forget-instance` found a rotation of the branch key under way; nothing was shredded."""
+
+
+def _forgotten(branch_key_id: str) -> AtrestError:
+    return AtrestError(f"{branch_key_id} is being forgotten (`atrest forget-instance`); nothing rotated. Once the "
+                       "forget has finished the scope's next data gets a new key")
+
+
 class UnknownBranchKeyError(AtrestError):
     """Neither the key store nor the metadata table knows the branch key; nothing was changed."""
 
@@ -101,8 +115,8 @@ class ExpiryReport:
 
 class KeyExpiry:
     """`after_step(step, branch_key_id)` is called after each durable step ("claimed",
-    "rotated", "recorded", "retired", "deleted", "marked"): tests stop a run there to
-    show that the next run finishes it."""
+    "rotated", "recorded", "retired", "deleted", "marked"; "held": a forget took the
+    rotation lease): tests stop a run there to show that the next run finishes it."""
 
     def __init__(
         self,
@@ -174,6 +188,14 @@ class KeyExpiry:
                                   "a new one")
             raise UnknownBranchKeyError(branch_key_id, "rotate")
         self._settle(branch_key_id, now, report, force=True)
+        if report.busy and report.busy[0].startswith(FORGET_RUN_PREFIX):
+            raise _forgotten(branch_key_id)
+        if not report.rotated and not report.busy:
+            # Nothing to rotate: a forget has marked the active version SHREDDED and is deleting the key.
+            active = self.keystore.describe_active(branch_key_id)
+            record = self.records.key_version(branch_key_id, active.version) if active else None
+            if active is None or (record is not None and record.state is KeyVersionState.SHREDDED):
+                raise _forgotten(branch_key_id)
         if report.busy:
             raise AtrestError(
                 f"{branch_key_id} is being rotated by another run (run {report.busy[0]}); "
@@ -358,8 +380,17 @@ class KeyExpiry:
         go, and a contact record is stored only under a version not SHREDDED (one
         transaction), so a warm function whose cache still holds the forgotten key cannot
         store anything under it; it drops its cache and seals under the instance's new key
-        (`atrest.contacts.ContactProtector`). Re-running after a crash finishes the job."""
+        (`atrest.contacts.ContactProtector`). Re-running after a crash finishes the job.
+
+        What makes it safe against a rotation (ExpireKeys, `atrest keys rotate`): first of
+        all it takes the same rotation lease on the active version. A rotation holding it
+        now could land its VersionKey after the deletes below and leave a version behind,
+        so the forget refuses (`RotationInProgressError`) before changing anything; a
+        rotation starting later finds the lease, or the version SHREDDED, and rotates
+        nothing. The versions are listed only once the lease is held."""
         now = self.clock.now()
+        self._stop_rotations(branch_key_id, now)
+        self.after_step("held", branch_key_id)
         versions = [version for version, _ in self.plan_forget(branch_key_id)]
         for version in versions:
             self.records.mark_shredded(branch_key_id, version, to_text(now), None)
@@ -373,6 +404,29 @@ class KeyExpiry:
             shreds.append(Shred(branch_key_id, version, counts[version]))
         log.info("branch key forgotten", extra={"branch_key_id": branch_key_id, "versions": len(shreds)})
         return shreds
+
+    def _stop_rotations(self, branch_key_id: str, now: datetime) -> None:
+        """Hold the rotation lease of the key store's active version for this forget, or
+        raise `RotationInProgressError` when a rotation holds it."""
+        active = self.keystore.describe_active(branch_key_id)
+        if active is None:
+            return  # nothing left to rotate: no VersionKey can succeed without the ACTIVE item
+        # A version used but never rotated may have no record yet: the lease lives on one.
+        self.records.record_key_version(branch_key_id, active.version, to_text(active.created))
+        run_id = f"{FORGET_RUN_PREFIX}{uuid.uuid4()}"
+        if self.records.claim_rotation(branch_key_id, active.version, run_id, to_text(now),
+                                       to_text(now + ROTATION_LEASE), take_over_from=FORGET_RUN_PREFIX):
+            return
+        holder = self.records.key_version(branch_key_id, active.version)
+        if holder is not None and holder.state is KeyVersionState.SHREDDED:
+            return  # marked by an interrupted forget: no rotation can claim a SHREDDED version
+        run = f" (run {holder.rotation_run})" if holder and holder.rotation_run else ""
+        until = holder.rotation_lease_until if holder and holder.rotation_lease_until else to_text(now + ROTATION_LEASE)
+        raise RotationInProgressError(
+            f"{branch_key_id} is being rotated right now{run}; nothing was shredded. Its new version could outlive "
+            f"a forget started now: run `atrest forget-instance` again in a minute (a rotation takes seconds), or "
+            f"after {until} if that run died"
+        )
 
     # -- what `atrest keys list` shows ----------------------------------------------------
 

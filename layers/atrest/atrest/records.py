@@ -253,19 +253,28 @@ class MetadataTable:
         )
         return [KeyVersionRecord.from_item(item) for item in items]
 
-    def claim_rotation(self, branch_key_id: str, version: str, run_id: str, now: str, lease_until: str) -> bool:
-        """Take the right to rotate an ACTIVE version (nobody holds it, or the holder's lease ran out)."""
+    def claim_rotation(self, branch_key_id: str, version: str, run_id: str, now: str, lease_until: str,
+                       take_over_from: str | None = None) -> bool:
+        """Take the right to rotate an ACTIVE version (nobody holds it, or the holder's lease ran out).
+
+        `take_over_from`: a run id prefix whose lease may be taken even before it runs out
+        (`forget-instance` re-run after an interrupted one: forgetting twice is harmless)."""
+        condition = "attribute_not_exists(rotation_lease_until) OR rotation_lease_until < :now"
+        values = {
+            ":run": {"S": run_id}, ":now": {"S": now}, ":lease": {"S": lease_until},
+            ":active": {"S": KeyVersionState.ACTIVE.value},
+        }
+        if take_over_from:
+            condition += " OR begins_with(rotation_run, :holder)"
+            values[":holder"] = {"S": take_over_from}
         try:
             self.dynamodb.update_item(
                 TableName=self.table_name,
                 Key=self._version_key(branch_key_id, version),
                 UpdateExpression="SET rotation_run = :run, rotation_started_at = :now, rotation_lease_until = :lease",
-                ConditionExpression="#state = :active AND (attribute_not_exists(rotation_lease_until) OR rotation_lease_until < :now)",
+                ConditionExpression=f"#state = :active AND ({condition})",
                 ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={
-                    ":run": {"S": run_id}, ":now": {"S": now}, ":lease": {"S": lease_until},
-                    ":active": {"S": KeyVersionState.ACTIVE.value},
-                },
+                ExpressionAttributeValues=values,
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return False
