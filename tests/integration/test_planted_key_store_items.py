@@ -75,14 +75,33 @@ def _items(settings: Any) -> list[dict[str, Any]]:
     return boto3.client("dynamodb").scan(TableName=settings.keystore_table, ConsistentRead=True)["Items"]
 
 
+def _trusting_store(planted: Any) -> BranchKeyStore:
+    """A reader that (wrongly) counts the planter's key in: what discovery alone would be."""
+    return BranchKeyStore(AwsClients(), planted.settings.keystore_table, planted.settings.keystore_name,
+                          planted.stack_key, 60, allowed_kms_keys={planted.planter})
+
+
 def test_a_reader_that_trusted_the_planters_key_would_encrypt_under_the_planted_material(planted):
     """The control: the planted items are well formed, so only the fence stands in the way."""
-    store = BranchKeyStore(AwsClients(), planted.settings.keystore_table, planted.settings.keystore_name,
-                           planted.stack_key, 60, allowed_kms_keys={planted.planter})
+    store = _trusting_store(planted)
 
     message, _ = encryption_client().encrypt(source=b"PII", keyring=store.keyring(planted.branch_key_id))
 
-    assert message
+    assert encryption_client().decrypt(source=message, keyring=store.keyring(planted.branch_key_id))[0] == b"PII"
+
+
+def test_the_reader_refuses_to_decrypt_with_a_planted_version_before_any_kms_call(planted):
+    """The decrypt path reads the version item (GetBranchKeyVersion), not the ACTIVE one."""
+    message, _ = encryption_client().encrypt(source=b"PII", keyring=_trusting_store(planted).keyring(planted.branch_key_id))
+    clients = AwsClients()
+    named = _kms_calls_naming(clients, planted.planter)
+    stores = KeyStores.from_settings(planted.settings, clients)
+
+    with pytest.raises(ForeignKmsKeyError) as refused:
+        encryption_client().decrypt(source=message, keyring=stores.keyring(planted.branch_key_id))
+
+    assert refused.value.item_type.startswith(VERSION_TYPE_PREFIX) and refused.value.kms_arn == planted.planter
+    assert clients.calls["kms"] == 0 and named == []
 
 
 def test_the_reader_refuses_a_planted_item_naming_it_before_any_kms_call(planted, caplog):
