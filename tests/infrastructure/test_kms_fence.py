@@ -228,12 +228,20 @@ CLASS_KEYS = [f"arn:aws:kms:us-east-1:123456789012:key/5678abcd-12ab-34cd-56ef-1
 REKEY_KEY = "arn:aws:kms:us-east-1:123456789012:key/9999abcd-12ab-34cd-56ef-1234567890ab"
 
 
+# The one condition the fence may carry: it holds for every call the function makes to KMS
+# itself (no kms:ViaService), which is every call of the key store. Calls a service makes on
+# the role's behalf with its AWS managed key (DynamoDB's aws/dynamodb, Lambda's aws/lambda)
+# carry kms:ViaService and must not be denied.
+DIRECT_CALLS_ONLY = {"Null": {"kms:ViaService": "true"}}
+
+
 def _fence_statements(resources: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Role -> the explicit Deny statements on every KMS key but some, that reach it."""
     found: dict[str, list[dict[str, Any]]] = {}
     for role, _, stmt in role_policy_statements(resources):
         if (isinstance(stmt, dict) and stmt.get("Effect") == "Deny" and "NotResource" in stmt
-                and any(str(a).lower() in ("kms:*", "*") for a in as_list(stmt.get("Action", []))) and not stmt.get("Condition")):
+                and any(str(a).lower() in ("kms:*", "*") for a in as_list(stmt.get("Action", [])))
+                and stmt.get("Condition", DIRECT_CALLS_ONLY) == DIRECT_CALLS_ONLY):
             found.setdefault(role, []).append(stmt)
     return found
 
@@ -246,6 +254,14 @@ def test_every_function_role_denies_every_kms_key_but_the_stacks_whatever_a_gran
 
     assert roles >= FUNCTION_ROLES | {"SweepRetrievalsFunctionRole", "KmsGrantFunctionRole"}
     assert not roles - set(fenced), f"function roles without the KMS fence: {sorted(roles - set(fenced))}"
+    # The mutation check: a condition that would let the key store's own calls through is no fence.
+    (stmt,) = {id(s): s for found in fenced.values() for s in found}.values()
+    policy = next(logical_id for logical_id, r in resources.items() if r.get("Type") == "AWS::IAM::Policy"
+                  and stmt in statements(r["Properties"]["PolicyDocument"]))
+    for weaker in ({"StringEquals": {"kms:EncryptionContext:tablename": "other"}}, {"Null": {"kms:ViaService": "false"}}):
+        changed = {**resources, policy: {**resources[policy], "Properties": {**resources[policy]["Properties"],
+                   "PolicyDocument": {"Statement": [{**stmt, "Condition": weaker}]}}}}
+        assert not _fence_statements(changed), weaker
 
 
 def test_the_fence_names_exactly_the_keys_the_stack_uses_in_each_configuration(template, resources):
