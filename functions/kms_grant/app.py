@@ -6,13 +6,27 @@ operations and its encryption context. Update: new grants (on the new keys when 
 switched); CloudFormation then sends Delete for the old ones. Delete: retire them.
 Whatever happens, CloudFormation gets an answer (SUCCESS or FAILED with the reason): a
 custom resource that never answers holds the stack for an hour.
+
+Anyone allowed to invoke this function could otherwise make it grant what they like and
+PUT where they like, so the event is not trusted (issue 15):
+- grantees must be the stack's own function roles and the retiring principal this
+  function's role, both given by the template in the environment (ATREST_GRANTEE_ROLE_ARNS,
+  ATREST_RETIRING_PRINCIPAL); the role's kms:CreateGrant has the same conditions
+  (kms:GranteePrincipal, kms:RetiringPrincipal), so even a changed handler cannot;
+- the answer goes only to CloudFormation's response bucket
+  (`cloudformation-custom-resource-response-<region without dashes>`, a pre-signed S3 URL)
+  in the stack's region, over https; with AWS_ENDPOINT_URL set (the local emulator), to
+  that bucket on that endpoint. Any other URL gets no answer and no grant: the request
+  fails before any KMS call.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from aws_lambda_powertools import Logger
 
@@ -50,11 +64,65 @@ def _keys(properties: dict[str, Any], account_id: str, region: str, strict: bool
     return keys
 
 
+class RefusedRequest(ValueError):
+    """The request asks for a grant or an answer outside the stack: nothing is done."""
+
+
+def _allowed(variable: str) -> set[str]:
+    return {value.strip() for value in os.environ.get(variable, "").split(",") if value.strip()}
+
+
+def check_principals(properties: dict[str, Any]) -> None:
+    """Refuse grantees other than the stack's function roles and a retiring principal other
+    than this function's role (both from the template, in the environment). An empty
+    allow-list refuses everything: a deployment that forgot it grants nothing."""
+    roles, retiring = _allowed("ATREST_GRANTEE_ROLE_ARNS"), _allowed("ATREST_RETIRING_PRINCIPAL")
+    outside = sorted({str(spec.get("RoleArn", "")) for spec in properties.get("Grantees") or []} - roles)
+    if outside:
+        raise RefusedRequest(f"grantee(s) {', '.join(outside)} are not this stack's function roles; no grant was taken")
+    principal = properties.get("RetiringPrincipal") or ""
+    if principal not in retiring:
+        raise RefusedRequest(f"retiring principal {principal or '(none)'} is not this function's role; no grant was taken")
+
+
+_S3_HOSTS = ("s3.amazonaws.com", "s3.{region}.amazonaws.com", "s3-{region}.amazonaws.com",
+             "s3.dualstack.{region}.amazonaws.com")
+
+
+def response_url_allowed(url: str, region: str, endpoint: str | None = None) -> bool:
+    """Whether `url` is in CloudFormation's custom resource response bucket for `region`
+    (`cloudformation-custom-resource-response-<region without dashes>`, documented for VPC
+    endpoint policies), virtual-hosted or path-style, over https on an S3 endpoint of that
+    region; or, with `endpoint` (AWS_ENDPOINT_URL), path-style in that bucket there."""
+    bucket = f"cloudformation-custom-resource-response-{region.replace('-', '')}"
+    parts = urlsplit(url)
+    if parts.username or parts.password or "\\" in url:
+        return False
+    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):
+        return False  # a path that climbs out of the bucket, path-style
+    if endpoint:
+        base = urlsplit(endpoint)
+        return (parts.scheme, parts.netloc) == (base.scheme, base.netloc) and parts.path.startswith(f"/{bucket}/")
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or parts.port not in (None, 443):
+        return False
+    suffix = ".cn" if region.startswith("cn-") else ""
+    s3_hosts = {pattern.format(region=region) + suffix for pattern in _S3_HOSTS}
+    return host in {f"{bucket}.{s3}" for s3 in s3_hosts} or (host in s3_hosts and parts.path.startswith(f"/{bucket}/"))
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 def apply(event: dict[str, Any], kms: Any) -> tuple[str, dict[str, Any]]:
-    """Do what the request asks. Returns (physical resource id, data)."""
+    """Do what the request asks. Returns (physical resource id, data). Raises
+    `RefusedRequest` for grantees or a retiring principal outside the stack."""
     request = event["RequestType"]
     properties = event.get("ResourceProperties") or {}
     account_id, region = event["StackId"].split(":")[4], event["StackId"].split(":")[3]
+    if request != "Delete":
+        check_principals(properties)
     if request == "Delete":
         physical_id = event.get("PhysicalResourceId", "")
         key_arn, _, ids = physical_id.partition(_SEPARATOR)
@@ -97,6 +165,16 @@ def respond(event: dict[str, Any], status: str, physical_id: str, data: dict[str
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> None:
+    # The function's own region (a custom resource's function is in its stack's region), not
+    # one the event claims: the response bucket is chosen by who runs the function.
+    region = os.environ.get("AWS_REGION") or (
+        str(event.get("StackId", "")).split(":")[3] if str(event.get("StackId", "")).count(":") >= 4 else "")
+    if not region or not response_url_allowed(str(event.get("ResponseURL", "")), region, _endpoint()):
+        # No answer and no grant: answering would PUT the stack's data wherever the caller asked.
+        logger.error("refused a request whose ResponseURL is not CloudFormation's response bucket",
+                     extra={"request_type": event.get("RequestType"), "region": region})
+        raise RefusedRequest("ResponseURL is not a pre-signed URL of CloudFormation's custom resource response "
+                             f"bucket for region {region or '(unknown)'}; nothing was done")
     # A failed Create has no physical id yet; Delete of it must still succeed.
     physical_id = event.get("PhysicalResourceId") or f"failed-{event.get('RequestId', 'unknown')}"
     try:

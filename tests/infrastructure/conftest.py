@@ -294,8 +294,11 @@ def is_bounded_grant_administration(stmt: dict[str, Any]) -> bool:
     grantees = as_list(equals.get("kms:GranteePrincipal", []))
     operations = set(as_list((condition.get("ForAllValues:StringEquals") or {}).get("kms:GrantOperations", [])))
     roles = {g["Fn::GetAtt"][0] if isinstance(g, dict) and "Fn::GetAtt" in g else None for g in grantees}
+    # Retirable only by the grant function's own role (issue 15): no outsider may retire them,
+    # and the handler takes none with another retiring principal.
+    retiring = equals.get("kms:RetiringPrincipal") == {"Fn::GetAtt": ["KmsGrantFunctionRole", "Arn"]}
     return (equals.get("kms:EncryptionContext:tablename") == {"Ref": "KeyStoreTable"}
-            and bool(roles) and roles <= FUNCTION_ROLES
+            and bool(roles) and roles <= FUNCTION_ROLES and retiring
             and bool(operations) and operations <= KEY_STORE_OPERATIONS)
 
 

@@ -21,7 +21,8 @@ from typing import Any, Iterator
 
 from atrest.rekey import BRIDGE_ROLE_OUTPUTS
 
-from .conftest import ACCOUNT_KEYS, as_list, is_bounded_grant_administration, statements
+from .conftest import (ACCOUNT_KEYS, FUNCTION_ROLES, Stack, as_list, is_bounded_grant_administration, resource_values,
+                       statements)
 
 KEY_PARAMETERS = {"CustomerManagedKeyArn"}
 # AWS managed policies a Lambda role may carry: none of them grants a kms: action.
@@ -49,7 +50,8 @@ def lambda_roles(resources: dict[str, Any]) -> set[str]:
 
 
 def _attached_roles(properties: dict[str, Any]) -> set[str]:
-    return {r["Ref"] for r in as_list(properties.get("Roles", [])) if isinstance(r, dict) and "Ref" in r}
+    # A conditional role (`!If [cond, !Ref Role, !Ref AWS::NoValue]`) counts: it is attached when it exists.
+    return {r["Ref"] for r in resource_values(properties.get("Roles", [])) if isinstance(r, dict) and "Ref" in r}
 
 
 def role_policy_statements(resources: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
@@ -217,3 +219,101 @@ def test_rekey_bridge_grants_give_each_role_what_the_deploys_kms_grants_give_it(
     bridged = {outputs[name]["Value"]["Fn::GetAtt"][0]: operations for name, operations in BRIDGE_ROLE_OUTPUTS.items()}
 
     assert bridged == grantees
+
+
+# -- the explicit Deny: grants cannot widen the fence (issue 15, finding 1) -----------------------
+
+CUSTOMER_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+CLASS_KEYS = [f"arn:aws:kms:us-east-1:123456789012:key/5678abcd-12ab-34cd-56ef-12345678900{n}" for n in range(4)]
+REKEY_KEY = "arn:aws:kms:us-east-1:123456789012:key/9999abcd-12ab-34cd-56ef-1234567890ab"
+
+
+# The one condition the fence may carry: it holds for every call the function makes to KMS
+# itself (no kms:ViaService), which is every call of the key store. Calls a service makes on
+# the role's behalf with its AWS managed key (DynamoDB's aws/dynamodb, Lambda's aws/lambda)
+# carry kms:ViaService and must not be denied.
+DIRECT_CALLS_ONLY = {"Null": {"kms:ViaService": "true"}}
+
+
+def _fence_statements(resources: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Role -> the explicit Deny statements on every KMS key but some, that reach it."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for role, _, stmt in role_policy_statements(resources):
+        if (isinstance(stmt, dict) and stmt.get("Effect") == "Deny" and "NotResource" in stmt
+                and any(str(a).lower() in ("kms:*", "*") for a in as_list(stmt.get("Action", [])))
+                and stmt.get("Condition", DIRECT_CALLS_ONLY) == DIRECT_CALLS_ONLY):
+            found.setdefault(role, []).append(stmt)
+    return found
+
+
+def test_every_function_role_denies_every_kms_key_but_the_stacks_whatever_a_grant_says(resources):
+    """A key's owner can grant these role ARNs anything without an identity policy; only an
+    explicit Deny in their own policies stops that (KMS evaluates it before grants)."""
+    fenced = _fence_statements(resources)
+    roles = lambda_roles(resources)
+
+    assert roles >= FUNCTION_ROLES | {"SweepRetrievalsFunctionRole", "KmsGrantFunctionRole"}
+    assert not roles - set(fenced), f"function roles without the KMS fence: {sorted(roles - set(fenced))}"
+    # The mutation check: a condition that would let the key store's own calls through is no fence.
+    (stmt,) = {id(s): s for found in fenced.values() for s in found}.values()
+    policy = next(logical_id for logical_id, r in resources.items() if r.get("Type") == "AWS::IAM::Policy"
+                  and stmt in statements(r["Properties"]["PolicyDocument"]))
+    for weaker in ({"StringEquals": {"kms:EncryptionContext:tablename": "other"}}, {"Null": {"kms:ViaService": "false"}}):
+        changed = {**resources, policy: {**resources[policy], "Properties": {**resources[policy]["Properties"],
+                   "PolicyDocument": {"Statement": [{**stmt, "Condition": weaker}]}}}}
+        assert not _fence_statements(changed), weaker
+
+
+def test_the_fence_names_exactly_the_keys_the_stack_uses_in_each_configuration(template, resources):
+    (stmt,) = {id(s): s for statements_ in _fence_statements(resources).values() for s in statements_}.values()
+    service = "AtrestServiceKmsKey.Arn"
+
+    def allowed(**parameters: Any) -> set[str]:
+        stack = Stack.with_defaults(template, **parameters)
+        return set(as_list(stack.resolve(stmt["NotResource"])))
+
+    assert allowed() == {"AtrestKmsKey.Arn", service}
+    assert allowed(CustomerManagedKeyArn=CUSTOMER_KEY) == {CUSTOMER_KEY, service}
+    assert allowed(CustomerManagedKeyArn=CUSTOMER_KEY, RekeyKmsKeyArn=REKEY_KEY) == {CUSTOMER_KEY, service, REKEY_KEY}
+    pairs = ",".join(f"class-{n}={key}" for n, key in enumerate(CLASS_KEYS))
+    assert allowed(DataClassKmsKeys=pairs) == {"AtrestKmsKey.Arn", service, *CLASS_KEYS}
+    assert allowed(DataClassKmsKeys=f"integration-configuration={CLASS_KEYS[2]}") == {"AtrestKmsKey.Arn", service, CLASS_KEYS[2]}
+    # Never a wildcard: a planter's key in the stack's own account stays outside.
+    stack = Stack.with_defaults(template, DataClassKmsKeys=pairs, RekeyKmsKeyArn=REKEY_KEY)
+    assert not [r for r in as_list(stack.resolve(stmt["NotResource"])) if "*" in str(r)]
+
+
+def test_the_fence_has_a_slot_for_as_many_class_keys_as_the_settings_accept(template):
+    from atrest.settings import MAX_DATA_CLASS_KMS_KEYS
+
+    slots = [name for name in template["Conditions"] if name.startswith("HasClassKmsKey")]
+    assert len(slots) == MAX_DATA_CLASS_KMS_KEYS
+
+
+def test_a_refused_key_store_item_raises_an_alarm_from_every_reader_log_group(resources):
+    from atrest.keystore import REFUSED_ITEM_LOG_TOKEN
+
+    filters = {r["Properties"]["LogGroupName"]["Ref"]: r["Properties"] for r in resources.values()
+               if r.get("Type") == "AWS::Logs::MetricFilter"
+               and r["Properties"]["MetricTransformations"][0]["MetricName"] == "KeyStoreItemRefused"}
+    readers = {"EncryptObjectLogGroup", "ProtectContactLogGroup", "ExpireKeysLogGroup", "ReadObjectLogGroup"}
+
+    assert set(filters) == readers
+    assert all(REFUSED_ITEM_LOG_TOKEN in f["FilterPattern"] for f in filters.values())
+    assert all(f["MetricTransformations"][0]["MetricNamespace"] == "Atrest" for f in filters.values())
+    (alarm,) = [r["Properties"] for r in resources.values()
+                if r.get("Type") == "AWS::CloudWatch::Alarm" and r["Properties"].get("MetricName") == "KeyStoreItemRefused"]
+    assert alarm["Namespace"] == "Atrest" and alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and "Dimensions" not in alarm
+
+
+def test_a_grant_retirable_by_anyone_but_the_grant_function_is_a_breach(resources):
+    (stmt,) = [s for role, _, s in role_policy_statements(resources) if role == "KmsGrantFunctionRole"
+               and isinstance(s, dict) and "kms:CreateGrant" in as_list(s.get("Action", []))]
+    condition = stmt["Condition"]
+    equals = {k: v for k, v in condition["StringEquals"].items() if k != "kms:RetiringPrincipal"}
+
+    assert is_bounded_grant_administration(stmt)
+    assert not is_bounded_grant_administration({**stmt, "Condition": {**condition, "StringEquals": equals}})
+    assert not is_bounded_grant_administration({**stmt, "Condition": {**condition, "StringEquals": {
+        **equals, "kms:RetiringPrincipal": {"Fn::GetAtt": ["EncryptObjectFunctionRole", "Arn"]}}}})

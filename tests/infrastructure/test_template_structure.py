@@ -124,7 +124,8 @@ def test_logical_key_store_name_is_the_table_and_binds_the_kms_permissions(templ
     assert env["ATREST_KEYSTORE_NAME"] == env["ATREST_KEYSTORE_TABLE"] == {"Ref": "KeyStoreTable"}
     kms_statements = [
         stmt for _, stmt in identity_policy_statements(resources)
-        if any(str(a).startswith("kms:") for a in as_list(stmt["Action"])) and as_list(stmt["Action"]) != ["kms:ListGrants"]
+        if stmt["Effect"] == "Allow"  # the KMS fence's Deny holds for every context
+        and any(str(a).startswith("kms:") for a in as_list(stmt["Action"])) and as_list(stmt["Action"]) != ["kms:ListGrants"]
     ]
     kms_statements += [
         s for s in statements(resources["AtrestKmsKey"]["Properties"]["KeyPolicy"])
@@ -537,7 +538,7 @@ def test_a_grant_handler_that_dies_before_answering_does_not_stall_the_stack_for
 def test_the_grant_function_may_only_create_grants_for_the_function_roles_constrained_to_the_key_store(
         template, resources):
     kms = [s for where, s in identity_policy_statements(resources)
-           if where.startswith("KmsGrantFunctionRole") and any(str(a).startswith("kms:") for a in as_list(s["Action"]))]
+           if where.startswith(("KmsGrantFunctionRole", "KmsGrantPolicy")) and any(str(a).startswith("kms:") for a in as_list(s["Action"]))]
     (create,) = [s for s in kms if as_list(s["Action"]) == ["kms:CreateGrant"]]
     (listing,) = [s for s in kms if as_list(s["Action"]) == ["kms:ListGrants"]]
     assert len(kms) == 2 and listing["Resource"] == create["Resource"]
@@ -546,6 +547,13 @@ def test_the_grant_function_may_only_create_grants_for_the_function_roles_constr
         "Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
     grantees = {g["RoleArn"]["Fn::GetAtt"][0] for g in resources["KmsGrants"]["Properties"]["Grantees"]}
     assert {g["Fn::GetAtt"][0] for g in create["Condition"]["StringEquals"]["kms:GranteePrincipal"]} == grantees
+    # Retirable by the grant function's role alone, which is what KmsGrants names (issue 15).
+    assert create["Condition"]["StringEquals"]["kms:RetiringPrincipal"] == {"Fn::GetAtt": ["KmsGrantFunctionRole", "Arn"]}
+    assert resources["KmsGrants"]["Properties"]["RetiringPrincipal"] == {"Fn::GetAtt": ["KmsGrantFunctionRole", "Arn"]}
+    # The handler's own allow-lists are the same roles, from the template.
+    handler_env = resources["KmsGrantFunction"]["Properties"]["Environment"]["Variables"]
+    assert {g["Fn::GetAtt"][0] for g in handler_env["ATREST_GRANTEE_ROLE_ARNS"]["Fn::Join"][1]} == grantees
+    assert handler_env["ATREST_RETIRING_PRINCIPAL"] == {"Fn::GetAtt": ["KmsGrantFunctionRole", "Arn"]}
     # Only the customer's key, unless data classes have keys of their own: then keys of this
     # account and region (the customer's key too, wherever it is).
     customer = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"

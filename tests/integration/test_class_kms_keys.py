@@ -177,10 +177,16 @@ def test_a_stack_rekey_leaves_a_class_on_its_own_key_where_it_is(class_stack, at
     assert class_stack.branch_key_id not in plan.scopes() and class_stack.branch_key_id in plan.excluded
 
 
-def test_rekey_of_one_data_class_moves_only_its_branch_key_and_rewrites_no_vault_object(class_stack, atrest):
-    settings = class_stack.settings
+def test_rekey_of_one_data_class_moves_only_its_branch_key_and_rewrites_no_vault_object(class_stack, emulator, cli_on):
+    from atrest.local.stack import provision
+
     new_key = boto3.client("kms").create_key(Description="the customer's next key for integration configuration")[
         "KeyMetadata"]["Arn"]
+    parameters = {"DataClassKmsKeys": f"{CLASS}={class_stack.class_key}"}
+    # Step 1 of docs/byok.md: declare the new key, so the roles' KMS fence lets them use it.
+    declared = provision(TEMPLATE, emulator, stack_name=STACK, parameters={**parameters, "RekeyKmsKeyArn": new_key})
+    settings = settings_from_outputs(declared.outputs, declared.account_id, declared.parameters)
+    atrest = cli_on(declared)
     items_before, vault_before = _items(settings), _vault_versions(settings)
     moved = {k for k in items_before if k[0] == class_stack.branch_key_id}
     try:
@@ -197,6 +203,9 @@ def test_rekey_of_one_data_class_moves_only_its_branch_key_and_rewrites_no_vault
         state = json.loads(atrest.state_file.read_text())
         assert state["parameters"]["DataClassKmsKeys"] == [f"{CLASS}={new_key}"]
         assert state["functions"]["EncryptObjectFunction"]["environment"]["ATREST_DATA_CLASS_KMS_KEYS"] == f"{CLASS}={new_key}"
+        # ... and keeps the key moved from inside the fence until the last run (RekeyKmsKeyArn = the old key).
+        assert state["parameters"]["RekeyKmsKeyArn"] == class_stack.class_key
+        assert state["functions"]["EncryptObjectFunction"]["environment"]["ATREST_REKEY_KMS_KEY_ARN"] == class_stack.class_key
         # Functions not redeployed yet (configured with the old class key) read the class's object
         # through the bridge grant on the new key, with their own role.
         reader = KeyStores.from_settings(settings, _role_clients(class_stack.state, "ReadObjectFunctionRoleArn"))
@@ -212,6 +221,7 @@ def test_rekey_of_one_data_class_moves_only_its_branch_key_and_rewrites_no_vault
         clients = AwsClients()
         back = rekey.plan_class_rekey(clients.dynamodb, settings, CLASS, class_stack.class_key, class_stack.catalog)
         rekey.execute(back, clients.kms, clients.dynamodb, settings)
+        provision(TEMPLATE, emulator, stack_name=STACK, parameters=parameters)  # the fence without the new key
 
 
 def test_rekey_refuses_a_class_sharing_its_branch_key_before_changing_anything(class_stack, atrest):

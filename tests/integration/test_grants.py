@@ -1,7 +1,8 @@
 """Bring your own key: the KmsGrants custom resource and `atrest grants list` (docs/byok.md).
 
 The custom resource handler runs on the emulator's KMS; CloudFormation's side is played
-by a local HTTP server that receives the response PUT, as the pre-signed S3 URL would.
+by its response bucket on the emulator's S3 (`cloudformation-custom-resource-response-useast1`,
+versioned here so that every answer PUT to one pre-signed URL is kept, in order).
 (The local stack runs the same handler with its own role when it provisions a stack with
 keys it does not own: tests/integration/test_class_kms_keys.py.)
 """
@@ -10,10 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,9 @@ from atrest.local.lambda_runtime import LocalLambdaContext
 APP = Path(__file__).resolve().parents[2] / "functions" / "kms_grant" / "app.py"
 ROLE = "arn:aws:iam::123456789012:role/atrest-EncryptObjectFunctionRole-ABC"
 EXPIRE_ROLE = "arn:aws:iam::123456789012:role/atrest-ExpireKeysFunctionRole-DEF"
+GRANT_ROLE = "arn:aws:iam::123456789012:role/atrest-KmsGrantFunctionRole-GHI"
+OUTSIDER = "arn:aws:iam::999999999999:role/outsider"
+RESPONSE_BUCKET = "cloudformation-custom-resource-response-useast1"
 
 
 @pytest.fixture(scope="module")
@@ -37,26 +39,48 @@ def grant_function(emulator):
     return module
 
 
+class Answers:
+    """Every answer PUT to one pre-signed URL of the response bucket, oldest first."""
+
+    def __init__(self, key: str) -> None:
+        self.s3, self.key = boto3.client("s3"), key
+
+    def _bodies(self) -> list[dict[str, Any]]:
+        versions = self.s3.list_object_versions(Bucket=RESPONSE_BUCKET, Prefix=self.key).get("Versions", [])
+        # Same-second versions: the listing is newest first, so reverse it before the stable sort.
+        ordered = sorted(reversed([v for v in versions if v["Key"] == self.key]), key=lambda v: v["LastModified"])
+        return [json.loads(self.s3.get_object(Bucket=RESPONSE_BUCKET, Key=self.key, VersionId=v["VersionId"])["Body"].read())
+                for v in ordered]
+
+    def __iter__(self):
+        return iter(self._bodies())
+
+    def __len__(self) -> int:
+        return len(self._bodies())
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._bodies()[index]
+
+    def clear(self) -> None:
+        for v in self.s3.list_object_versions(Bucket=RESPONSE_BUCKET, Prefix=self.key).get("Versions", []):
+            self.s3.delete_object(Bucket=RESPONSE_BUCKET, Key=v["Key"], VersionId=v["VersionId"])
+
+
 @pytest.fixture
-def cloudformation():
-    """A stand-in for the pre-signed response URL: keeps every PUT body."""
-    responses: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_PUT(self):  # noqa: N802 - http.server's naming
-            responses.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/response", responses
-    server.shutdown()
-    server.server_close()
+def cloudformation(monkeypatch):
+    """CloudFormation's side: a pre-signed URL in its response bucket (on the emulator's S3),
+    and the answers PUT there; the stack's roles as the template gives them to the function."""
+    s3 = boto3.client("s3")
+    try:
+        s3.create_bucket(Bucket=RESPONSE_BUCKET)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    s3.put_bucket_versioning(Bucket=RESPONSE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    key = f"arn%3Aaws%3Acloudformation/{uuid.uuid4()}"
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": RESPONSE_BUCKET, "Key": key}, ExpiresIn=600)
+    monkeypatch.setenv("ATREST_GRANTEE_ROLE_ARNS", f"{ROLE},{EXPIRE_ROLE}")
+    monkeypatch.setenv("ATREST_RETIRING_PRINCIPAL", GRANT_ROLE)
+    yield url, Answers(key)
 
 
 def _context() -> LocalLambdaContext:
@@ -72,7 +96,7 @@ def _event(url: str, request: str, key_arn: str, physical_id: str | None = None,
         "ResourceProperties": {
             # As CloudFormation sends the parameters: an empty list parameter is one empty string.
             "KeyArn": key_arn, "DataClassKmsKeys": [f"{name}={arn}" for name, arn in (class_keys or {}).items()] or [""],
-            "KeyStoreName": "atrest-KeyStoreTable-1", "NamePrefix": "atrest-atrest-",
+            "KeyStoreName": "atrest-KeyStoreTable-1", "NamePrefix": "atrest-atrest-", "RetiringPrincipal": GRANT_ROLE,
             "Grantees": [{"RoleArn": ROLE, "Operations": list(READ_WRITE_OPERATIONS)},
                          {"RoleArn": EXPIRE_ROLE, "Operations": list(ROTATE_OPERATIONS)}],
         },
@@ -265,3 +289,63 @@ def test_deleting_a_resource_made_before_class_keys_retires_the_grants_its_id_na
 
     assert responses[0]["Status"] == "SUCCESS" and responses[0]["Data"] == {"Retired": "2"}
     assert list_grants(kms, key, "atrest-atrest-") == []
+
+
+def test_a_grant_for_a_role_outside_the_stack_is_refused_and_no_grant_is_taken(grant_function, cloudformation):
+    """Issue 15, finding 2: the event named an outside role, and apply() granted it Decrypt."""
+    url, responses = cloudformation
+    key = _key()
+    event = _event(url, "Create", key)
+    event["ResourceProperties"]["Grantees"].append({"RoleArn": OUTSIDER, "Operations": ["Decrypt"]})
+
+    grant_function.lambda_handler(event, _context())
+
+    (response,) = responses
+    assert response["Status"] == "FAILED" and OUTSIDER in response["Reason"], response["Reason"]
+    assert list_grants(boto3.client("kms"), key) == []
+
+
+def test_a_retiring_principal_other_than_the_grant_functions_role_is_refused(grant_function, cloudformation):
+    url, responses = cloudformation
+    key = _key()
+    event = _event(url, "Create", key)
+    event["ResourceProperties"]["RetiringPrincipal"] = OUTSIDER
+
+    grant_function.lambda_handler(event, _context())
+
+    (response,) = responses
+    assert response["Status"] == "FAILED" and "retiring principal" in response["Reason"]
+    assert list_grants(boto3.client("kms"), key) == []
+
+
+def test_a_response_url_outside_cloudformations_response_bucket_gets_no_answer_and_no_grant(grant_function, cloudformation):
+    import os
+
+    url, responses = cloudformation
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    key = _key()
+    for foreign in (f"{endpoint}/attacker-bucket/x", "https://attacker.example/cfn", f"{endpoint}/{RESPONSE_BUCKET}x/y",
+                    url.replace(endpoint, "http://127.0.0.2:1")):
+        with pytest.raises(grant_function.RefusedRequest, match="ResponseURL"):
+            grant_function.lambda_handler(_event(foreign, "Create", key), _context())
+
+    assert len(responses) == 0 and list_grants(boto3.client("kms"), key) == []
+
+
+@pytest.mark.parametrize("url, allowed", [
+    ("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3Aaws/x?X-Amz-Signature=s", True),
+    ("https://cloudformation-custom-resource-response-useast1.s3.us-east-1.amazonaws.com/k", True),
+    ("https://cloudformation-custom-resource-response-useast1.s3-us-east-1.amazonaws.com/k", True),
+    ("https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/k", True),
+    ("http://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/k", False),  # not TLS
+    ("https://cloudformation-custom-resource-response-uswest2.s3.amazonaws.com/k", False),  # another region's bucket
+    ("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com.attacker.example/k", False),
+    ("https://cloudformation-custom-resource-response-useast1.attacker.example/k", False),
+    ("https://s3.amazonaws.com/attacker-bucket/cloudformation-custom-resource-response-useast1/k", False),
+    ("https://user@cloudformation-custom-resource-response-useast1.s3.amazonaws.com/k", False),
+    ("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com:8443/k", False),
+    ("https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/../attacker-bucket/k", False),
+    ("https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/%2E%2E/attacker-bucket/k", False),
+])
+def test_only_cloudformations_response_bucket_in_the_stacks_region_is_an_allowed_response_url(grant_function, url, allowed):
+    assert grant_function.response_url_allowed(url, "us-east-1") is allowed

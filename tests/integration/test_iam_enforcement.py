@@ -273,6 +273,44 @@ def test_a_kms_grant_gives_the_role_its_operations_where_its_constraints_hold(sc
         "AccessDeniedException", 400)
 
 
+def test_an_explicit_deny_on_every_key_but_the_stacks_overrides_a_grant_and_a_key_policy_naming_the_role(
+        emulator: Any) -> None:
+    """The KMS fence (template.yaml, KmsKeyFencePolicy): a key's owner can give these role
+    ARNs use of their key by a grant or key policy, with no identity policy; an explicit
+    Deny with NotResource in the role's own policy wins over both, as on AWS (issue 15)."""
+    probe = Scenario(emulator)  # a role of its own: the module's scenario keeps its policy
+    kms = emulator.client("kms")
+    own = kms.create_key(Description="the stack's key")["KeyMetadata"]["Arn"]
+    foreign = kms.create_key(Description="a planter's key")["KeyMetadata"]
+    kms.put_key_policy(KeyId=foreign["KeyId"], PolicyName="default", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{emulator.account_id}:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": probe.role_arn}, "Action": "kms:Encrypt", "Resource": "*"},
+    ]}))
+    kms.create_grant(KeyId=foreign["KeyId"], GranteePrincipal=probe.role_arn, Operations=["Decrypt", "GenerateDataKey"])
+    allow_own = {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": own}
+    # As in template.yaml: the calls the role makes to KMS itself (no kms:ViaService).
+    fence = {"Sid": "DenyKmsKeysOutsideTheStack", "Effect": "Deny", "Action": "kms:*", "NotResource": [own],
+             "Condition": {"Null": {"kms:ViaService": "true"}}}
+    probe.set_policy([allow_own])
+    role_kms = probe.role_client("kms")
+    # Without the fence, the planter's key policy and grant let the role use the planter's key.
+    blob = role_kms.encrypt(KeyId=foreign["Arn"], Plaintext=b"branch key")["CiphertextBlob"]
+    assert role_kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"branch key"
+    assert role_kms.generate_data_key(KeyId=foreign["Arn"], KeySpec="AES_256")["KeyId"].endswith(foreign["KeyId"])
+
+    probe.set_policy([allow_own, fence])
+
+    for call in (lambda: role_kms.encrypt(KeyId=foreign["Arn"], Plaintext=b"x"),
+                 lambda: role_kms.decrypt(CiphertextBlob=blob),
+                 lambda: role_kms.generate_data_key(KeyId=foreign["Arn"], KeySpec="AES_256")):
+        with pytest.raises(ClientError) as denied:
+            call()
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert "explicit deny" in denied.value.response["Error"]["Message"]
+    # The stack's own key is outside the Deny: the role keeps what its Allow gives it.
+    assert role_kms.decrypt(CiphertextBlob=role_kms.encrypt(KeyId=own, Plaintext=b"ok")["CiphertextBlob"])["Plaintext"] == b"ok"
+
+
 def test_another_thread_keeps_its_own_credentials_while_a_function_runs_with_its_role(
     scenario: Scenario, emulator: Any, tmp_path: Any,
 ) -> None:

@@ -69,9 +69,12 @@ def isolated(settings, local_stack, tmp_path, clone_table):
     clone_table(dynamodb, settings.metadata_table, metadata)
     old = kms.create_key(Description="atrest rekey test: old")["KeyMetadata"]["Arn"]
     new = kms.create_key(Description="atrest rekey test: new")["KeyMetadata"]["Arn"]
-    ours = replace(settings, keystore_table=keystore, keystore_name=keystore, metadata_table=metadata, kms_key_arn=old)
+    # The new key is declared as the switch's other key first (RekeyKmsKeyArn), as docs/byok.md orders it.
+    ours = replace(settings, keystore_table=keystore, keystore_name=keystore, metadata_table=metadata, kms_key_arn=old,
+                   rekey_kms_key_arn=new)
     state = json.loads(json.dumps(local_stack.to_json()))  # a copy: to_json shares the session stack's dicts
     state["outputs"].update(KeyStoreTableName=keystore, MetadataTableName=metadata, KmsKeyArn=old)
+    state.setdefault("parameters", {})["RekeyKmsKeyArn"] = new
     state_file = tmp_path / "local-stack.json"
     state_file.write_text(json.dumps(state))
     yield type("Isolated", (), {"settings": ours, "old": old, "new": new, "state_file": state_file})
@@ -251,7 +254,7 @@ def test_rekey_switches_the_local_stack_configuration_and_status_shows_the_new_k
 def _stale_store(settings: Any, clients: AwsClients | None = None) -> BranchKeyStore:
     """A function not yet redeployed: its key store is still configured with the old key."""
     return BranchKeyStore(clients or AwsClients(), settings.keystore_table, settings.keystore_name,
-                          settings.kms_key_arn, 300)
+                          settings.kms_key_arn, 300, allowed_kms_keys=settings.fenced_kms_keys())
 
 
 def _rekey(settings: Any, target: str) -> None:
@@ -315,10 +318,12 @@ def _expected_bridge_grants(isolated: Any, local_stack: Any) -> set[Any]:
 
 
 def _configure(isolated: Any, kms_key_arn: str) -> None:
-    """What `sam deploy --parameter-overrides CustomerManagedKeyArn=...` does to the configuration."""
+    """What `sam deploy --parameter-overrides CustomerManagedKeyArn=... RekeyKmsKeyArn=<the other>`
+    does to the configuration: the other key of the switch stays declared (docs/byok.md)."""
     from atrest.commands.rekey import switch_local_configuration
 
-    switch_local_configuration(isolated.state_file, kms_key_arn)
+    other = isolated.new if kms_key_arn == isolated.old else isolated.old
+    switch_local_configuration(isolated.state_file, kms_key_arn, other)
 
 
 def test_rekey_takes_bridge_grants_for_the_function_roles_once_and_retires_them_after_the_switch(
@@ -452,3 +457,23 @@ def test_rekey_refuses_the_stacks_service_owned_key_for_the_customers_branch_key
 def _bridge_grants_on(key_arn: str) -> set[str]:
     return {g.get("Name", "") for g in boto3.client("kms").list_grants(KeyId=key_arn)["Grants"]
             if "-bridge:" in g.get("Name", "")}
+
+
+def test_rekey_to_a_key_the_stack_has_not_declared_is_refused_before_any_change(isolated, atrest):
+    """Every function role denies KMS keys outside its fence (issue 15): moving branch keys to
+    an undeclared key would lock every function out of them. The dry run says so too."""
+    _messages(isolated.settings)
+    state = json.loads(isolated.state_file.read_text())
+    state["parameters"]["RekeyKmsKeyArn"] = ""
+    isolated.state_file.write_text(json.dumps(state))
+    items = _items(isolated.settings)
+
+    code, out, _ = atrest("rekey", "--to-kms-key", isolated.new, "--dry-run")
+    assert code == 0 and "not declared to the stack: a run would refuse" in out
+
+    code, out, err = atrest("rekey", "--to-kms-key", isolated.new)
+
+    assert code == 1 and "is not declared to the stack" in err and f"RekeyKmsKeyArn={isolated.new}" in err
+    assert "nothing was changed" in err
+    assert _items(isolated.settings) == items
+    assert _bridge_grants(isolated) == set()

@@ -103,3 +103,37 @@ def test_a_class_named_twice_with_two_keys_and_a_key_of_another_account_are_refu
     message = str(error.value)
     assert "names data class 'crm-exports' twice" in message
     assert "account 444455556666, not the stack's account 111122223333" in message
+
+
+STACK_KEY = "arn:aws:kms:us-east-1:111122223333:key/1111aaaa-1111-1111-1111-111111111111"
+SERVICE_KEY = "arn:aws:kms:us-east-1:111122223333:key/2222bbbb-2222-2222-2222-222222222222"
+REKEY_KEY = "arn:aws:kms:us-east-1:111122223333:key/3333cccc-3333-3333-3333-333333333333"
+
+
+def _class_key(n: int) -> str:
+    return f"arn:aws:kms:us-east-1:111122223333:key/4444dddd-4444-4444-4444-44444444444{n}"
+
+
+def test_the_fence_holds_the_configured_service_class_and_declared_rekey_keys_and_nothing_else():
+    settings = Settings.from_env({**BASE, "ATREST_KMS_KEY_ARN": STACK_KEY, "ATREST_SERVICE_KMS_KEY_ARN": SERVICE_KEY,
+                                  "ATREST_DATA_CLASS_KMS_KEYS": f"integration-configuration={_class_key(0)}",
+                                  "ATREST_REKEY_KMS_KEY_ARN": REKEY_KEY})
+
+    assert settings.rekey_kms_key_arn == REKEY_KEY
+    assert settings.fenced_kms_keys() == {STACK_KEY, SERVICE_KEY, _class_key(0), REKEY_KEY}
+    assert Settings.from_env({**BASE, "ATREST_KMS_KEY_ARN": STACK_KEY}).fenced_kms_keys() == {STACK_KEY}
+
+
+def test_a_rekey_key_that_is_not_a_full_key_arn_is_refused():
+    with pytest.raises(ConfigurationError, match="ATREST_REKEY_KMS_KEY_ARN='alias/next'"):
+        Settings.from_env({**BASE, "ATREST_REKEY_KMS_KEY_ARN": "alias/next"})
+
+
+def test_more_class_keys_than_the_fence_has_slots_for_are_refused():
+    from atrest.settings import MAX_DATA_CLASS_KMS_KEYS
+
+    pairs = ",".join(f"class-{n}={_class_key(n)}" for n in range(MAX_DATA_CLASS_KMS_KEYS + 1))
+    with pytest.raises(ConfigurationError, match="slot for at most"):
+        Settings.from_env({**BASE, "ATREST_DATA_CLASS_KMS_KEYS": pairs})
+    fits = ",".join(f"class-{n}={_class_key(n)}" for n in range(MAX_DATA_CLASS_KMS_KEYS))
+    assert len(Settings.from_env({**BASE, "ATREST_DATA_CLASS_KMS_KEYS": fits}).data_class_kms_keys) == MAX_DATA_CLASS_KMS_KEYS

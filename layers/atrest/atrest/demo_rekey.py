@@ -120,6 +120,12 @@ def run() -> int:
         _say("encrypted", f"{len(records)} recording(s) and a contact's PII under {old_key.rsplit('/', 1)[-1]}")
 
         new_key = boto3.client("kms").create_key(Description="atrest demo: the customer's new key")["KeyMetadata"]["Arn"]
+        # Every function role denies KMS keys outside the stack's fence: declare the new key first.
+        print(f"\n$ atrest local up --parameter-overrides RekeyKmsKeyArn={new_key}   # declare the switch's other key",
+              flush=True)
+        state = provision(ROOT / "template.yaml", emulator, stack_name="atrest",
+                          parameters={"RekeyKmsKeyArn": new_key})
+        state_file = state.write(work / "local-stack.json")
         print(f"\n$ atrest rekey --to-kms-key {new_key}", flush=True)
         code = atrest(["rekey", "--to-kms-key", new_key, "--state-file", str(state_file)])
         if code:

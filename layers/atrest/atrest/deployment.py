@@ -60,6 +60,8 @@ PARAMETER_VARIABLES = {
     "RetrievalLifetimeMinutes": "ATREST_RETRIEVAL_LIFETIME_MINUTES",
     # A KMS key per data class (docs/byok.md): `<class>=<key ARN>` pairs.
     "DataClassKmsKeys": "ATREST_DATA_CLASS_KMS_KEYS",
+    # The other key of a key switch in progress: inside the KMS fence until it ends (docs/byok.md).
+    "RekeyKmsKeyArn": "ATREST_REKEY_KMS_KEY_ARN",
 }
 
 

@@ -11,8 +11,18 @@ keys need different KMS configurations:
 - the *reader* (`KMSConfigurationDiscovery`) fetches branch key versions (for encrypt and
   decrypt) and unwraps each with the KMS key its item names. After `atrest rekey` moves
   items to a new KMS key, a function still configured with the old one keeps working
-  without a redeploy; which KMS keys it may actually use is fenced by IAM (its role's
-  policy names only the stack's key; grants add the rekey target), not by this code.
+  without a redeploy.
+
+Discovery alone would unwrap with *any* key an item names, and anyone who may write the
+table (the writer roles, operators, CI) could plant an item under a KMS key of their own:
+new data would then be encrypted under key material they hold. So every store is fenced
+twice: each function role has an explicit IAM Deny on every KMS key but the stack's
+(template.yaml, KmsKeyFencePolicy; a grant cannot override it), and here, every key store item
+the MPL reads is checked before the MPL may call KMS with it: an item naming a key outside
+`allowed_kms_keys` (`Settings.fenced_kms_keys`) raises `ForeignKmsKeyError`, naming the
+item, and logs `KeyStoreItemRefused` (a metric filter counts it; an alarm fires: it is an
+attack signal). The check is a botocore hook on the GetItem responses of this store's
+table, the one place the MPL's reads pass through before its KMS call.
 
 A data class with a KMS key of its own (`DataClassKmsKeys`, docs/byok.md) has its branch
 key created and rotated under that key. The MPL's writer takes one KMS key per key store
@@ -33,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from aws_cryptographic_material_providers.keystore import KeyStore
 from aws_cryptographic_material_providers.keystore.config import KeyStoreConfig
@@ -64,6 +74,9 @@ from atrest.settings import DATA_CLASS_KMS_KEYS_PARAMETER, DATA_CLASS_KMS_KEYS_V
 
 log = logging.getLogger(__name__)
 
+# The token the metric filters count (template.yaml, *KeyStoreItemRefusedFilter): keep it in the log message.
+REFUSED_ITEM_LOG_TOKEN = "KeyStoreItemRefused"
+
 # Custom encryption context bound into every branch key we create (required by the
 # MPL for a branch key id of our choosing, and a record of what the key is for).
 SCOPE_CONTEXT_KEY = "atrest-scope"
@@ -85,6 +98,38 @@ class StoredVersion:
     created: datetime
     active: bool = False
     kms_arn: str = ""  # the KMS key its item is wrapped by (what `atrest rekey` moves)
+
+
+# Set while this module reads an item as stored (`describe_active`): the fence guards what
+# the MPL unwraps, not atrest's own listing, so a planted item can still be seen and deleted.
+_RAW_READ = threading.local()
+
+
+class ForeignKmsKeyError(AtrestError):
+    """A key store item names a KMS key outside the stack's fence; refused before any KMS call."""
+
+    def __init__(self, table: str, item: Mapping[str, Any], allowed: Collection[str]) -> None:
+        self.table = table
+        self.branch_key_id = item.get("branch-key-id", {}).get("S", "?")
+        self.item_type = item.get("type", {}).get("S", "?")
+        self.kms_arn = item.get("kms-arn", {}).get("S", "")
+        super().__init__(
+            f"key store item {self.branch_key_id} {self.item_type} (table {table}) is wrapped by KMS key "
+            f"{self.kms_arn or '(none)'}, which is not one this stack uses ({', '.join(sorted(allowed))}); refused "
+            "before any KMS call. Only a principal with write access to the key store can have put it there: treat it "
+            "as an attack, find the writer in CloudTrail, and delete the item (docs/byok.md, \"Planted key store "
+            "items\"). A KMS key you are switching to must be declared first (RekeyKmsKeyArn)")
+
+
+def _refusal_in(error: BaseException) -> ForeignKmsKeyError | None:
+    """The fence's refusal, when the MPL wrapped it in an error of its own (its KeyStore
+    client turns every exception into a ServiceError; the ESDK path passes it unchanged)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ForeignKmsKeyError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _is_not_found(error: Exception) -> bool:
@@ -109,9 +154,17 @@ class BranchKeyStore:
         kms_key_arn: str,
         cache_ttl_seconds: int,
         cache_entries: int = 100,
+        allowed_kms_keys: Collection[str] | None = None,
     ) -> None:
+        """`allowed_kms_keys`: the KMS keys its items may name besides `kms_key_arn` (the
+        stack's fence, `Settings.fenced_kms_keys`); an item naming another is refused."""
         self.table_name = table_name
         self.kms_key_arn = kms_key_arn
+        self.allowed_kms_keys = frozenset({kms_key_arn, *(allowed_kms_keys or ())})
+        events = clients.dynamodb.meta.events
+        # The request's table travels to the response handler in botocore's per-request context.
+        events.register("before-parameter-build.dynamodb.GetItem", self._note_table)
+        events.register("after-call.dynamodb.GetItem", self._refuse_foreign_item)
         self.cache_ttl_seconds = cache_ttl_seconds
         self.cache_entries = cache_entries
         self.key_store_ddb = clients.dynamodb
@@ -136,7 +189,27 @@ class BranchKeyStore:
 
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients) -> "BranchKeyStore":
-        return cls(clients, settings.keystore_table, settings.keystore_name, settings.kms_key_arn, settings.cache_ttl_seconds)
+        return cls(clients, settings.keystore_table, settings.keystore_name, settings.kms_key_arn, settings.cache_ttl_seconds,
+                   allowed_kms_keys=customer_fence(settings))
+
+    # -- the fence: no item under a KMS key the stack does not use reaches KMS ---------------
+
+    def _note_table(self, params: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["atrest_table"] = params.get("TableName")
+
+    def _refuse_foreign_item(self, parsed: Mapping[str, Any], context: Mapping[str, Any], **_: Any) -> None:
+        # Raised here, the error reaches the MPL's caller unchanged and the MPL makes no KMS call.
+        if context.get("atrest_table") != self.table_name or getattr(_RAW_READ, "active", False):
+            return
+        item = parsed.get("Item") or {}
+        kms_arn = item.get("kms-arn", {}).get("S")
+        if "branch-key-id" not in item or kms_arn in self.allowed_kms_keys:
+            return
+        error = ForeignKmsKeyError(self.table_name, item, self.allowed_kms_keys)
+        log.error("%s: %s", REFUSED_ITEM_LOG_TOKEN, error, extra={
+            "branch_key_id": error.branch_key_id, "item_type": error.item_type, "kms_arn": error.kms_arn,
+            "table": self.table_name})
+        raise error
 
     def active_version(self, scope: BranchKeyScope) -> str | None:
         """The active version of the scope's branch key, or None when it has none yet."""
@@ -147,6 +220,9 @@ class BranchKeyStore:
         except Exception as error:  # the MPL raises its own error classes, not botocore's
             if _is_not_found(error):
                 return None
+            refusal = _refusal_in(error)
+            if refusal is not None:
+                raise refusal from None
             raise
         return output.branch_key_materials.branch_key_version
 
@@ -207,7 +283,13 @@ class BranchKeyStore:
             cached = self._checksum_keys.get(branch_key_id)
             if cached is not None and cached[1] > now:
                 return cached[0]
-        output = self.reader.get_beacon_key(GetBeaconKeyInput(branch_key_identifier=branch_key_id))
+        try:
+            output = self.reader.get_beacon_key(GetBeaconKeyInput(branch_key_identifier=branch_key_id))
+        except Exception as error:
+            refusal = _refusal_in(error)
+            if refusal is not None:
+                raise refusal from None
+            raise
         key = ChecksumKey.from_beacon_key(output.beacon_key_materials.beacon_key)
         with self._lock:
             self._checksum_keys[branch_key_id] = (key, now + self.cache_ttl_seconds)
@@ -238,11 +320,17 @@ class BranchKeyStore:
         return sorted(found, key=lambda v: v.branch_key_id)
 
     def describe_active(self, branch_key_id: str) -> StoredVersion | None:
-        item = self.key_store_ddb.get_item(
-            TableName=self.table_name,
-            Key={"branch-key-id": {"S": branch_key_id}, "type": {"S": ACTIVE_TYPE}},
-            ConsistentRead=True,
-        ).get("Item")
+        """The ACTIVE item as stored, whatever KMS key it names (no key material is used:
+        listing and deleting a planted item must stay possible)."""
+        _RAW_READ.active = True
+        try:
+            item = self.key_store_ddb.get_item(
+                TableName=self.table_name,
+                Key={"branch-key-id": {"S": branch_key_id}, "type": {"S": ACTIVE_TYPE}},
+                ConsistentRead=True,
+            ).get("Item")
+        finally:
+            _RAW_READ.active = False
         return self._item_version(item, active=True) if item else None
 
     def versions(self, branch_key_id: str) -> list[StoredVersion]:
@@ -268,7 +356,13 @@ class BranchKeyStore:
         The MPL's VersionKey overwrites the ACTIVE item without comparing it with what it
         read, so two at once would make two versions: callers serialize (atrest.expiry).
         """
-        self.key_store.version_key(VersionKeyInput(branch_key_identifier=branch_key_id))
+        try:
+            self.key_store.version_key(VersionKeyInput(branch_key_identifier=branch_key_id))
+        except Exception as error:
+            refusal = _refusal_in(error)
+            if refusal is not None:
+                raise refusal from None
+            raise
         self._keyrings.pop(branch_key_id, None)  # this process encrypts under the new version at once
         active = self.describe_active(branch_key_id)
         assert active is not None
@@ -319,6 +413,12 @@ class BranchKeyStore:
             ReturnValues="ALL_OLD",
         )
         return "Attributes" in response
+
+
+def customer_fence(settings: Settings) -> frozenset[str]:
+    """The KMS keys an item of the customer's key store may name: the stack's fence but the
+    service key, which wraps only the service key store's items."""
+    return settings.fenced_kms_keys() - {settings.service_kms_key_arn}
 
 
 @dataclass(frozen=True)
@@ -412,6 +512,7 @@ class KeyStores:
         may not have a KMS key of its own (at start, before any data is touched)."""
         service = None
         if settings.service_keystore_table and settings.service_kms_key_arn:
+            # Only the service key: no customer key, class key or rekey target wraps service branch keys.
             service = BranchKeyStore(clients, settings.service_keystore_table, settings.service_keystore_table,
                                      settings.service_kms_key_arn, settings.cache_ttl_seconds)
         customer = BranchKeyStore.from_settings(settings, clients)
@@ -422,7 +523,7 @@ class KeyStores:
             if store is None:
                 store = by_key[assigned.kms_key_arn] = BranchKeyStore(
                     clients, settings.keystore_table, settings.keystore_name, assigned.kms_key_arn,
-                    settings.cache_ttl_seconds)
+                    settings.cache_ttl_seconds, allowed_kms_keys=customer_fence(settings))
             class_stores[assigned.branch_key_id] = store
         return cls(customer, service, class_stores)
 

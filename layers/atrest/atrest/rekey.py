@@ -22,6 +22,13 @@ key of their own (`plan_stack_rekey`), or exactly one such class's branch key
 (`plan_class_rekey`, `atrest rekey --data-class`): a class's branch key follows its own key
 (`DataClassKmsKeys`), never the stack's, and a stack rekey leaves it where it is.
 
+A rekey moves only items under keys it can account for: the configured keys (the stack's
+and each data class's), the keys the last rekeys recorded (moved to and from), the declared
+other key of the switch (`RekeyKmsKeyArn`) and the target. An item under any other key was
+planted by someone who may write the key store (docs/byok.md, "Planted key store items"):
+re-wrapping it would make the planted key material the customer's for good, so the whole
+run is refused (`PlantedItemsError`) before anything changes.
+
 Shredded versions have no item left in the key store, so they are never touched.
 Switching what the functions are configured with (the `CustomerManagedKeyArn` stack
 parameter) is the operator's step after the rekey (docs/byok.md).
@@ -89,6 +96,22 @@ class TargetKeyError(AtrestError):
 
 class RekeyConflictError(AtrestError):
     """An item kept changing under the rekey (a concurrent rotation); run the rekey again."""
+
+
+class PlantedItemsError(AtrestError):
+    """Key store items under KMS keys the stack never used: the rekey refused, changing nothing."""
+
+    def __init__(self, items: Sequence["KeyStoreItemRef"], accounted: Collection[str]) -> None:
+        self.items = list(items)
+        shown = "; ".join(f"{ref.branch_key_id} {ref.item_type} under {ref.kms_arn or '(no key)'}"
+                          for ref in self.items[:10])
+        more = f" and {len(self.items) - 10} more" if len(self.items) > 10 else ""
+        super().__init__(
+            f"{len(self.items)} key store item(s) are wrapped by KMS keys this stack never used: {shown}{more}. "
+            f"The keys a rekey may move from are {', '.join(sorted(accounted))}. Someone with write access to the key "
+            "store planted or changed these items; re-wrapping them would make their key material yours for good. "
+            "Nothing was changed: find the writer in CloudTrail, delete the items (docs/byok.md, \"Planted key store "
+            "items\"), then run the rekey again")
 
 
 class BridgeGrantError(AtrestError):
@@ -245,24 +268,49 @@ def plan_rekey(dynamodb: Any, settings: Settings, target_arn: str, configured_ar
     """Every key store item of the branch keys in scope (`only`, else all but `excluded`),
     split into those still on another key and those on the target.
 
-    Checks every item's format first (`KeyStoreFormatError`, nothing changed), and
-    refuses the service-owned key as a target (`refuse_service_key`) before reading any."""
+    Checks every item's format first (`KeyStoreFormatError`, nothing changed), refuses
+    the service-owned key as a target (`refuse_service_key`) before reading any, and
+    refuses the whole run (`PlantedItemsError`) if any item of the table, in scope or not,
+    is under a key `accounted_kms_keys` does not name."""
     refuse_service_key(target_arn, settings)
     check_library_version()
-    pending, done = [], []
+    pending, done, planted = [], [], []
     excluded = dict(excluded or {})
     left_out = 0
+    accounted = accounted_kms_keys(dynamodb, settings, target_arn, configured_arn)
     for item in _scan_items(dynamodb, settings.keystore_table):
         check_item(item)
         ref = KeyStoreItemRef(item["branch-key-id"]["S"], item["type"]["S"], item[KMS_ARN]["S"])
+        if ref.kms_arn not in accounted:
+            planted.append(ref)
+            continue
         if (only is not None and ref.branch_key_id not in only) or ref.branch_key_id in excluded:
             left_out += ref.branch_key_id in excluded
             continue
         (done if ref.kms_arn == target_arn else pending).append(ref)
+    if planted:
+        raise PlantedItemsError(planted, accounted)
     order = {"version": 0, "active": 1, "beacon": 2}  # versions first: the ACTIVE copy follows its version
     pending.sort(key=lambda r: (r.branch_key_id, order[r.kind], r.item_type))
     return RekeyPlan(target_arn, configured_arn or settings.kms_key_arn, pending, done,
                      frozenset(only) if only is not None else None, data_class, excluded, left_out)
+
+
+def accounted_kms_keys(dynamodb: Any, settings: Settings, target_arn: str,
+                       configured_arn: str | None = None) -> frozenset[str]:
+    """The KMS keys a customer key store item may be under: configured (the stack's, each
+    data class's, the declared other key of a switch), recorded by earlier rekeys (the keys
+    moved to and from, the stack's and each class's) and the target. Never the service key."""
+    keys = set(settings.fenced_kms_keys()) | {target_arn}
+    if configured_arn:
+        keys.add(configured_arn)
+    item = dynamodb.get_item(TableName=settings.metadata_table, Key={"pk": {"S": CONFIG_PK}, "sk": {"S": CONFIG_KMS_SK}},
+                             ConsistentRead=True).get("Item") or {}
+    keys |= {item[name]["S"] for name in ("kms_key_arn", "previous_kms_key_arn") if name in item}
+    keys |= {kms_key_arn for _, kms_key_arn in recorded_class_kms_keys(dynamodb, settings).values()}
+    keys.discard(settings.service_kms_key_arn)
+    keys.discard("")
+    return frozenset(keys)
 
 
 def _replan(dynamodb: Any, settings: Settings, plan: RekeyPlan) -> RekeyPlan:

@@ -15,6 +15,15 @@ MAX_FRAME_LENGTH = 2**31 - 1
 # A KMS key per data class (docs/byok.md): the stack parameter and the variable carrying it.
 DATA_CLASS_KMS_KEYS_PARAMETER = "DataClassKmsKeys"
 DATA_CLASS_KMS_KEYS_VARIABLE = "ATREST_DATA_CLASS_KMS_KEYS"
+# The template's KMS fence (KmsKeyFencePolicy) names each class key in a slot of its own: CloudFormation
+# cannot turn a list of `<class>=<arn>` pairs into ARNs any other way. More keys than slots would
+# be denied to every function role, so they are refused at start and at deploy.
+MAX_DATA_CLASS_KMS_KEYS = 4
+# The other KMS key of a key switch in progress (`atrest rekey`): the key moved to, declared
+# before the rekey so that the fence lets the functions use it, then the key moved from until
+# the switch is finished (docs/byok.md): the stack parameter and the variable carrying it.
+REKEY_KMS_KEY_PARAMETER = "RekeyKmsKeyArn"
+REKEY_KMS_KEY_VARIABLE = "ATREST_REKEY_KMS_KEY_ARN"
 # A full key ARN, never an alias or key id: the key store records the ARN it wraps with.
 KMS_KEY_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):key/(?P<key_id>[A-Za-z0-9-]+)$")
@@ -73,6 +82,17 @@ class Settings:
     # under (DataClassKmsKeys); a class not named here uses `kms_key_arn`. Checked against
     # the catalog by `atrest.keystore.KeyStores.from_settings` (docs/byok.md).
     data_class_kms_keys: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # The other KMS key of a key switch in progress (RekeyKmsKeyArn, docs/byok.md).
+    rekey_kms_key_arn: str | None = None
+
+    def fenced_kms_keys(self) -> frozenset[str]:
+        """Every KMS key a key store item of this stack may name: the configured key (the
+        stack's own or the customer's), the service key, each data class's own key and the
+        other key of a declared key switch. The same set as the template's KmsKeyFencePolicy;
+        a reader refuses an item naming any other key before calling KMS (`atrest.keystore`)."""
+        keys = {self.kms_key_arn, *self.data_class_kms_keys.values()}
+        keys |= {key for key in (self.service_kms_key_arn, self.rekey_kms_key_arn) if key}
+        return frozenset(keys)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -141,6 +161,12 @@ class Settings:
         account_id = required("ATREST_ACCOUNT_ID")
         data_class_kms_keys, key_problems = parse_data_class_kms_keys(env.get(DATA_CLASS_KMS_KEYS_VARIABLE, ""), account_id)
         problems.extend(key_problems)
+        if len(data_class_kms_keys) > MAX_DATA_CLASS_KMS_KEYS:
+            problems.append(f"{DATA_CLASS_KMS_KEYS_VARIABLE} has {len(data_class_kms_keys)} entries; the template's KMS "
+                            f"fence has a slot for at most {MAX_DATA_CLASS_KMS_KEYS} (docs/byok.md)")
+        rekey_key = optional(REKEY_KMS_KEY_VARIABLE)
+        if rekey_key and not KMS_KEY_ARN.match(rekey_key):
+            problems.append(f"{REKEY_KMS_KEY_VARIABLE}={rekey_key!r} must be a full key ARN (arn:aws:kms:...)")
         if service_kms_key_arn and not service_kms_key_arn.startswith("arn:"):
             problems.append(f"ATREST_SERVICE_KMS_KEY_ARN={service_kms_key_arn!r} must be a full key ARN (arn:aws:kms:...)")
         settings = cls(
@@ -172,6 +198,7 @@ class Settings:
             retrieval_bucket=optional("ATREST_RETRIEVAL_BUCKET"),
             retrieval_lifetime_minutes=integer("ATREST_RETRIEVAL_LIFETIME_MINUTES", 10, 1, 60),
             data_class_kms_keys=data_class_kms_keys,
+            rekey_kms_key_arn=rekey_key,
         )
         if problems:
             raise ConfigurationError(

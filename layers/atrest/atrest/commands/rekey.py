@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from atrest.commands.common import add_stack_options
+from atrest.settings import REKEY_KMS_KEY_PARAMETER, REKEY_KMS_KEY_VARIABLE
 
 
 def register(subparsers: Any) -> None:
@@ -57,11 +58,25 @@ def _local_state_path(args: argparse.Namespace) -> Path | None:
     return find_local_state_file(args.state_file).found
 
 
-def switch_local_configuration(state_path: Path, kms_key_arn: str) -> None:
+def _declare_other_key(state: dict[str, Any], other_kms_key_arn: str | None) -> None:
+    """`RekeyKmsKeyArn` and every function's ATREST_REKEY_KMS_KEY_ARN (the fence's other key)."""
+    state.setdefault("parameters", {})[REKEY_KMS_KEY_PARAMETER] = other_kms_key_arn or ""
+    for function in (state.get("functions") or {}).values():
+        environment = function.get("environment") or {}
+        if REKEY_KMS_KEY_VARIABLE in environment:
+            environment[REKEY_KMS_KEY_VARIABLE] = other_kms_key_arn or ""
+
+
+def switch_local_configuration(state_path: Path, kms_key_arn: str, other_kms_key_arn: str | None = None) -> None:
     """Point a local stack's configuration at `kms_key_arn`, as `sam deploy
-    --parameter-overrides CustomerManagedKeyArn=...` does on AWS: the parameter, the
-    `KmsKeyArn` output and every function's ATREST_KMS_KEY_ARN."""
+    --parameter-overrides CustomerManagedKeyArn=... RekeyKmsKeyArn=<previous>` does on AWS:
+    the parameters, the `KmsKeyArn` output and every function's ATREST_KMS_KEY_ARN and
+    ATREST_REKEY_KMS_KEY_ARN (`other_kms_key_arn`: after a rekey, the key moved from, which
+    stays inside the fence until the rekey's last run has moved what was made under it
+    meanwhile; None leaves the declared key as it is)."""
     state = json.loads(state_path.read_text(encoding="utf-8"))
+    if other_kms_key_arn is not None:
+        _declare_other_key(state, other_kms_key_arn if other_kms_key_arn != kms_key_arn else None)
     state.setdefault("parameters", {})["CustomerManagedKeyArn"] = kms_key_arn
     state.setdefault("outputs", {})["KmsKeyArn"] = kms_key_arn
     for function in (state.get("functions") or {}).values():
@@ -86,11 +101,14 @@ def class_kms_keys_text(keys: dict[str, str]) -> str:
     return ",".join(f"{name}={arn}" for name, arn in keys.items())
 
 
-def switch_local_class_configuration(state_path: Path, keys: dict[str, str]) -> None:
+def switch_local_class_configuration(state_path: Path, keys: dict[str, str], previous_kms_key_arn: str | None = None) -> None:
     """Point a local stack's configuration at these class keys, as `sam deploy
-    --parameter-overrides DataClassKmsKeys=...` does on AWS: the parameter and every
-    function's ATREST_DATA_CLASS_KMS_KEYS (functions that read no key store have none)."""
+    --parameter-overrides DataClassKmsKeys=... RekeyKmsKeyArn=<previous>` does on AWS: the
+    parameters and every function's ATREST_DATA_CLASS_KMS_KEYS (functions that read no key
+    store have none) and ATREST_REKEY_KMS_KEY_ARN."""
     state = json.loads(state_path.read_text(encoding="utf-8"))
+    if previous_kms_key_arn is not None:
+        _declare_other_key(state, previous_kms_key_arn)
     state.setdefault("parameters", {})["DataClassKmsKeys"] = [f"{name}={arn}" for name, arn in keys.items()]
     for function in (state.get("functions") or {}).values():
         environment = function.get("environment") or {}
@@ -164,6 +182,8 @@ def _print_next_steps(args: argparse.Namespace, deployment: Any, target: str, da
     """What switches the functions' configuration to the new key, as the last step of a rekey:
     on AWS, the `sam deploy` to run; locally, the local stack's configuration switched; else
     the variable to set."""
+    previous = deployment.settings.data_class_kms_keys.get(data_class, deployment.settings.kms_key_arn) \
+        if data_class else deployment.settings.kms_key_arn
     if data_class:
         keys = class_kms_keys_after(deployment.settings, data_class, target)
         text = class_kms_keys_text(keys)
@@ -179,14 +199,16 @@ def _print_next_steps(args: argparse.Namespace, deployment: Any, target: str, da
         print("the functions keep working: they read each branch key with the KMS key its items name, and the bridge "
               f"grants let their roles use the new key. Now switch their configuration, so that {what} rotated under "
               "it and the stack takes its own grants on it (docs/byok.md):")
-        print(f"  sam deploy --stack-name {stack} --parameter-overrides {override}")
+        print(f"  sam deploy --stack-name {stack} --parameter-overrides {override} {REKEY_KMS_KEY_PARAMETER}={previous}")
         print(f"then run {again} once more: it moves any branch key version made under the old key meanwhile and "
-              "retires the bridge grants. Disable the old key when you are ready")
+              f"retires the bridge grants; last, `sam deploy ... {REKEY_KMS_KEY_PARAMETER}=\"\"` takes the old key out of "
+              "the functions' KMS fence. Disable the old key when you are ready")
     elif state_path is not None:
         if data_class:
-            switch_local_class_configuration(state_path, class_kms_keys_after(deployment.settings, data_class, target))
+            switch_local_class_configuration(state_path, class_kms_keys_after(deployment.settings, data_class, target),
+                                             previous)
         else:
-            switch_local_configuration(state_path, target)
+            switch_local_configuration(state_path, target, previous)
         print(f"local stack configuration switched to {switched_to} ({state_path}); restart `atrest local up` to use "
               "it, then run the rekey once more to retire the bridge grants")
     else:
@@ -196,7 +218,7 @@ def _print_next_steps(args: argparse.Namespace, deployment: Any, target: str, da
 def run(args: argparse.Namespace) -> int:
     from atrest.clients import AwsClients
     from atrest.deployment import resolve_deployment
-    from atrest.rekey import bridge_grantees, execute, plan_class_rekey, plan_stack_rekey, validate_target
+    from atrest.rekey import TargetKeyError, bridge_grantees, execute, plan_class_rekey, plan_stack_rekey, validate_target
 
     deployment = resolve_deployment(args.stack_name, args.state_file)
     settings = deployment.settings
@@ -216,7 +238,19 @@ def run(args: argparse.Namespace) -> int:
         _print_left_out(plan)
         _retire_bridge_grants(clients.kms, target, stack)
         return 0
+    switched = plan.configured_arn == target  # the run after the configuration switch
     validate_target(clients.kms, target, settings, clients.region)
+    undeclared = not switched and stack is not None and target not in settings.fenced_kms_keys()
+    if undeclared and args.dry_run:
+        print(f"  not declared to the stack: a run would refuse until {REKEY_KMS_KEY_PARAMETER}={target} is deployed "
+              "(the functions' KMS fence; docs/byok.md)")
+    elif undeclared:
+        raise TargetKeyError(
+            f"{target} is not declared to the stack: every function role denies KMS keys but the stack's (its KMS "
+            f"fence), so after this rekey no function could read a branch key. Declare it first, as the other key of "
+            f"the switch: `sam deploy --parameter-overrides {REKEY_KMS_KEY_PARAMETER}={target}` (locally, `atrest "
+            f"local up --parameter-overrides {REKEY_KMS_KEY_PARAMETER}={target}`), then run the rekey again "
+            "(docs/byok.md); nothing was changed")
     print(f"rekey {subject} to {target}")
     print(f"  configured KMS key: {plan.configured_arn}")
     print(f"  {len(plan.pending)} key store item(s) to re-wrap (KMS ReEncrypt each), {len(plan.done)} already on the "
@@ -224,7 +258,6 @@ def run(args: argparse.Namespace) -> int:
     for arn, count in sorted(plan.source_keys().items()):
         print(f"    {count:>4} now under {arn}")
     _print_left_out(plan)
-    switched = plan.configured_arn == target  # the run after the configuration switch
     if args.dry_run:
         bridged = 0 if switched or stack is None else len(bridge_grantees(deployment.outputs)[0])
         print(f"dry run: nothing changed (a run would take {bridged} bridge grant(s) on the new key first)")

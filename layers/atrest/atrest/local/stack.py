@@ -35,9 +35,7 @@ import json
 import os
 import re
 import sys
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol
@@ -505,7 +503,7 @@ class _StackBuilder:
         # stdout is `atrest local up`'s one JSON line; `atrest demo` keeps function logs in a file.
         handler = InProcessFunction(function, emulator_environment(self.emulator.endpoint, self.region),
                                     stdout=log_destination(sys.stderr))
-        with _response_url() as (url, responses):
+        with _response_url(self.client("s3"), self.region, request_id) as (url, responses):
             invocation = handler.invoke({
                 "RequestType": "Create", "ResponseURL": url,
                 "StackId": self.evaluator.pseudo_parameter("AWS::StackId"), "RequestId": request_id,
@@ -881,30 +879,30 @@ def _as_sent(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _response_url() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A stand-in for the pre-signed S3 URL CloudFormation gives a custom resource: a server on
-    loopback keeping each PUT body (the handler's answer) until the block ends."""
-    answers: list[dict[str, Any]] = []
-
-    class Answer(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
-            answers.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}"))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    # A short poll: shutdown() waits for it, once per custom resource provisioned.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="custom-resource-response",
-                              daemon=True)
-    thread.start()
+def _response_url(s3: Any, region: str, request_id: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """What CloudFormation gives a custom resource: a pre-signed S3 PUT URL in its response
+    bucket (`cloudformation-custom-resource-response-<region without dashes>`), here on the
+    emulator's S3, the only place the handler answers to when AWS_ENDPOINT_URL is set. After
+    the block, the list holds the answer (the object the handler PUT), if any."""
+    bucket = f"cloudformation-custom-resource-response-{region.replace('-', '')}"
     try:
-        yield f"http://127.0.0.1:{server.server_port}/custom-resource-response", answers
+        s3.create_bucket(Bucket=bucket, **({} if region == "us-east-1" else
+                                            {"CreateBucketConfiguration": {"LocationConstraint": region}}))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    key = f"responses/{request_id}/{uuid.uuid4()}"
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600)
+    answers: list[dict[str, Any]] = []
+    try:
+        yield url, answers
     finally:
-        server.shutdown()
-        server.server_close()
+        try:
+            answers.append(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read() or b"{}"))
+            s3.delete_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
 
 
 def create_data_class_kms_keys(emulator: AwsEndpoint, data_classes: Mapping[str, str] | list[str], *,
