@@ -23,9 +23,9 @@ import urllib.request
 from types import TracebackType
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
+from atrest.clients import new_session
 from atrest.local import event_fidelity, iam_enforcement
 
 DEFAULT_REGION = "us-east-1"
@@ -166,7 +166,7 @@ def emulator_client(service: str, *, endpoint: str, region: str) -> Any:
     with _clients_lock:
         client = _clients.get((service, endpoint, region))
         if client is None:
-            session = boto3.session.Session(
+            session = new_session(
                 aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY, region_name=region
             )
             client = session.client(

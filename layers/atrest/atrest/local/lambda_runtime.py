@@ -57,6 +57,7 @@ from typing import Any, Callable, Iterator, Mapping, TextIO
 import boto3
 import botocore.credentials
 
+from atrest.clients import new_session
 from atrest.local import iam_enforcement
 from atrest.local.stack import LocalFunction
 
@@ -151,7 +152,7 @@ def _install_credential_hooks() -> None:
         if function is None:
             return default_session()
         if function._default_session is None:
-            function._default_session = boto3.session.Session()
+            function._default_session = new_session()
         return function._default_session
 
     create_credential_resolver._atrest_local = True  # type: ignore[attr-defined]
