@@ -36,7 +36,12 @@ def new_session(**options: Any) -> boto3.session.Session:
         loader = _loader
     core = botocore.session.get_session()
     core.register_component("data_loader", loader)
-    return boto3.session.Session(botocore_session=core, **options)
+    session = boto3.session.Session(botocore_session=core, **options)
+    # boto3 appends its own data path to the loader of every session it wraps: with one
+    # loader for all, keep a single copy, or the search path grows with every session.
+    with _loader_lock:
+        loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))
+    return session
 
 
 @dataclass
