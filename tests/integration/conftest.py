@@ -60,6 +60,25 @@ def clone_table() -> Callable[[Any, str, str], None]:
     return _clone_table
 
 
+@pytest.fixture
+def key_tables(settings: Settings) -> Callable[[str], tuple[str, str]]:
+    """`key_tables(prefix)`: a fresh key store and metadata table with the stack's schemas
+    (`<prefix>-keystore-<suffix>`, `<prefix>-metadata-<suffix>`), for tests that plant or
+    move branch keys without touching the ones other tests share; their names."""
+    import uuid
+
+    import boto3
+
+    def make(prefix: str) -> tuple[str, str]:
+        dynamodb, suffix = boto3.client("dynamodb"), uuid.uuid4().hex[:8]
+        keystore, metadata = f"{prefix}-keystore-{suffix}", f"{prefix}-metadata-{suffix}"
+        _clone_table(dynamodb, settings.keystore_table, keystore)
+        _clone_table(dynamodb, settings.metadata_table, metadata)
+        return keystore, metadata
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def settings(local_stack: Any) -> Settings:
     """The settings the deployed functions would have, from the stack's outputs."""

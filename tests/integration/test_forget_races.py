@@ -25,6 +25,8 @@ from atrest.expiry import KeyExpiry, RotationInProgressError
 from atrest.records import KeyVersionState, MetadataTable
 from atrest.samples import contact_event
 
+from crashes import Crash, crash_at
+
 
 def protect(settings, instance_id):
     contact_id = str(uuid.uuid4())
@@ -124,15 +126,8 @@ def test_a_forget_interrupted_while_holding_the_rotation_lease_can_be_run_again_
     branch_key_id = f"instance/{instance}"
     v1 = protect(settings, instance)
 
-    class Crash(BaseException):
-        pass
-
-    def crash_after_the_lease(step, _key):
-        if step == "held":
-            raise Crash
-
     with pytest.raises(Crash):
-        KeyExpiry.from_settings(settings, after_step=crash_after_the_lease).forget(branch_key_id)
+        KeyExpiry.from_settings(settings, after_step=crash_at("held")).forget(branch_key_id)
     with pytest.raises(AtrestError, match="being forgotten"):  # the dead forget's lease still stops rotations
         KeyExpiry.from_settings(settings).rotate(branch_key_id)
 
@@ -148,15 +143,8 @@ def test_forget_instance_on_a_key_whose_rotation_died_mid_way_says_when_to_run_i
     protect(settings, instance)
     before = key_store_items(settings, branch_key_id)
 
-    class Died(BaseException):
-        pass
-
-    def die_holding_the_lease(step, _key):
-        if step == "claimed":
-            raise Died
-
-    with pytest.raises(Died):
-        KeyExpiry.from_settings(settings, after_step=die_holding_the_lease).rotate(branch_key_id)
+    with pytest.raises(Crash):  # dies holding the lease
+        KeyExpiry.from_settings(settings, after_step=crash_at("claimed")).rotate(branch_key_id)
     code, out, err = atrest("forget-instance", instance, "--yes")
 
     assert code == 1 and "being rotated right now" in err and "nothing was shredded" in err

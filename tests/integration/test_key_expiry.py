@@ -16,17 +16,7 @@ from atrest.expiry import CLOCK_SKEW_MARGIN, ROTATION_LEASE, KeyExpiry
 from atrest.records import KeyVersionState
 from atrest.scopes import BranchKeyScope
 
-
-class Crash(BaseException):  # the process dying mid-step: nothing in it may catch this
-    """Stands for the process dying at a step."""
-
-
-def crash_at(step_name: str):
-    def after_step(step: str, _key: str) -> None:
-        if step == step_name:
-            raise Crash(step)
-
-    return after_step
+from crashes import Crash, crash_at
 
 
 @pytest.fixture

@@ -33,14 +33,11 @@ from atrest.source import SourceObject
 
 
 @pytest.fixture
-def planted(settings, clone_table):
+def planted(settings, key_tables):
     """A key store and metadata table of our own (the stack's schema), the stack's key, and
     a planter's key under which the account branch key's ACTIVE and version items are planted."""
     dynamodb, kms = boto3.client("dynamodb"), boto3.client("kms")
-    suffix = uuid.uuid4().hex[:8]
-    keystore, metadata = f"planted-keystore-{suffix}", f"planted-metadata-{suffix}"
-    clone_table(dynamodb, settings.keystore_table, keystore)
-    clone_table(dynamodb, settings.metadata_table, metadata)
+    keystore, metadata = key_tables("planted")
     stack_key = kms.create_key(Description="atrest planted-item test: the stack's key")["KeyMetadata"]["Arn"]
     planter = kms.create_key(Description="atrest planted-item test: the planter's key")["KeyMetadata"]["Arn"]
     ours = replace(settings, keystore_table=keystore, keystore_name=keystore, metadata_table=metadata,

@@ -59,14 +59,11 @@ class KmsRecorder:
 
 
 @pytest.fixture
-def isolated(settings, local_stack, tmp_path, clone_table):
+def isolated(settings, local_stack, tmp_path, key_tables):
     """A stack of our own: fresh key store and metadata tables, an old and a new KMS key,
     and a local state file naming them (as `atrest local up` writes it)."""
     dynamodb, kms = boto3.client("dynamodb"), boto3.client("kms")
-    suffix = uuid.uuid4().hex[:8]
-    keystore, metadata = f"rekey-keystore-{suffix}", f"rekey-metadata-{suffix}"
-    clone_table(dynamodb, settings.keystore_table, keystore)
-    clone_table(dynamodb, settings.metadata_table, metadata)
+    keystore, metadata = key_tables("rekey")
     old = kms.create_key(Description="atrest rekey test: old")["KeyMetadata"]["Arn"]
     new = kms.create_key(Description="atrest rekey test: new")["KeyMetadata"]["Arn"]
     # The new key is declared as the switch's other key first (RekeyKmsKeyArn), as docs/byok.md orders it.
