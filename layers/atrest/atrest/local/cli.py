@@ -157,6 +157,25 @@ def stack_summary(state: LocalStackState, state_file: Path | None = None) -> dic
     return summary
 
 
+def event_source_lines(state: LocalStackState) -> list[str]:
+    """One line per function the runner invokes on events: what it polls and plays, and
+    the notes on what it does not."""
+    lines = []
+    for logical_id, function in sorted(state.functions.items()):
+        sources = [f"SQS {s.queue_logical_id} (batch {s.batch_size})" for s in function.sqs_sources if s.enabled]
+        sources += [
+            f"DynamoDB stream of {s.table_logical_id} (batch {s.batch_size}, {s.starting_position}, "
+            f"{'retries until stopped' if s.maximum_retry_attempts < 0 else f'{s.maximum_retry_attempts} retries'})"
+            for s in function.dynamodb_sources if s.enabled
+        ]
+        sources += [f"rule {s.event_id}" for s in function.eventbridge_sources]
+        sources += [f"schedule {s.expression}" for s in function.schedule_sources if s.enabled]
+        if sources:
+            lines.append(f"{logical_id} <- {', '.join(sources)}")
+        lines += [f"{logical_id}: {note}" for note in function.notes]
+    return lines
+
+
 def _configure_logging() -> None:
     logger = logging.getLogger("atrest.local")
     if not logger.handlers:
@@ -216,6 +235,8 @@ def run_up(args: argparse.Namespace) -> int:
                 by_note.setdefault(record.note, []).append(record.logical_id)
         for note, logical_ids in by_note.items():
             log.info("%s: %s", ", ".join(logical_ids), note)
+        for line in event_source_lines(state):
+            log.info("%s", line)
         state.write(state_file)
         record_local_state_file(state_file, emulator.endpoint)
         runner = Runner(

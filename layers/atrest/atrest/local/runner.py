@@ -8,6 +8,17 @@
   own visibility timeout is for deployed functions, and far too long to wait for
   locally); the queue's redrive policy moves them to the dead-letter queue after
   maxReceiveCount receives, as SQS does.
+- DynamoDB streams: per shard, up to BatchSize records after the mapping's checkpoint
+  (`atrest.local.streams`: it outlives the runner; a new mapping starts at its
+  StartingPosition), in Lambda's DynamoDB event. Success checkpoints after the batch;
+  with `ReportBatchItemFailures` the checkpoint moves to just before the lowest failed
+  sequence number and the batch is retried from there; an exception, a timeout or an
+  invalid failure list retries it whole. A retry waits `retry_delay_seconds` (the shard
+  with it). After MaximumRetryAttempts retries of a batch starting at the same record,
+  one message in Lambda's `DDBStreamBatchInfo` shape goes to the OnFailure queue and the
+  checkpoint moves past the batch; -1 retries until the runner stops. Not played:
+  BisectBatchOnFunctionError, FilterCriteria, ParallelizationFactor, tumbling windows,
+  MaximumRecordAgeInSeconds (notes on the function).
 - EventBridge rule events: each event the rule's relay queue receives is one
   asynchronous invocation (three attempts, then the relay's dead-letter queue).
 - Schedules: moto never fires them. In background mode the runner fires each enabled
@@ -18,8 +29,8 @@
   `cron(...)` rules fire only through `fire_schedules()`.
 
 One worker: functions run one at a time (`os.environ` is process-wide). `drain()` runs
-the flow in the calling thread until every mapped queue is empty; `start()` runs it in
-a background thread until `stop()`.
+the flow in the calling thread until every mapped queue is empty and every stream
+mapping is done with its stream; `start()` runs it in a background thread until `stop()`.
 """
 
 from __future__ import annotations
@@ -36,7 +47,15 @@ from typing import Any, Callable, Iterable, Mapping, TextIO
 
 from atrest.local.emulator import emulator_client, emulator_environment
 from atrest.local.lambda_runtime import InProcessFunction, Invocation
-from atrest.local.stack import EventBridgeSource, LocalStackState, ScheduleSource, SqsEventSource, queue_backlog
+from atrest.local.stack import (
+    DynamoDbStreamSource,
+    EventBridgeSource,
+    LocalStackState,
+    ScheduleSource,
+    SqsEventSource,
+    queue_backlog,
+)
+from atrest.local.streams import StreamMapping, sequence_number
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +63,20 @@ SQS_RECEIVE_LIMIT = 10  # ReceiveMessage returns at most 10 messages
 
 
 class DrainTimeout(TimeoutError):
-    """Queues still held messages when `Runner.drain` gave up; `backlog` says how many, per queue URL."""
+    """Queues or streams still held messages or records when `Runner.drain` gave up;
+    `backlog` says how many, per queue URL or stream ARN."""
 
     def __init__(self, backlog: Mapping[str, int], timeout: float):
         self.backlog = dict(backlog)
-        waiting = ", ".join(f"{url.rsplit('/', 1)[-1]}: {n}" for url, n in self.backlog.items() if n)
-        super().__init__(f"queues not empty after {timeout:.1f} s ({waiting})")
+        waiting = ", ".join(f"{_source_name(key)}: {n}" for key, n in self.backlog.items() if n)
+        super().__init__(f"queues or streams not empty after {timeout:.1f} s ({waiting})")
+
+
+def _source_name(key: str) -> str:
+    # A queue URL ends with the queue's name; a stream ARN reads arn:...:table/<name>/stream/<label>.
+    if ":table/" in key:
+        return f"stream of {key.split(':table/', 1)[1].split('/', 1)[0]}"
+    return key.rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -61,7 +88,19 @@ class RunnerStats:
     messages_deleted: int = 0
     messages_returned: int = 0
     scheduled_invocations: int = 0
+    stream_records_processed: int = 0  # records a stream mapping's checkpoint moved past after success
+    stream_batches_discarded: int = 0  # stream batches given up after their retries (OnFailure message)
     errors: list[Invocation] = field(default_factory=list)
+
+
+@dataclass
+class _StreamRetry:
+    """A stream batch that failed: where it starts, how often a batch starting there was
+    invoked, and when the next attempt may be made (monotonic seconds)."""
+
+    start: str
+    attempts: int
+    due: float
 
 
 def sqs_record(message: Mapping[str, Any], source: SqsEventSource, region: str) -> dict[str, Any]:
@@ -99,6 +138,84 @@ def _lambda_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
     if "BinaryValue" in value:
         attribute["binaryValue"] = encoded(value["BinaryValue"])
     return attribute
+
+
+def dynamodb_record(record: Mapping[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
+    """One record of the event Lambda gives a function for a DynamoDB stream record (as
+    boto3 returns it: the creation time a datetime, binary values bytes)."""
+    stream = record["dynamodb"]
+    dynamodb: dict[str, Any] = {
+        # Lambda sends epoch seconds, a number, where the API (and boto3) give a timestamp.
+        "ApproximateCreationDateTime": int(_epoch_seconds(stream["ApproximateCreationDateTime"])),
+        "Keys": _lambda_attribute_values(stream["Keys"]),
+    }
+    for image in ("NewImage", "OldImage"):
+        if image in stream:
+            dynamodb[image] = _lambda_attribute_values(stream[image])
+    dynamodb.update(SequenceNumber=stream["SequenceNumber"], SizeBytes=stream["SizeBytes"], StreamViewType=stream["StreamViewType"])
+    lambda_record: dict[str, Any] = {
+        "eventID": record["eventID"],
+        "eventName": record["eventName"],
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": region,
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn,
+    }
+    if record.get("userIdentity"):  # TTL deletions: {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+        lambda_record["userIdentity"] = dict(record["userIdentity"])
+    return lambda_record
+
+
+def _epoch_seconds(value: Any) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _lambda_attribute_values(value: Any) -> Any:
+    # DynamoDB JSON as Lambda sends it: binary values (B, BS) in base64, as the wire format has them.
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {name: _lambda_attribute_values(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_lambda_attribute_values(item) for item in value]
+    return value
+
+
+def _iso_time(value: Any) -> str:
+    return datetime.fromtimestamp(_epoch_seconds(value), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stream_failure_message(
+    function_arn: str, source: DynamoDbStreamSource, shard_id: str, records: list[dict[str, Any]],
+    invocation: Invocation, attempts: int, now: datetime | None = None,
+) -> dict[str, Any]:
+    """What Lambda sends a stream mapping's OnFailure destination for a batch it gives up
+    on: where the records are, not the records themselves."""
+    now = now or datetime.now(timezone.utc)
+    response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+    if not invocation.succeeded:
+        response_context["functionError"] = "Unhandled"
+    return {
+        "requestContext": {
+            "requestId": invocation.request_id,
+            "functionArn": function_arn,
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "responseContext": response_context,
+        "version": "1.0",
+        "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        "DDBStreamBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": sequence_number(records[0]),
+            "endSequenceNumber": sequence_number(records[-1]),
+            "approximateArrivalOfFirstRecord": _iso_time(records[0]["dynamodb"]["ApproximateCreationDateTime"]),
+            "approximateArrivalOfLastRecord": _iso_time(records[-1]["dynamodb"]["ApproximateCreationDateTime"]),
+            "batchSize": len(records),
+            "streamArn": source.stream_arn,
+        },
+    }
 
 
 def scheduled_event(source: ScheduleSource, account_id: str, region: str, now: datetime | None = None) -> Any:
@@ -146,7 +263,8 @@ class Runner:
 
     `aws_environment`: the variables that point the functions' SDK at the emulator
     (default: the state's endpoint with the emulator's test credentials).
-    `retry_delay_seconds`: how long a failed message stays invisible before its retry.
+    `retry_delay_seconds`: how long a failed message stays invisible, or a failed stream
+    batch waits, before its retry.
     `function_stdout`: where function output goes (None: this process's stdout).
     `functions`: the logical ids to run (default: all of them).
     `clock`: monotonic seconds, for schedules (tests pass a clock they move).
@@ -180,6 +298,14 @@ class Runner:
             if logical_id in selected
         }
         self._sqs = emulator_client("sqs", endpoint=state.endpoint, region=state.region)
+        # Registered now: a LATEST mapping starts after what the stream holds when the runner is made.
+        self._streams = {
+            (logical_id, source.event_id): StreamMapping(state.endpoint, source.stream_arn, source.event_id, source.starting_position)
+            for logical_id, runtime in self._functions.items()
+            for source in runtime.function.dynamodb_sources
+            if source.enabled
+        }
+        self._stream_retries: dict[tuple[str, str, str], _StreamRetry] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Background polls completed, and messages the last one took: `drain` waits on it.
@@ -212,6 +338,14 @@ class Runner:
             if source.relay_queue_url
         ]
 
+    def _stream_mappings(self) -> list[tuple[InProcessFunction, DynamoDbStreamSource, StreamMapping]]:
+        return [
+            (runtime, source, self._streams[(runtime.function.logical_id, source.event_id)])
+            for runtime in self._functions.values()
+            for source in runtime.function.dynamodb_sources
+            if source.enabled
+        ]
+
     def watched_queue_urls(self) -> list[str]:
         """Every queue the runner takes events from."""
         return [source.queue_url for _, source in self._sqs_mappings()] + [
@@ -232,12 +366,15 @@ class Runner:
         return invocation
 
     def process_once(self) -> int:
-        """Take one batch from every event source and run it; returns how many messages were taken."""
+        """Take one batch from every event source (from every shard of a stream) and run it;
+        returns how many messages and stream records were taken."""
         taken = 0
         for runtime, source in self._sqs_mappings():
             taken += self._process_sqs_batch(runtime, source)
         for runtime, eventbridge_source in self._eventbridge_mappings():
             taken += self._process_relayed_events(runtime, eventbridge_source)
+        for runtime, stream_source, mapping in self._stream_mappings():
+            taken += self._process_stream(runtime, stream_source, mapping)
         return taken
 
     def _receive(self, queue_url: str, limit: int) -> list[dict[str, Any]]:
@@ -306,6 +443,76 @@ class Runner:
         self.stats.messages_deleted += len(succeeded)
         self.stats.messages_returned += len(failed)
 
+    # -- DynamoDB streams ----------------------------------------------------------------
+
+    def _process_stream(self, runtime: InProcessFunction, source: DynamoDbStreamSource, mapping: StreamMapping) -> int:
+        taken = 0
+        for shard in mapping.readable_shards():
+            retry = self._stream_retries.get((runtime.function.logical_id, source.event_id, shard["ShardId"]))
+            if retry is not None and time.monotonic() < retry.due:
+                continue  # a failed batch waits out the retry delay; the shard waits with it, as on AWS
+            records = mapping.read(shard, source.batch_size)
+            if records:
+                self._process_stream_batch(runtime, source, mapping, shard["ShardId"], records)
+                taken += len(records)
+        return taken
+
+    def _process_stream_batch(
+        self, runtime: InProcessFunction, source: DynamoDbStreamSource, mapping: StreamMapping,
+        shard_id: str, records: list[dict[str, Any]],
+    ) -> None:
+        event = {"Records": [dynamodb_record(record, source.stream_arn, self.state.region) for record in records]}
+        invocation = self._record(runtime.invoke(event))
+        failed_from = self._first_failed_record(runtime, source, invocation, records)
+        done = records if failed_from is None else records[:failed_from]
+        if done:
+            mapping.commit(shard_id, sequence_number(done[-1]))
+            self.stats.stream_records_processed += len(done)
+        key = (runtime.function.logical_id, source.event_id, shard_id)
+        if failed_from is None:
+            self._stream_retries.pop(key, None)
+            return
+        failed = records[failed_from:]
+        previous = self._stream_retries.get(key)
+        start = sequence_number(failed[0])
+        # Retries count per batch start: a partial success that moves the checkpoint starts a new count.
+        attempts = previous.attempts + 1 if previous is not None and previous.start == start else 1
+        if 0 <= source.maximum_retry_attempts < attempts:
+            self._discard_stream_batch(runtime, source, shard_id, failed, invocation, attempts)
+            mapping.commit(shard_id, sequence_number(records[-1]))
+            self._stream_retries.pop(key, None)
+        else:
+            self._stream_retries[key] = _StreamRetry(start, attempts, time.monotonic() + self.retry_delay_seconds)
+
+    def _first_failed_record(
+        self, runtime: InProcessFunction, source: DynamoDbStreamSource, invocation: Invocation, records: list[dict[str, Any]],
+    ) -> int | None:
+        """Where the batch is to be retried from (an index into `records`), None when it succeeded.
+        With ReportBatchItemFailures Lambda retries from the lowest failed sequence number."""
+        if not invocation.succeeded:
+            return 0
+        if not source.report_batch_item_failures:
+            return None
+        numbers = [sequence_number(record) for record in records]
+        failed = failed_message_ids(invocation.response, numbers)
+        if failed is None:
+            log.warning("%s returned an invalid batchItemFailures response; the whole batch will be retried",
+                        runtime.function.logical_id)
+            return 0
+        return min((numbers.index(number) for number in failed), default=None)
+
+    def _discard_stream_batch(
+        self, runtime: InProcessFunction, source: DynamoDbStreamSource, shard_id: str,
+        records: list[dict[str, Any]], invocation: Invocation, attempts: int,
+    ) -> None:
+        self.stats.stream_batches_discarded += 1
+        message = stream_failure_message(runtime.function.arn, source, shard_id, records, invocation, attempts)
+        if source.on_failure_queue_url:
+            self._sqs.send_message(QueueUrl=source.on_failure_queue_url, MessageBody=json.dumps(message))
+        else:
+            log.warning("%s: gave up on %d stream records of %s after %d attempts; no OnFailure queue to tell",
+                        runtime.function.logical_id, len(records), source.table_name, attempts)
+
     def _schedules(self) -> list[tuple[InProcessFunction, ScheduleSource]]:
         return [
             (runtime, source)
@@ -356,13 +563,19 @@ class Runner:
     # -- until the queues are empty ----------------------------------------------------
 
     def backlog(self) -> dict[str, int]:
-        """Messages (visible, in flight, delayed) in every queue the runner takes events from."""
-        return {url: queue_backlog(self._sqs, url) for url in self.watched_queue_urls()}
+        """Messages (visible, in flight, delayed) in every queue the runner takes events from,
+        and stream records its mappings have not yet been done with, per stream ARN."""
+        backlog = {url: queue_backlog(self._sqs, url) for url in self.watched_queue_urls()}
+        for _, source, mapping in self._stream_mappings():
+            backlog[source.stream_arn] = backlog.get(source.stream_arn, 0) + mapping.unread()
+        return backlog
 
     def drain(self, timeout: float = 30.0) -> RunnerStats:
         """Run until every watched queue is empty (failed messages retried until they
-        succeed or reach their dead-letter queue). Raises `DrainTimeout` after `timeout`
-        seconds. While the background thread runs, only waits for it to empty them.
+        succeed or reach their dead-letter queue) and every stream mapping is done with
+        every record of its stream (failed batches retried until they succeed or are
+        given up). Raises `DrainTimeout` after `timeout` seconds. While the background
+        thread runs, only waits for it to empty them.
 
         An empty reading of the backlog is confirmed by one more poll that takes nothing,
         started after the reading: the emulator computes the three counts of a queue's

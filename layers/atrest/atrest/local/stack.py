@@ -7,7 +7,7 @@ S3 buckets and bucket policies, DynamoDB tables, SQS queues and queue policies,
 EventBridge pattern rules, IAM roles and their policies). Functions, layers, event
 source mappings and state machines are recorded, not created: Lambda needs Docker, so
 the runner (`atrest.local.runner`) calls handlers in this process, polls the mappings'
-queues, relays pattern rules with Lambda targets through a queue, and fires schedule
+queues and table streams, relays pattern rules with Lambda targets through a queue, and fires schedule
 rules on their rate. A custom resource whose `ServiceToken` is a function of the stack
 (`Custom::KmsGrants`) is run as CloudFormation runs it: its handler gets a Create request,
 in-process with its own role's credentials, and answers to a response URL on loopback; an
@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 from botocore.exceptions import ClientError
 
 from atrest.local.iam_enforcement import create_role, put_role_policy
+from atrest.local.streams import skip_to_latest
 from atrest.local.template import (
     ResourceRecord,
     StackTemplate,
@@ -83,6 +84,31 @@ class SqsEventSource:
     batch_size: int = 10
     maximum_batching_window_seconds: int = 0
     function_response_types: list[str] = field(default_factory=list)
+    enabled: bool = True
+
+    @property
+    def report_batch_item_failures(self) -> bool:
+        return "ReportBatchItemFailures" in self.function_response_types
+
+
+@dataclass
+class DynamoDbStreamSource:
+    """A DynamoDB stream event source mapping (a SAM `Type: DynamoDB` event, or an
+    `AWS::Lambda::EventSourceMapping` whose EventSourceArn is a table's `StreamArn`).
+    `maximum_retry_attempts` -1 (AWS's default): retried until the records expire on AWS,
+    until the runner stops locally. `on_failure_queue_url`: the OnFailure destination when
+    it is a queue of this stack (else "")."""
+
+    event_id: str
+    table_logical_id: str
+    table_name: str
+    stream_arn: str
+    batch_size: int = 100
+    starting_position: str = "TRIM_HORIZON"
+    maximum_retry_attempts: int = -1
+    bisect_batch_on_function_error: bool = False
+    function_response_types: list[str] = field(default_factory=list)
+    on_failure_queue_url: str = ""
     enabled: bool = True
 
     @property
@@ -164,6 +190,7 @@ class LocalFunction:
     sqs_sources: list[SqsEventSource] = field(default_factory=list)
     schedule_sources: list[ScheduleSource] = field(default_factory=list)
     eventbridge_sources: list[EventBridgeSource] = field(default_factory=list)
+    dynamodb_sources: list[DynamoDbStreamSource] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # The execution role (its ARN as the template resolves it): the local runtime runs
     # the function with credentials of this role, assumed in the emulator.
@@ -178,6 +205,7 @@ class LocalFunction:
         values["sqs_sources"] = [SqsEventSource(**item) for item in data.get("sqs_sources", [])]
         values["schedule_sources"] = [ScheduleSource(**item) for item in data.get("schedule_sources", [])]
         values["eventbridge_sources"] = [EventBridgeSource(**item) for item in data.get("eventbridge_sources", [])]
+        values["dynamodb_sources"] = [DynamoDbStreamSource(**item) for item in data.get("dynamodb_sources", [])]
         return cls(**values)
 
 
@@ -1101,6 +1129,9 @@ def local_functions(template: StackTemplate, evaluator: TemplateEvaluator) -> di
     pattern rules targeting its ARN."""
     records = evaluator.resources
     queues_by_arn = {r.attributes.get("Arn"): r for r in records.values() if r.type == "AWS::SQS::Queue"}
+    tables_by_stream_arn = {
+        r.attributes["StreamArn"]: r for r in records.values() if r.type == "AWS::DynamoDB::Table" and r.attributes.get("StreamArn")
+    }
     layer_dirs_by_arn = _layer_dirs(template, records)
     functions: dict[str, LocalFunction] = {}
     for logical_id, definition in template.resources.items():
@@ -1119,7 +1150,11 @@ def local_functions(template: StackTemplate, evaluator: TemplateEvaluator) -> di
             properties = evaluator.resolve(definition.get("Properties") or {})
             target = by_arn.get(properties.get("FunctionName")) or by_name.get(properties.get("FunctionName"))
             queue = queues_by_arn.get(properties.get("EventSourceArn"))
+            table = tables_by_stream_arn.get(properties.get("EventSourceArn"))
             if target is None:
+                continue
+            if table is not None:
+                target.dynamodb_sources.append(_dynamodb_stream_source(logical_id, table, properties, queues_by_arn, target.notes))
                 continue
             if queue is None:
                 target.notes.append(f"{logical_id}: event source {properties.get('EventSourceArn')} is not a queue of this stack; not polled")
@@ -1219,6 +1254,49 @@ def _sqs_source(event_id: str, queue: ResourceRecord, properties: Mapping[str, A
     )
 
 
+# Stream mapping settings the runner does not play, with the value that needs no note.
+_STREAM_SETTINGS_NOT_PLAYED = {
+    "ParallelizationFactor": "1", "TumblingWindowInSeconds": "0", "MaximumRecordAgeInSeconds": "-1",
+    "MaximumBatchingWindowInSeconds": "0",
+}
+
+
+def _dynamodb_stream_source(
+    event_id: str, table: ResourceRecord, properties: Mapping[str, Any],
+    queues_by_arn: Mapping[Any, ResourceRecord], notes: list[str],
+) -> DynamoDbStreamSource:
+    """The stream mapping as the runner plays it; what it does not play goes to `notes`."""
+    source = DynamoDbStreamSource(
+        event_id=event_id,
+        table_logical_id=table.logical_id,
+        table_name=table.physical_id,
+        stream_arn=table.attributes["StreamArn"],
+        batch_size=int(properties.get("BatchSize", 100)),
+        starting_position=str(properties.get("StartingPosition", "TRIM_HORIZON")),
+        maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", -1)),
+        bisect_batch_on_function_error=str(properties.get("BisectBatchOnFunctionError", "false")).lower() == "true",
+        function_response_types=list(properties.get("FunctionResponseTypes") or []),
+        enabled=str(properties.get("Enabled", "true")).lower() == "true",
+    )
+    if source.maximum_retry_attempts == -1:
+        notes.append(f"{event_id}: MaximumRetryAttempts is -1 (AWS retries a failing batch until its records expire, "
+                     "24 h, and the shard waits): locally it is retried until the runner stops")
+    if source.bisect_batch_on_function_error:
+        notes.append(f"{event_id}: BisectBatchOnFunctionError is not done locally (a failed batch is retried whole)")
+    if properties.get("FilterCriteria"):
+        notes.append(f"{event_id}: FilterCriteria are not applied locally (every record is delivered)")
+    for name, default in _STREAM_SETTINGS_NOT_PLAYED.items():
+        if str(properties.get(name, default)) != default:
+            notes.append(f"{event_id}: {name} is not applied locally")
+    destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+    if destination in queues_by_arn:
+        source.on_failure_queue_url = queues_by_arn[destination].physical_id
+    elif destination:
+        kind = "an SNS topic" if ":sns:" in str(destination) else "not a queue of this stack"
+        notes.append(f"{event_id}: its OnFailure destination {destination} is {kind}; discarded batches are not delivered locally")
+    return source
+
+
 def _local_function(
     template: StackTemplate,
     evaluator: TemplateEvaluator,
@@ -1263,7 +1341,13 @@ def _local_function(
 
 def empty_stack(state: LocalStackState, emulator: AwsEndpoint) -> None:
     """Delete every object version, item and message in the stack's buckets, tables and
-    queues, keeping the resources. Messages in flight are purged with the rest."""
+    queues, keeping the resources. Messages in flight are purged with the rest.
+
+    Deleting a streamed table's items writes REMOVE records to its stream: every event
+    source mapping of that stream is then moved past them (`streams.skip_to_latest`), so
+    the next runner does not deliver the emptying itself to the stream's functions (nor
+    what the stream held before it). A runner polling while the stack is emptied may
+    still take some of them, as it would take any other write."""
     s3, dynamodb, sqs = emulator.client("s3"), emulator.client("dynamodb"), emulator.client("sqs")
     for record in state.resources.values():
         if record.status != "created":
@@ -1272,6 +1356,8 @@ def empty_stack(state: LocalStackState, emulator: AwsEndpoint) -> None:
             _empty_bucket(s3, record.physical_id)
         elif record.type == "AWS::DynamoDB::Table":
             _empty_table(dynamodb, record.physical_id)
+            if record.attributes.get("StreamArn"):
+                skip_to_latest(emulator.endpoint, record.attributes["StreamArn"])
         elif record.type == "AWS::SQS::Queue":
             _empty_queue(sqs, record.physical_id)
 

@@ -1,9 +1,13 @@
 """Test handlers for the local runner: they record what they receive in the results
 bucket, and fail on demand (an object key containing "fail" is reported as a batch item
-failure, one containing "raise" makes the whole invocation raise)."""
+failure, one containing "raise" makes the whole invocation raise; a stream record whose
+new image has `fail: N` is reported as failed on its first N deliveries, one with
+`raise: true` makes the invocation raise)."""
 
+import collections
 import json
 import os
+import time
 
 import boto3
 
@@ -54,3 +58,24 @@ def record_contact_event(event, context):
         raise ValueError("asked to fail")
     _put(f"contacts/{event['id']}", {"event": event, "invocation": _invocation(context)})
     return {"recorded": event["id"]}
+
+
+# Deliveries per stream record (sequence number), for `fail: N`: this runner's warm function keeps count.
+_deliveries = collections.Counter()
+
+
+def record_changes(event, context):
+    # Keys in invocation order (the results bucket lists them sorted): nanoseconds first.
+    _put(f"changes/{time.time_ns():020d}-{context.aws_request_id}", {"event": event, "invocation": _invocation(context)})
+    failures = []
+    for record in event["Records"]:
+        image = record["dynamodb"].get("NewImage") or {}
+        sequence_number = record["dynamodb"]["SequenceNumber"]
+        _deliveries[sequence_number] += 1
+        if image.get("raise", {}).get("BOOL"):
+            raise RuntimeError(f"asked to raise by {record['dynamodb']['Keys']}")
+        if _deliveries[sequence_number] <= int(image.get("fail", {}).get("N", "0")):
+            failures.append({"itemIdentifier": sequence_number})
+    # Last first: Lambda retries from the lowest failed sequence number, not the first one listed.
+    return {"batchItemFailures": failures[::-1]}
+
