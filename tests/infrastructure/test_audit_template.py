@@ -59,11 +59,59 @@ def test_the_audit_table_policy_denies_every_change_and_removal_to_everyone(reso
     assert as_list(stack.resolve(deny["Resource"])) == [f"arn:aws:dynamodb:us-east-1:123456789012:table/{table_name}"]
 
 
+AUDIT_STREAM_ARN = {"Fn::Sub": "${AuditTable.Arn}/stream/*"}
+
+
 def test_readers_may_only_append_to_the_audit_trail(resources):
     granted = grants_on(resources, AUDIT_TABLE_ARN)
-    assert granted == {"ReadObjectFunctionRole": {"dynamodb:PutItem"}}
-    indexes = [r for _, s in identity_policy_statements(resources) for r in as_list(s.get("Resource", [])) if "AuditTable" in repr(r)]
-    assert indexes == [AUDIT_TABLE_ARN], "no role may query or scan the audit table or its index"
+    assert granted == {"ReadObjectFunctionRole": {"dynamodb:PutItem"}, "WatchAuditTrailFunctionRole": {"dynamodb:PutItem"}}
+    named = [r for _, s in identity_policy_statements(resources) for r in as_list(s.get("Resource", [])) if "AuditTable" in repr(r)]
+    assert sorted(map(repr, named)) == sorted(map(repr, [AUDIT_TABLE_ARN, AUDIT_TABLE_ARN, AUDIT_STREAM_ARN])), \
+        "no role may query or scan the audit table or its index"
+
+
+# --------------------------------------------------------------------------- changed records
+
+
+def test_every_change_to_an_audit_record_reaches_the_watch_with_the_record_as_it_was(resources, translated_template):
+    # No policy can make a PutItem conditional: the stream is what sees a replaced record.
+    assert resources["AuditTable"]["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    (mapping,) = [r["Properties"] for r in translated_template["Resources"].values()
+                  if r["Type"] == "AWS::Lambda::EventSourceMapping"
+                  and r["Properties"]["FunctionName"] == {"Ref": "WatchAuditTrailFunction"}]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["AuditTable", "StreamArn"]}
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Finite retries (the default, -1, would block the shard for the stream's 24 hours on one
+    # bad record), then the batch's position goes to a queue with an alarm.
+    assert 0 < mapping["MaximumRetryAttempts"] <= 100
+    assert mapping["DestinationConfig"] == {"OnFailure": {"Destination": {"Fn::GetAtt": ["AuditWatchFailureQueue", "Arn"]}}}
+    alarm = resources["AuditWatchFailedAlarm"]["Properties"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["AuditWatchFailureQueue", "QueueName"]}}]
+
+
+def test_the_watch_reads_the_stream_and_may_only_append(resources):
+    granted = _actions_by_resource(resources, "WatchAuditTrailFunctionRole")
+    data = {resource: actions for resource, actions in granted.items()
+            if any(a.split(":")[0] in ("s3", "dynamodb", "sqs", "kms") for a in actions)}
+    assert data == {
+        repr(AUDIT_STREAM_ARN): {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                                 "dynamodb:ListStreams"},
+        repr(AUDIT_TABLE_ARN): {"dynamodb:PutItem"},
+        repr({"Fn::GetAtt": ["AuditWatchFailureQueue", "Arn"]}): {"sqs:SendMessage"},
+    }
+    assert {"Ref": "WatchAuditTrailFunctionRole"} in resources["KmsKeyFencePolicy"]["Properties"]["Roles"]
+
+
+def test_a_kept_original_raises_an_alarm(resources):
+    alarm = resources["AuditTrailChangedAlarm"]["Properties"]
+    # Powertools' EMF metrics carry the service dimension.
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("Atrest", "AuditRecordsChanged")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "atrest"}]
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    env = resources["WatchAuditTrailFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Atrest" and env["POWERTOOLS_SERVICE_NAME"] == "atrest"
 
 
 # --------------------------------------------------------------------------- ReadObject

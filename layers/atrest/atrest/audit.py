@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Callable, Iterator
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from atrest.audit_changes import original_sort_key
 from atrest.clock import to_text
 from atrest.errors import AtrestError, ConfigurationError
 
@@ -59,12 +60,15 @@ class AuditOutcome(str, Enum):
     FAILED = "FAILED"  # decryption started and then broke (an error, not a verdict); nothing was handed over
     # Written by versions before the one-row rule: allowed, with no record of what happened next.
     ALLOWED = "ALLOWED"
+    # Never written by atrest: an item in the audit table that is not an atrest record (shown, not trusted).
+    UNREADABLE = "UNREADABLE"
 
 
 FINAL_OUTCOMES = (AuditOutcome.RELEASED, AuditOutcome.REFUSED, AuditOutcome.DENIED, AuditOutcome.NOT_FOUND,
                   AuditOutcome.FAILED)
 OUTCOME_SUFFIX = "#outcome"
 NO_OUTCOME = "no outcome (crashed?)"
+CHANGED = "changed after it was written; original kept"
 IN_PROGRESS = "in progress"
 
 
@@ -111,6 +115,13 @@ class AuditRecord:
     # REQUESTED: when its outcome must have been written by; an outcome: when it was decided.
     deadline: str | None = None
     decided_at: str | None = None
+    # A kept original (atrest.audit_changes): when its record was changed (MODIFY) or removed
+    # (REMOVE), and the sort key it had. Never set on a record atrest writes for a read.
+    replaced_at: str | None = None
+    replaced_by: str | None = None
+    replaced_sk: str | None = None
+    # True for a record that was changed after it was written (its original is kept); not stored.
+    _changed: bool = field(default=False, repr=False, compare=False)
     # True for the outcome item of a REQUESTED attempt (its sort key ends in #outcome); not stored.
     _outcome_of_request: bool = field(default=False, repr=False, compare=False)
 
@@ -155,7 +166,7 @@ class AuditRecord:
     def to_item(self) -> dict[str, Any]:
         plain: dict[str, Any] = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()
                                  if v is not None and not k.startswith("_")}
-        sort_key = self.sort_key + (OUTCOME_SUFFIX if self._outcome_of_request else "")
+        sort_key = self.item_sort_key
         plain.update(pk=_day(self.at), sk=sort_key)
         if self.contact_id:
             plain.update(gsi1pk=contact_partition(self.contact_id), gsi1sk=sort_key)
@@ -163,20 +174,56 @@ class AuditRecord:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "AuditRecord":
-        plain = {k: _deserializer.deserialize(v) for k, v in item.items()}
-        values = {f.name: plain[f.name] for f in fields(cls) if f.name in plain}
-        values["channel"] = Channel(values["channel"])
-        values["outcome"] = AuditOutcome(values["outcome"])
-        values["_outcome_of_request"] = str(plain.get("sk", "")).endswith(OUTCOME_SUFFIX)
-        return cls(**values)
+        """The record an item holds. An item that is not an atrest record (a principal that
+        may PutItem wrote it by hand) becomes an UNREADABLE record naming what is wrong,
+        so one planted item cannot stop `atrest audit` from showing the rest."""
+        try:
+            plain = {k: _deserializer.deserialize(v) for k, v in item.items()}
+            values = {f.name: plain[f.name] for f in fields(cls) if f.name in plain and not f.name.startswith("_")}
+            values["channel"] = Channel(values["channel"])
+            values["outcome"] = AuditOutcome(values["outcome"])
+            values["_outcome_of_request"] = original_sort_key(str(plain.get("sk", ""))).endswith(OUTCOME_SUFFIX)
+            record = cls(**values)
+            if not all(isinstance(getattr(record, name), str) for name in ("principal", "reason", "requested", "at")):
+                raise TypeError("principal, reason, requested and at must be strings")
+            return record
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            return cls._unreadable(item, error)
 
-    def state(self, now: datetime | None = None) -> str:
-        """The outcome as `atrest audit` shows it: a REQUESTED attempt with no outcome is "in
-        progress" until its deadline and "no outcome (crashed?)" after it."""
+    @classmethod
+    def _unreadable(cls, item: dict[str, Any], error: Exception) -> "AuditRecord":
+        sort_key = str((item.get("sk") or {}).get("S", ""))
+        at, _, rest = sort_key.partition("#")
+        return cls(principal="?", channel=Channel.API, outcome=AuditOutcome.UNREADABLE, reason="",
+                   requested=f"item {printable(str((item.get('pk') or {}).get('S', '?')), 40)} / {printable(sort_key, 120)}",
+                   detail=f"not an atrest audit record ({type(error).__name__}: {printable(str(error), 200)})",
+                   at=at or "?", record_id=rest or "?")
+
+    @property
+    def is_kept_original(self) -> bool:
+        return self.replaced_at is not None
+
+    @property
+    def item_sort_key(self) -> str:
+        """The sort key this record was written under (a kept original's is `replaced_sk`'s, marked)."""
+        return self.sort_key + (OUTCOME_SUFFIX if self._outcome_of_request else "")
+
+    def outcome_state(self, now: datetime | None = None) -> str:
+        """The outcome, with a REQUESTED attempt's "in progress" or "no outcome (crashed?)"."""
         if self.outcome is not AuditOutcome.REQUESTED:
             return self.outcome.value
         current = to_text(now or datetime.now(timezone.utc))
         return NO_OUTCOME if self.deadline is None or current > self.deadline else IN_PROGRESS
+
+    def state(self, now: datetime | None = None) -> str:
+        """The outcome as `atrest audit` shows it: a REQUESTED attempt with no outcome is "in
+        progress" until its deadline and "no outcome (crashed?)" after it. A kept original and
+        a record changed after it was written say so."""
+        state = self.outcome_state(now)
+        if self.is_kept_original:
+            how = "removed" if self.replaced_by == "REMOVE" else "changed"
+            return f"{state} (original; {how} {str(self.replaced_at)[:19].replace('T', ' ')})"
+        return f"{state} ({CHANGED})" if self._changed else state
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items() if not k.startswith("_")}
@@ -265,13 +312,18 @@ class AuditTrail:
 
 def attempts(items: list[AuditRecord]) -> list[AuditRecord]:
     """One row per attempt, in the order of `items`: a REQUESTED item and its outcome item
-    become the outcome item (which carries the whole attempt); a REQUESTED item alone stays."""
-    outcomes = {item.sort_key: item for item in items if item._outcome_of_request}
+    become the outcome item (which carries the whole attempt); a REQUESTED item alone stays.
+    A kept original (atrest.audit_changes) is a row of its own, and the record that replaced
+    it is marked as changed."""
+    changed = {item.replaced_sk for item in items if item.is_kept_original}
+    items = [replace(item, _changed=True) if item.item_sort_key in changed and not item.is_kept_original
+             else item for item in items]
+    outcomes = {item.sort_key: item for item in items if item._outcome_of_request and not item.is_kept_original}
     rows = []
     for item in items:
-        if item._outcome_of_request:
+        if item._outcome_of_request and not item.is_kept_original:
             continue
-        rows.append(outcomes.pop(item.sort_key, item))
+        rows.append(item if item.is_kept_original else outcomes.pop(item.sort_key, item))
     # An outcome whose REQUESTED item fell outside the query (it cannot: same keys) is kept, not hidden.
     return rows + list(outcomes.values())
 
@@ -340,12 +392,18 @@ SUMMARY_COUNTS = ("released", "refused", "denied", "not_found", "failed", "no_ou
 
 def summarize(records: list[AuditRecord], now: datetime | None = None) -> dict[str, int]:
     """How many attempts ended how (one per attempt: `records` are `attempts()` rows). Rows of
-    versions before the one-row rule (ALLOWED) are counted as `allowed_before_outcomes`."""
+    versions before the one-row rule (ALLOWED) are counted as `allowed_before_outcomes`, items
+    that are no atrest record as `unreadable`, and kept originals of records changed after
+    they were written as `changed_records` (not attempts: the changed record is the attempt)."""
     counts = dict.fromkeys(SUMMARY_COUNTS, 0)
     for record in records:
-        state = record.state(now)
+        if record.is_kept_original:
+            # Not an attempt of its own: the original of one that was changed after it was written.
+            counts["changed_records"] = counts.get("changed_records", 0) + 1
+            continue
+        state = record.outcome_state(now)
         name = {NO_OUTCOME: "no_outcome", IN_PROGRESS: "in_progress"}.get(state, state.lower())
         if record.outcome is AuditOutcome.ALLOWED:
             name = "allowed_before_outcomes"
         counts[name] = counts.get(name, 0) + 1
-    return {"attempts": len(records), **counts}
+    return {"attempts": len(records) - counts.get("changed_records", 0), **counts}

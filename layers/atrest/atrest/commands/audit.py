@@ -19,7 +19,8 @@ def register(subparsers: Any) -> None:
         description="List read attempts from the audit trail, one row per attempt with its outcome: RELEASED "
                     "(plaintext handed over), REFUSED (with the reason), DENIED (not a decryptor, malformed request), "
                     "NOT_FOUND, FAILED, or 'no outcome (crashed?)' for an attempt that recorded its start and never "
-                    "its end. Data class, source and contact are those the verified message header proved. "
+                    "its end. A record changed after it was written is marked, and its original shown beside it. "
+                    "Data class, source and contact are those the verified message header proved. "
                     "Needs dynamodb:Query on the audit table. See docs/audit.md.")
     audit.add_argument("--contact", metavar="ID", help="only records naming this Amazon Connect contact id (its whole history)")
     audit.add_argument("--since", metavar="WHEN",
@@ -60,8 +61,15 @@ def summary_line(summary: dict[str, int], scope: str) -> str:
                ("released", "refused", "denied", "not_found", "failed")]
     counted += [f"{summary[name]} {label}" for name, label in (
         ("no_outcome", "without an outcome (crashed?)"), ("in_progress", "in progress"),
-        ("allowed_before_outcomes", "allowed (recorded before outcomes were)")) if summary.get(name)]
-    return f"{summary['attempts']} read attempts ({scope}): " + ", ".join(counted)
+        ("allowed_before_outcomes", "allowed (recorded before outcomes were)"),
+        ("unreadable", "unreadable (not atrest records)")) if summary.get(name)]
+    line = f"{summary['attempts']} read attempts ({scope}): " + ", ".join(counted)
+    if summary.get("changed_records") or summary.get("unreadable"):
+        line += (f"\nWARNING: {summary.get('changed_records', 0)} record(s) were changed or removed after they were "
+                 f"written (their originals are the rows marked 'original') and {summary.get('unreadable', 0)} "
+                 "item(s) are not atrest records. Nothing in atrest changes an audit record: treat this as tampering, "
+                 "tell your security team, and find who wrote to the audit table in CloudTrail (DynamoDB data events).")
+    return line
 
 
 def render_audit_table(records: list[Any]) -> str:
