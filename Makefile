@@ -25,12 +25,13 @@ help:
 	@echo "make bench  - run the benchmarks in bench/ (not part of make test)"
 	@echo "make build  - sam build (no container, offline)"
 
-$(BIN)/.installed: requirements-dev.txt constraints.txt layers/atrest/requirements.txt pyproject.toml
+$(BIN)/.installed: requirements-dev.txt constraints.txt layers/atrest/requirements.txt pyproject.toml cli/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: need Python >= 3.11 (3.12 preferred); install it and retry" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	# The library (layers/atrest, what the Lambda layer ships) and the CLI package (cli/).
+	$(BIN)/python -m pip install --quiet --no-deps -e . -e cli
 	@touch $@
 
 $(TOOLS)/.installed: requirements-tools.txt
@@ -61,7 +62,7 @@ demo: venv
 
 # Bring your own key: re-wrap every branch key under a second KMS key (docs/byok.md).
 demo-rekey: venv
-	$(BIN)/python -m atrest.demo_rekey
+	$(BIN)/python -m atrest_cli.demos.rekey
 
 local-up: venv
 	$(BIN)/atrest local up

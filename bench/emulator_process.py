@@ -131,9 +131,9 @@ def serve(state_file: Path) -> None:
     import signal
     import threading
 
-    from atrest.local.cli import stack_summary
-    from atrest.local.emulator import Emulator
-    from atrest.local.stack import provision
+    from atrest_cli.local.cli import stack_summary
+    from atrest_cli.local.emulator import Emulator
+    from atrest_cli.local.stack import provision
 
     patch_list_object_versions()
     stop = threading.Event()

@@ -4,7 +4,7 @@
 
 DynamoDB PutItem, the same item and table, side by side in one run: signed with a role's
 assumed credentials (every request checked against the role's policies by
-`atrest.local.iam_enforcement`) and with the administrator's test credentials (not
+`atrest_cli.local.iam_enforcement`) and with the administrator's test credentials (not
 checked). Prints both and their ratio; it asserts nothing (tests never time things).
 """
 
@@ -17,8 +17,8 @@ import uuid
 import boto3
 from botocore.config import Config
 
-from atrest.local.emulator import Emulator
-from atrest.local.iam_enforcement import assumed_role_environment, create_role
+from atrest_cli.local.emulator import Emulator
+from atrest_cli.local.iam_enforcement import assumed_role_environment, create_role
 
 TRUST = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}

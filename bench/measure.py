@@ -28,7 +28,7 @@ VERSIONED = (
 
 def count_calls(client: Any, calls: Counter) -> Any:
     """Count every API call `client` makes, per service, with a botocore `before-call` hook
-    (the same hook `atrest.clients.AwsClients` uses). Returns the client."""
+    (the same hook `atrest.core.clients.AwsClients` uses). Returns the client."""
     service_id = client.meta.service_model.service_id.hyphenize()
 
     def count(model: Any = None, **_: Any) -> None:

@@ -84,9 +84,9 @@ class Atrest(Peer):
     label = "atrest"
 
     def __init__(self) -> None:
-        from atrest.clients import AwsClients
-        from atrest.pipeline import EncryptPipeline
-        from atrest.settings import Settings
+        from atrest.core.clients import AwsClients
+        from atrest.core.settings import Settings
+        from atrest.flows.encrypt_object import EncryptPipeline
 
         super().__init__()
         self.settings = Settings.from_env()
@@ -104,8 +104,8 @@ class Atrest(Peer):
         return key
 
     def encrypt(self, bucket: str, key: str) -> str:
-        from atrest.pipeline import Outcome
-        from atrest.source import SourceObject
+        from atrest.flows.encrypt_object import Outcome
+        from atrest.storage.intake import SourceObject
 
         outcome = self.pipeline.encrypt(SourceObject(bucket, key, self._versions.get(key)))
         if outcome.outcome is not Outcome.ENCRYPTED or outcome.repeated:
@@ -116,7 +116,7 @@ class Atrest(Peer):
         # The source is kept (ATREST_KEEP_SOURCE=true), so the next run can encrypt the same
         # version again once its metadata record is gone: with a record, atrest would rightly
         # treat it as a repeated delivery and do nothing.
-        from atrest.records import object_pk
+        from atrest.storage.records import object_pk
 
         deletes = [{"DeleteRequest": {"Key": {"pk": {"S": object_pk(dest)}, "sk": {"S": "OBJECT"}}}} for _, dest in done]
         for start in range(0, len(deletes), 25):
@@ -136,7 +136,7 @@ class Atrest(Peer):
                                           Delete={"Objects": versions[start:start + 1000], "Quiet": True})
 
     def decrypt(self, bucket: str, key: str, dest: str) -> bytes:
-        from atrest.scopes import BranchKeyScope
+        from atrest.catalog.scopes import BranchKeyScope
 
         ciphertext = self._setup_s3.get_object(Bucket=self.settings.vault_bucket, Key=dest)["Body"].read()
         keyring = self.pipeline.keystore.keyring(BranchKeyScope.account(self.settings.account_id).branch_key_id)
@@ -146,8 +146,8 @@ class Atrest(Peer):
     def core(self, data: bytes) -> int:
         """The pipeline's encryption step on bytes in memory: same client, keyring, suite,
         frame length, context shape and read pattern as `EncryptPipeline._encrypt_stream`."""
-        from atrest.envelope import SUITE, encryption_context
-        from atrest.scopes import BranchKeyScope
+        from atrest.catalog.scopes import BranchKeyScope
+        from atrest.crypto.envelope import SUITE, encryption_context
 
         scope = BranchKeyScope.account(self.settings.account_id)
         self.pipeline.keystore.ensure(scope)

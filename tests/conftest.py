@@ -1,7 +1,7 @@
 """Fixtures shared by every test directory: the embedded AWS emulator and the stack of
 template.yaml provisioned into it.
 
-- `emulator` (session): a running `atrest.local.emulator.Emulator`. Its standard
+- `emulator` (session): a running `atrest_cli.local.emulator.Emulator`. Its standard
   variables (AWS_ENDPOINT_URL, test credentials, region) are set in `os.environ` for the
   session, so any boto3 client reaches it the way deployed code reaches AWS.
 - `local_stack` (session): template.yaml provisioned once, as stack "atrest" (its
@@ -42,7 +42,7 @@ _FOREIGN_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOK
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Any]:
-    from atrest.local.emulator import Emulator
+    from atrest_cli.local.emulator import Emulator
 
     environment = pytest.MonkeyPatch()
     # SQS allows one PurgeQueue a minute per queue; emptying queues between tests purges more
@@ -64,7 +64,7 @@ def emulator() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def local_stack(emulator: Any) -> Any:
-    from atrest.local.stack import provision
+    from atrest_cli.local.stack import provision
 
     return provision(TEMPLATE, emulator, stack_name="atrest")
 
@@ -77,7 +77,7 @@ _EMPTIED = [0]
 
 @pytest.fixture
 def clean_stack(local_stack: Any, emulator: Any) -> Any:
-    from atrest.local.stack import empty_stack
+    from atrest_cli.local.stack import empty_stack
 
     empty_stack(local_stack, emulator)
     _EMPTIED[0] += 1
@@ -93,7 +93,7 @@ def stack_emptied() -> Any:
 
 @pytest.fixture
 def local_runner(clean_stack: Any) -> Iterator[Any]:
-    from atrest.local.runner import Runner
+    from atrest_cli.local.runner import Runner
 
     runner = Runner(clean_stack, retry_delay_seconds=1)
     yield runner

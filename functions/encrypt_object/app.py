@@ -13,17 +13,17 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from atrest.clients import AwsClients
-from atrest.eventshapes import (
+from atrest.core.clients import AwsClients
+from atrest.events.shapes import (
     is_backfill_batch,
     is_eventbridge_event,
     source_from_object_created,
     source_from_sqs_body,
     sources_from_backfill_batch,
 )
-from atrest.pipeline import EncryptPipeline, Outcome
-from atrest.settings import Settings
-from atrest.source import SourceObject
+from atrest.core.settings import Settings
+from atrest.flows.encrypt_object import EncryptPipeline, Outcome
+from atrest.storage.intake import SourceObject
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})

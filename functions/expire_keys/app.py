@@ -9,9 +9,9 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from atrest.clients import AwsClients
-from atrest.expiry import KeyExpiry
-from atrest.settings import Settings
+from atrest.core.clients import AwsClients
+from atrest.core.settings import Settings
+from atrest.flows.expire_keys import KeyExpiry
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})

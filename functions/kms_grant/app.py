@@ -30,9 +30,9 @@ from urllib.parse import unquote, urlsplit
 
 from aws_lambda_powertools import Logger
 
-from atrest.clients import AwsClients
-from atrest.grants import grant_keys, parse_grantees, retire_generation, retire_grants, take_grants
-from atrest.settings import KMS_KEY_ARN, parse_data_class_kms_keys
+from atrest.core.clients import AwsClients
+from atrest.core.settings import KMS_KEY_ARN, parse_data_class_kms_keys
+from atrest.crypto.grants import grant_keys, parse_grantees, retire_generation, retire_grants, take_grants
 
 logger = Logger()
 clients = AwsClients()  # at cold start: a session and client per invocation would cost more than the work

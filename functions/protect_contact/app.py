@@ -9,10 +9,10 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from atrest.clients import AwsClients
-from atrest.contacts import ContactProtector
-from atrest.eventshapes import contact_event_from_eventbridge
-from atrest.settings import Settings
+from atrest.core.clients import AwsClients
+from atrest.core.settings import Settings
+from atrest.events.shapes import contact_event_from_eventbridge
+from atrest.flows.protect_contact import ContactProtector
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})

@@ -3,7 +3,7 @@
 The URL's AuthType is AWS_IAM: Lambda has authenticated the caller (SigV4) and checked
 lambda:InvokeFunctionUrl and lambda:InvokeFunction (with lambda:InvokedViaFunctionUrl
 "true"; both are required of URLs created since October 2025) before this runs, and names the caller in
-requestContext.authorizer.iam.userArn. The domain code (atrest.reads) authorizes that
+requestContext.authorizer.iam.userArn. The domain code (atrest.flows.read_object) authorizes that
 principal against the data class's decryptors, audits, decrypts and answers with
 presigned URLs. Locally SigV4 is not checked: the event says who the caller is.
 """
@@ -18,11 +18,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from atrest.audit import AuditOutcome
-from atrest.clients import AwsClients
-from atrest.read_requests import ApiResponse
-from atrest.reads import ReadObjectService
-from atrest.settings import Settings
+from atrest.core.clients import AwsClients
+from atrest.core.settings import Settings
+from atrest.events.read_requests import ApiResponse
+from atrest.flows.read_object import ReadObjectService
+from atrest.storage.audit import AuditOutcome
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})

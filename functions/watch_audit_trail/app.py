@@ -2,7 +2,7 @@
 
 Triggered by the audit table's stream (NEW_AND_OLD_IMAGES). atrest only adds audit
 records, so an INSERT is ignored and every MODIFY or REMOVE is tampering by a principal
-allowed to PutItem on the table: the old image is appended beside it (atrest.audit_changes)
+allowed to PutItem on the table: the old image is appended beside it (atrest.storage.audit_changes)
 and counted in AuditRecordsChanged, which raises AuditTrailChangedAlarm. A record that
 cannot be kept fails alone (partial batch response) and is retried; after the retries its
 batch's position goes to AuditWatchFailureQueue, whose alarm says to look for it.
@@ -21,10 +21,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from atrest.audit import AuditTrail
-from atrest.audit_changes import AuditChange, AuditChangeKeeper
-from atrest.clients import AwsClients
-from atrest.clock import to_text
+from atrest.core.clients import AwsClients
+from atrest.core.clock import to_text
+from atrest.storage.audit import AuditTrail
+from atrest.storage.audit_changes import AuditChange, AuditChangeKeeper
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})

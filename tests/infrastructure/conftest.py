@@ -387,8 +387,8 @@ def translated_template() -> dict[str, Any]:
     """template.yaml translated to plain CloudFormation by aws-sam-translator, in-process
     (the test environment has it): what `sam deploy` hands CloudFormation, so tests can
     judge what SAM generates (event rules, function URLs, permissions), not what we wrote.
-    The same translation the local stack deploys (`atrest.local.template.translate_sam`)."""
-    from atrest.local.template import load_template, translate_sam
+    The same translation the local stack deploys (`atrest_cli.local.template.translate_sam`)."""
+    from atrest_cli.local.template import load_template, translate_sam
 
     translated, _ = translate_sam(load_template(TEMPLATE), stack_name=STACK_NAME, region=REGION, account_id=ACCOUNT_ID)
     # Through JSON, as CloudFormation receives it: no YAML-only types, no shared objects.

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from atrest.deployment import OUTPUT_VARIABLES, PARAMETER_VARIABLES
+from atrest_cli.operations.deployment import OUTPUT_VARIABLES, PARAMETER_VARIABLES
 
 from .conftest import Stack, as_list, identity_policy_statements, statements
 from .test_template_structure import _actions_by_resource, _keys, bucket_policy_for

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from atrest.rekey import BRIDGE_ROLE_OUTPUTS
+from atrest_cli.operations.rekey import BRIDGE_ROLE_OUTPUTS
 
 from .conftest import (ACCOUNT_KEYS, FUNCTION_ROLES, Stack, as_list, is_bounded_grant_administration, resource_values,
                        statements)
@@ -284,14 +284,14 @@ def test_the_fence_names_exactly_the_keys_the_stack_uses_in_each_configuration(t
 
 
 def test_the_fence_has_a_slot_for_as_many_class_keys_as_the_settings_accept(template):
-    from atrest.settings import MAX_DATA_CLASS_KMS_KEYS
+    from atrest.core.settings import MAX_DATA_CLASS_KMS_KEYS
 
     slots = [name for name in template["Conditions"] if name.startswith("HasClassKmsKey")]
     assert len(slots) == MAX_DATA_CLASS_KMS_KEYS
 
 
 def test_a_refused_key_store_item_raises_an_alarm_from_every_reader_log_group(resources):
-    from atrest.keystore import REFUSED_ITEM_LOG_TOKEN
+    from atrest.crypto.keystore import REFUSED_ITEM_LOG_TOKEN
 
     filters = {r["Properties"]["LogGroupName"]["Ref"]: r["Properties"] for r in resources.values()
                if r.get("Type") == "AWS::Logs::MetricFilter"

@@ -107,7 +107,14 @@ def test_sam_build_without_container(run_tool, tmp_path, template):
     assert (layer / "atrest" / "__init__.py").is_file(), "the layer does not ship the atrest package under python/"
     assert not (layer / "python").exists(), "layer code built to python/python/: the package belongs at layers/atrest/atrest/"
     # The data class catalog every function validates at start (docs/data-classes.md).
-    assert (layer / "atrest" / "data_classes.json").read_bytes() == (TEMPLATE.parent / "layers/atrest/atrest/data_classes.json").read_bytes()
+    assert (layer / "atrest" / "catalog" / "data_classes.json").read_bytes() == (TEMPLATE.parent / "layers/atrest/atrest/catalog/data_classes.json").read_bytes()
+    # Only what the functions import: the operator CLI, demos and the emulator are another package.
+    shipped = {p.relative_to(layer).as_posix() for p in (layer / "atrest").rglob("*.py")}
+    assert shipped == {p.relative_to(TEMPLATE.parent / "layers/atrest").as_posix()
+                       for p in (TEMPLATE.parent / "layers/atrest/atrest").rglob("*.py")}
+    assert not (layer / "atrest_cli").exists() and not any("local" in name or "demo" in name for name in shipped)
+    size = sum(p.stat().st_size for p in layer.rglob("*") if p.is_file())
+    print(f"layer: {size / 2**20:.1f} MiB, atrest package: {len(shipped)} modules")
     for package in ("aws_encryption_sdk", "aws_cryptographic_material_providers", "aws_lambda_powertools"):
         assert (layer / package).is_dir(), f"the layer is missing {package}"
     function = build_dir / "EncryptObjectFunction"

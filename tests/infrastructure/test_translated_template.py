@@ -38,7 +38,7 @@ def test_the_backfill_runs_on_a_schedule_only_when_backfill_schedule_is_set(tran
 
 def test_the_backfill_rule_state_check_sees_what_sam_makes_of_enabled(translated_template):
     """The check above would catch the old `Enabled: !If [...]`: SAM makes that ENABLED."""
-    from atrest.local.template import translate_sam
+    from atrest_cli.local.template import translate_sam
 
     template = {
         "Transform": "AWS::Serverless-2016-10-31",

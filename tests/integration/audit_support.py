@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 
-from atrest.audit import AuditTrail
+from atrest.storage.audit import AuditTrail
 
 
 def audit_rows(settings: Any, uri: str) -> list[Any]:

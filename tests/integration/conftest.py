@@ -7,15 +7,15 @@ from typing import Any, Callable
 
 import pytest
 
-from atrest.deployment import settings_from_outputs
-from atrest.settings import Settings
+from atrest.core.settings import Settings
+from atrest_cli.operations.deployment import settings_from_outputs
 
 
 def cli_on_state_file(state: Any, state_file: Any, capsys: Any) -> Callable[..., tuple[int, str, str]]:
     """`run(*args)`: `atrest ARGS... --state-file <state_file>` as an operator would run it (the
     stack read from its state file, written from `state`), in this process; returns (exit
     code, stdout, stderr). `run.state_file` is the file, for tests that read what it switched."""
-    from atrest.cli import main
+    from atrest_cli.main import main
 
     written = state.write(state_file)
 
@@ -91,7 +91,7 @@ def encrypt_function(local_stack: Any, emulator: Any, stack_emptied: Any) -> Cal
     environment), warm across tests, and cold again once `clean_stack` has emptied the key
     store since its start: its cached branch keys would encrypt under keys that no longer
     exist (a deployed function never sees its key store emptied under it)."""
-    from atrest.local.lambda_runtime import InProcessFunction
+    from atrest_cli.local.lambda_runtime import InProcessFunction
 
     warm: dict[str, Any] = {}
 
@@ -123,7 +123,7 @@ def cli_environment(settings: Settings, local_stack: Any) -> dict[str, str]:
     output the CLI maps to a variable, as `atrest` itself reads a stack)."""
     import os
 
-    from atrest.deployment import OUTPUT_VARIABLES
+    from atrest_cli.operations.deployment import OUTPUT_VARIABLES
 
     outputs = {variable: local_stack.outputs[name] for name, variable in OUTPUT_VARIABLES.items()
                if name in local_stack.outputs}

@@ -20,9 +20,9 @@ from typing import Any
 import boto3
 import pytest
 
-from atrest.audit import AuditOutcome, AuditRecord, AuditTrail, Channel
-from atrest.local.iam_enforcement import assumed_role_environment
-from atrest.local.runner import Runner
+from atrest.storage.audit import AuditOutcome, AuditRecord, AuditTrail, Channel
+from atrest_cli.local.iam_enforcement import assumed_role_environment
+from atrest_cli.local.runner import Runner
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -122,7 +122,7 @@ def test_atrest_audit_marks_both_and_tells_the_operator_what_to_do(trail, watch,
     reader_role_dynamodb(local_stack).put_item(TableName=settings.audit_table,
                                                Item={**released.to_item(), "reason": {"S": "routine"}})
     watch.drain(timeout=60)
-    shown = subprocess.run([sys.executable, "-m", "atrest.cli", "audit", "--contact", released.contact_id],
+    shown = subprocess.run([sys.executable, "-m", "atrest_cli.main", "audit", "--contact", released.contact_id],
                            env=cli_environment, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert "RELEASED (changed after it was written; original kept)" in shown.stdout

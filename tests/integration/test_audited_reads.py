@@ -28,13 +28,13 @@ from typing import Any
 import boto3
 import pytest
 
-from atrest.audit import AuditOutcome, AuditRecord, AuditTrail, AuditWriteError, Channel
-from atrest.clock import ManualClock
-from atrest.demo_reads import catalog_with_decryptors, fetch, read_object_event, role_session_arn
-from atrest.pipeline import EncryptPipeline
-from atrest.records import MetadataTable, key_version_pk, key_version_sk
-from atrest.samples import call_recording_wav, chat_transcript, connect_key
-from atrest.source import SourceObject
+from atrest.core.clock import ManualClock
+from atrest.flows.encrypt_object import EncryptPipeline
+from atrest.storage.audit import AuditOutcome, AuditRecord, AuditTrail, AuditWriteError, Channel
+from atrest.storage.intake import SourceObject
+from atrest.storage.records import MetadataTable, key_version_pk, key_version_sk
+from atrest_cli.demos.reads import catalog_with_decryptors, fetch, read_object_event, role_session_arn
+from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
 
 FORBIDDEN = {"message": "Forbidden"}
 
@@ -57,7 +57,7 @@ def function_log() -> io.StringIO:
 
 @pytest.fixture(scope="module")
 def read_object(local_stack: Any, emulator: Any, catalog_file: Path, function_log: io.StringIO) -> Any:
-    from atrest.local.lambda_runtime import InProcessFunction
+    from atrest_cli.local.lambda_runtime import InProcessFunction
 
     environment = {**emulator.environment(), "ATREST_DATA_CLASSES_FILE": str(catalog_file),
                    # Every log line the function could write, for the tests that read the log.
@@ -321,8 +321,8 @@ def test_no_reason_url_or_plaintext_reaches_the_logs(read, callers, contact, fun
 
 
 def test_the_sweep_deletes_copies_older_than_their_lifetime_and_keeps_fresh_ones(local_stack, settings):
-    from atrest.clients import AwsClients
-    from atrest.retrieval import RetrievalStore
+    from atrest.core.clients import AwsClients
+    from atrest.storage.retrieval import RetrievalStore
 
     s3 = boto3.client("s3")
     prefix = f"sweep-test-{uuid.uuid4().hex}/"
@@ -341,7 +341,7 @@ def test_the_sweep_deletes_copies_older_than_their_lifetime_and_keeps_fresh_ones
 
 
 def test_the_scheduled_sweep_keeps_fresh_copies_and_deletes_them_once_expired(read, callers, contact, local_stack, settings):
-    from atrest.local.runner import Runner
+    from atrest_cli.local.runner import Runner
 
     status, body, _ = read(callers["qa"], {"reason": "sweep check", "contact_id": contact["id"]})
     assert status == 200
@@ -366,7 +366,7 @@ def test_the_scheduled_sweep_keeps_fresh_copies_and_deletes_them_once_expired(re
 
 
 def atrest(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "atrest.cli", *args], env=env, cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "atrest_cli.main", *args], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=120)
 
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from atrest.records import ObjectStatus
+from atrest.storage.records import ObjectStatus
 
 OBJECTS = 120
 
@@ -25,7 +25,7 @@ def _as_in_a_terminal() -> None:
 
 
 def backfill(env, *args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "atrest.cli", "backfill", "--json", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "atrest_cli.main", "backfill", "--json", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_as_in_a_terminal, **popen)
 

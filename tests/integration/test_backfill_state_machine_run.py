@@ -15,9 +15,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from atrest.deployment import settings_from_outputs
-from atrest.local.state_machine import UnsupportedDefinitionError, run_state_machine
-from atrest.records import ObjectStatus
+from atrest.storage.records import ObjectStatus
+from atrest_cli.local.state_machine import UnsupportedDefinitionError, run_state_machine
+from atrest_cli.operations.deployment import settings_from_outputs
 
 # The stack under test tolerates 34 % failed items (BackfillToleratedFailurePercentage; 5 % by
 # default, which would take 500 objects for one failed batch of 25 to be tolerated): three
@@ -32,7 +32,7 @@ RETRY_SCALE = 0.001
 
 @pytest.fixture(scope="module")
 def backfill_stack(emulator):
-    from atrest.local.stack import provision
+    from atrest_cli.local.stack import provision
 
     return provision(TEMPLATE, emulator, stack_name="atrest-backfill",
                      parameters={"BackfillToleratedFailurePercentage": TOLERATED_PERCENTAGE})
@@ -40,7 +40,7 @@ def backfill_stack(emulator):
 
 @pytest.fixture
 def clean_stack(backfill_stack, emulator):
-    from atrest.local.stack import empty_stack
+    from atrest_cli.local.stack import empty_stack
 
     empty_stack(backfill_stack, emulator)
     return backfill_stack

@@ -8,9 +8,9 @@ import uuid
 
 import boto3
 
-from atrest.clients import AwsClients
-from atrest.keystore import BranchKeyStore
-from atrest.scopes import BranchKeyScope
+from atrest.catalog.scopes import BranchKeyScope
+from atrest.core.clients import AwsClients
+from atrest.crypto.keystore import BranchKeyStore
 
 
 def _ensure_in_fresh_process(settings, scope_id, start, results):

@@ -19,14 +19,14 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from atrest import rekey
-from atrest.clients import AwsClients
-from atrest.data_classes import DataClassCatalog
-from atrest.deployment import settings_from_outputs
-from atrest.envelope import encryption_client
-from atrest.keystore import KeyStores, class_branch_key
-from atrest.local.iam_enforcement import assumed_role_environment
-from atrest.scopes import ScopeKind
+from atrest.catalog.data_classes import DataClassCatalog
+from atrest.catalog.scopes import ScopeKind
+from atrest.core.clients import AwsClients
+from atrest.crypto.envelope import encryption_client
+from atrest.crypto.keystore import KeyStores, class_branch_key
+from atrest_cli.local.iam_enforcement import assumed_role_environment
+from atrest_cli.operations import rekey
+from atrest_cli.operations.deployment import settings_from_outputs
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 STACK = "atrest-classkey"
@@ -39,8 +39,8 @@ OBJECTS = {
 
 @pytest.fixture(scope="module")
 def class_stack(emulator: Any) -> Any:
-    from atrest.local.runner import Runner
-    from atrest.local.stack import create_data_class_kms_keys, data_class_kms_keys_parameter, provision
+    from atrest_cli.local.runner import Runner
+    from atrest_cli.local.stack import create_data_class_kms_keys, data_class_kms_keys_parameter, provision
 
     keys = create_data_class_kms_keys(emulator, [CLASS], stack_name=STACK)
     state = provision(TEMPLATE, emulator, stack_name=STACK,
@@ -178,7 +178,7 @@ def test_a_stack_rekey_leaves_a_class_on_its_own_key_where_it_is(class_stack, at
 
 
 def test_rekey_of_one_data_class_moves_only_its_branch_key_and_rewrites_no_vault_object(class_stack, emulator, cli_on):
-    from atrest.local.stack import provision
+    from atrest_cli.local.stack import provision
 
     new_key = boto3.client("kms").create_key(Description="the customer's next key for integration configuration")[
         "KeyMetadata"]["Arn"]
@@ -241,10 +241,10 @@ def test_every_function_of_a_stack_with_class_keys_starts_and_protects_a_contact
     does not get the variable, and protects contact events as on any other stack."""
     import uuid
 
-    from atrest.contacts import ContactReader
-    from atrest.demo import put_contact_event
-    from atrest.local.runner import Runner
-    from atrest.samples import contact_event
+    from atrest.flows.protect_contact import ContactReader
+    from atrest_cli.demos.demo import put_contact_event
+    from atrest_cli.demos.samples import contact_event
+    from atrest_cli.local.runner import Runner
 
     state, settings = class_stack.state, class_stack.settings
     instance_id, contact = str(uuid.uuid4()), str(uuid.uuid4())

@@ -10,15 +10,15 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
-from atrest.pipeline import EncryptPipeline
-from atrest.samples import call_recording_wav, connect_key
-from atrest.source import SourceObject
+from atrest.flows.encrypt_object import EncryptPipeline
+from atrest.storage.intake import SourceObject
+from atrest_cli.demos.samples import call_recording_wav, connect_key
 
 from audit_support import audit_rows
 
 
 def atrest(env, *args, cwd):
-    return subprocess.run([sys.executable, "-m", "atrest.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "atrest_cli.main", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def encrypted_recording(settings):
@@ -80,7 +80,7 @@ def edit_record(settings, vault_key, **values):
 def test_decrypt_refuses_a_record_whose_top_level_fields_were_edited_and_audits_the_header_s_truth(
     settings, cli_environment, tmp_path, edit
 ):
-    from atrest.audit import AuditOutcome
+    from atrest.storage.audit import AuditOutcome
 
     outcome, _ = encrypted_recording(settings)
     edit_record(settings, outcome.vault_key, **edit)
@@ -97,7 +97,7 @@ def test_decrypt_refuses_a_record_whose_top_level_fields_were_edited_and_audits_
 
 
 def test_a_decrypted_object_s_audit_row_names_its_source_and_version_from_the_header(settings, cli_environment, tmp_path):
-    from atrest.audit import AuditOutcome
+    from atrest.storage.audit import AuditOutcome
 
     outcome, _ = encrypted_recording(settings)
     uri = f"s3://{settings.vault_bucket}/{outcome.vault_key}"
@@ -161,7 +161,7 @@ def test_decrypt_refuses_to_overwrite_a_file_unless_forced(settings, cli_environ
 def test_decrypt_to_dash_writes_the_exact_bytes_to_stdout_and_messages_to_stderr(settings, cli_environment, tmp_path):
     outcome, audio = encrypted_recording(settings)
     uri = f"s3://{settings.vault_bucket}/{outcome.vault_key}"
-    result = subprocess.run([sys.executable, "-m", "atrest.cli", "decrypt", uri, "-o", "-", "--reason", "r"],
+    result = subprocess.run([sys.executable, "-m", "atrest_cli.main", "decrypt", uri, "-o", "-", "--reason", "r"],
                             env=cli_environment, cwd=tmp_path, capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == audio

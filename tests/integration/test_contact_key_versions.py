@@ -12,17 +12,17 @@ import uuid
 import boto3
 import pytest
 
-from atrest.clients import AwsClients
-from atrest.clock import ManualClock
-from atrest.contacts import ContactProtector, ContactReader, contact_key
-from atrest.envelope import message_key, read_header
-from atrest.errors import DecryptRefusedError
-from atrest.eventshapes import contact_event_from_eventbridge
-from atrest.expiry import KeyExpiry
-from atrest.instances import InstanceDirectory
-from atrest.keystore import BranchKeyStore
-from atrest.records import MetadataTable
-from atrest.samples import contact_event
+from atrest.core.clients import AwsClients
+from atrest.core.clock import ManualClock
+from atrest.core.errors import DecryptRefusedError
+from atrest.crypto.envelope import message_key, read_header
+from atrest.crypto.keystore import BranchKeyStore
+from atrest.events.shapes import contact_event_from_eventbridge
+from atrest.flows.expire_keys import KeyExpiry
+from atrest.flows.protect_contact import ContactProtector, ContactReader, contact_key
+from atrest.storage.instances import InstanceDirectory
+from atrest.storage.records import MetadataTable
+from atrest_cli.demos.samples import contact_event
 
 # At 10 s or less the MPL's cache keeps nothing: every field asks the key store for the
 # active version, as a warm function does when its cache entry expires mid-event.

@@ -14,18 +14,18 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 
-from atrest import rekey
-from atrest.clients import AwsClients
-from atrest.contacts import ContactReader, contact_key
-from atrest.demo import put_contact_event
-from atrest.pipeline import EncryptPipeline, Outcome
-from atrest.reader import VaultReader
-from atrest.records import MetadataTable, ObjectStatus
-from atrest.samples import (
+from atrest.core.clients import AwsClients
+from atrest.flows.decrypt_object import VaultReader
+from atrest.flows.encrypt_object import EncryptPipeline, Outcome
+from atrest.flows.protect_contact import ContactReader, contact_key
+from atrest.storage.records import MetadataTable, ObjectStatus
+from atrest_cli.demos.demo import put_contact_event
+from atrest_cli.operations import rekey
+from atrest_cli.demos.samples import (
     call_recording_wav, chat_transcript, connect_key, contact_event, contact_lens_key, contact_lens_voice_analysis,
 )
-from atrest.source import SourceObject
-from atrest.vault import vault_key_for
+from atrest.storage.intake import SourceObject
+from atrest.storage.vault import vault_key_for
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
@@ -241,8 +241,8 @@ def test_the_service_owned_key_survives_a_customer_key_switch_untouched(own_key_
 def test_each_class_key_expires_on_its_own_lifetime_including_the_service_key(own_key_stores):
     """Integration configuration rotates after 30 days (its own key), the account key after
     the stack's 365, and the service key is rotated by the same run from its own store."""
-    from atrest.clock import ManualClock
-    from atrest.expiry import KeyExpiry
+    from atrest.core.clock import ManualClock
+    from atrest.flows.expire_keys import KeyExpiry
 
     settings = own_key_stores
     _encrypt_in_process(settings, "knowledge-document", "integration-configuration", "voiceprint")
@@ -266,9 +266,9 @@ def test_a_key_that_cannot_be_rotated_does_not_stop_the_others_and_fails_the_run
     """After `atrest rekey`, until the stack update, ExpireKeys' writer still names the old
     KMS key and the MPL refuses to version re-wrapped keys: the service key is rotated
     anyway, and the run fails loudly naming the keys it could not settle."""
-    from atrest.clock import ManualClock
-    from atrest.errors import AtrestError
-    from atrest.expiry import KeyExpiry
+    from atrest.core.clock import ManualClock
+    from atrest.core.errors import AtrestError
+    from atrest.flows.expire_keys import KeyExpiry
 
     settings = own_key_stores
     _encrypt_in_process(settings, "knowledge-document", "voiceprint")

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import boto3
 
-from atrest.audit import AuditTrail
+from atrest.storage.audit import AuditTrail
 
 STEPS = ["stack", "encrypt", "decrypt", "alarm", "cleanup"]
 
@@ -26,7 +26,7 @@ def doctor(stack, tmp_path, *args):
     state_file.write_text(json.dumps(stack.to_json()))
     # Read the stack as an operator would: from its state file, not from ATREST_* variables.
     env = {name: value for name, value in os.environ.items() if not name.startswith("ATREST_")}
-    return subprocess.run([sys.executable, "-m", "atrest.cli", "doctor", "--state-file", str(state_file), *args],
+    return subprocess.run([sys.executable, "-m", "atrest_cli.main", "doctor", "--state-file", str(state_file), *args],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
 
 
@@ -145,7 +145,7 @@ class _AwsAlarms:
 
 
 def _alarm_step_on_aws(settings, aws):
-    from atrest.doctor import DoctorContext, send_test_alarm
+    from atrest_cli.operations.doctor import DoctorContext, send_test_alarm
 
     ctx = DoctorContext(settings, {}, aws, decrypt=None, physical_id=lambda logical_id: f"atrest-{logical_id}-X",
                         on_aws=True, sleep=lambda _seconds: None)

@@ -12,7 +12,7 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 
-from atrest.samples import chat_transcript, connect_key
+from atrest_cli.demos.samples import chat_transcript, connect_key
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 

@@ -19,13 +19,13 @@ from aws_cryptographic_material_providers.mpl.models import CreateAwsKmsHierarch
 import aws_encryption_sdk
 from aws_encryption_sdk import CommitmentPolicy
 
-from atrest.clients import AwsClients
-from atrest.errors import DecryptRefusedError, StorageVerificationError
-from atrest.pipeline import EncryptPipeline, Outcome, SkipReason
-from atrest.reader import VaultReader
-from atrest.records import MetadataTable, ObjectStatus
-from atrest.samples import call_recording_wav, chat_transcript, connect_key
-from atrest.source import SourceObject
+from atrest.core.clients import AwsClients
+from atrest.core.errors import DecryptRefusedError, StorageVerificationError
+from atrest.flows.decrypt_object import VaultReader
+from atrest.flows.encrypt_object import EncryptPipeline, Outcome, SkipReason
+from atrest.storage.intake import SourceObject
+from atrest.storage.records import MetadataTable, ObjectStatus
+from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
@@ -204,7 +204,7 @@ def test_a_checksum_mismatch_on_store_keeps_the_plaintext_and_records_nothing(se
         pipeline.encrypt(source)
 
     assert versions_of(settings.intake_bucket, source.key) == [source.version_id]
-    from atrest.vault import vault_key_for
+    from atrest.storage.vault import vault_key_for
     vault_key = vault_key_for("call-recording", source.bucket, source.key, source.version_id)
     assert MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(vault_key) is None
 
@@ -279,7 +279,7 @@ class TestDecryptRefusals:
         assert list(tmp_path.iterdir()) == []
 
     def test_an_object_without_a_record_is_refused(self, settings, tmp_path):
-        from atrest.errors import RecordNotFoundError
+        from atrest.core.errors import RecordNotFoundError
 
         with pytest.raises(RecordNotFoundError, match="no atrest record"):
             VaultReader.from_settings(settings).decrypt_to_file(settings.vault_bucket, "call-recording/xx/none.esdk", tmp_path / "x")

@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 
 import boto3
 
-from atrest.reader import VaultReader
-from atrest.records import MetadataTable, ObjectStatus
-from atrest.samples import call_recording_wav, chat_transcript, connect_key
-from atrest.vault import vault_key_for
+from atrest.flows.decrypt_object import VaultReader
+from atrest.storage.records import MetadataTable, ObjectStatus
+from atrest.storage.vault import vault_key_for
+from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 

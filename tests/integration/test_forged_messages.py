@@ -19,16 +19,16 @@ import pytest
 from aws_encryption_sdk.internal.formatting.deserialize import deserialize_header, deserialize_header_auth
 from botocore.exceptions import ClientError
 
-from atrest.clients import AwsClients
-from atrest.envelope import encryption_client, encryption_context, is_atrest_message, read_header
-from atrest.keystore import BranchKeyStore
-from atrest.pipeline import EncryptPipeline, Outcome, SkipReason
-from atrest.reader import VaultReader
-from atrest.samples import connect_key
-from atrest.scopes import BranchKeyScope
-from atrest.source import SourceObject
-from atrest.verification import KeyStoreUnavailableError, Verdict
-from atrest.vault import vault_key_for
+from atrest.catalog.scopes import BranchKeyScope
+from atrest.core.clients import AwsClients
+from atrest.crypto.envelope import encryption_client, encryption_context, is_atrest_message, read_header
+from atrest.crypto.keystore import BranchKeyStore
+from atrest.crypto.verification import KeyStoreUnavailableError, Verdict
+from atrest.flows.decrypt_object import VaultReader
+from atrest.flows.encrypt_object import EncryptPipeline, Outcome, SkipReason
+from atrest.storage.intake import SourceObject
+from atrest.storage.vault import vault_key_for
+from atrest_cli.demos.samples import connect_key
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 PLAINTEXT = b"caller: my card number is 4111 1111 1111 1111. " * 2000  # 96 KB: longer than the 64 KiB peek
@@ -97,7 +97,7 @@ def assert_encrypted_as_plaintext(settings, pipeline, reader, body, reason, capl
     assert outcome.outcome is Outcome.ENCRYPTED and not outcome.repeated
     assert intake_versions(settings, source.key) == []
     assert decrypt(settings, reader, outcome.vault_key, tmp_path) == body  # every byte, the peeked ones included
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "atrest.pipeline"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "atrest.flows.encrypt_object"]
     assert [r.reason for r in warnings] == [reason.value]
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "card number" not in logged and "4111" not in logged

@@ -1,6 +1,6 @@
 """`forget-instance` against a rotation running at the same moment (issue 15, finding 3).
 
-A rotation is a VersionKey under the rotation lease (`atrest.expiry`): it writes a new
+A rotation is a VersionKey under the rotation lease (`atrest.flows.expire_keys`): it writes a new
 version item and overwrites the ACTIVE item. Were a forget to delete the key's items while
 that VersionKey is in flight, the new version item could land after the forget looked at
 the key store and survive it, and PII written under it would stay readable. Both orders
@@ -17,13 +17,13 @@ import uuid
 import boto3
 import pytest
 
-from atrest.clients import AwsClients
-from atrest.contacts import ContactProtector
-from atrest.errors import AtrestError
-from atrest.eventshapes import contact_event_from_eventbridge
-from atrest.expiry import KeyExpiry, RotationInProgressError
-from atrest.records import KeyVersionState, MetadataTable
-from atrest.samples import contact_event
+from atrest.core.clients import AwsClients
+from atrest.core.errors import AtrestError
+from atrest.events.shapes import contact_event_from_eventbridge
+from atrest.flows.expire_keys import KeyExpiry, RotationInProgressError
+from atrest.flows.protect_contact import ContactProtector
+from atrest.storage.records import KeyVersionState, MetadataTable
+from atrest_cli.demos.samples import contact_event
 
 from crashes import Crash, crash_at
 

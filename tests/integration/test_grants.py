@@ -19,9 +19,9 @@ from typing import Any
 import boto3
 import pytest
 
-from atrest.cli import main
-from atrest.grants import READ_WRITE_OPERATIONS, ROTATE_OPERATIONS, list_grants
-from atrest.local.lambda_runtime import LocalLambdaContext
+from atrest.crypto.grants import READ_WRITE_OPERATIONS, ROTATE_OPERATIONS, list_grants
+from atrest_cli.local.lambda_runtime import LocalLambdaContext
+from atrest_cli.main import main
 
 APP = Path(__file__).resolve().parents[2] / "functions" / "kms_grant" / "app.py"
 ROLE = "arn:aws:iam::123456789012:role/atrest-EncryptObjectFunctionRole-ABC"

@@ -1,5 +1,5 @@
 """The emulator holds assumed roles to their identity policies, as AWS does, and leaves
-the administrator's test credentials alone (atrest.local.iam_enforcement)."""
+the administrator's test credentials alone (atrest_cli.local.iam_enforcement)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from atrest.local.iam_enforcement import RoleNotProvisioned, assumed_role_environment, create_role
+from atrest_cli.local.iam_enforcement import RoleNotProvisioned, assumed_role_environment, create_role
 
 TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
@@ -205,8 +205,8 @@ def test_admin_test_credentials_are_not_restricted(scenario: Scenario) -> None:
 
 
 def test_in_process_function_runs_with_its_role(scenario: Scenario, emulator: Any, tmp_path: Any) -> None:
-    from atrest.local.lambda_runtime import InProcessFunction
-    from atrest.local.stack import LocalFunction
+    from atrest_cli.local.lambda_runtime import InProcessFunction
+    from atrest_cli.local.stack import LocalFunction
 
     (tmp_path / "app.py").write_text(
         "import boto3\n"
@@ -231,7 +231,7 @@ def test_in_process_function_runs_with_its_role(scenario: Scenario, emulator: An
 def _local_function_fields(code_dir: Any, role_arn: str) -> dict[str, Any]:
     import dataclasses
 
-    from atrest.local.stack import LocalFunction
+    from atrest_cli.local.stack import LocalFunction
 
     values: dict[str, Any] = {"logical_id": "IamProbeFunction", "function_name": "atrest-IamProbeFunction-TEST",
                               "code_dir": str(code_dir), "handler": "app.handler", "role_arn": role_arn}
@@ -320,8 +320,8 @@ def test_another_thread_keeps_its_own_credentials_while_a_function_runs_with_its
 
     import boto3
 
-    from atrest.local.lambda_runtime import InProcessFunction
-    from atrest.local.stack import LocalFunction
+    from atrest_cli.local.lambda_runtime import InProcessFunction
+    from atrest_cli.local.stack import LocalFunction
 
     (tmp_path / "app.py").write_text(
         "import boto3\n"

@@ -18,10 +18,10 @@ from typing import Any, Callable
 import boto3
 import pytest
 
-from atrest.local.lambda_runtime import InProcessFunction
-from atrest.local.stack import LocalStackState, provision
-from atrest.local.template import load_template
-from atrest.samples import connect_key
+from atrest_cli.demos.samples import connect_key
+from atrest_cli.local.lambda_runtime import InProcessFunction
+from atrest_cli.local.stack import LocalStackState, provision
+from atrest_cli.local.template import load_template
 
 from test_encrypt_handler import WHEN, object_created  # tests/integration is on sys.path (rootdir import mode)
 

@@ -10,18 +10,18 @@ import uuid
 import boto3
 import pytest
 
-from atrest.clients import AwsClients
-from atrest.clock import ManualClock
-from atrest.contacts import ContactProtector, ContactReader, contact_key, pii_context
-from atrest.envelope import encryption_client
-from atrest.errors import AtrestError, DecryptRefusedError
-from atrest.eventshapes import contact_event_from_eventbridge
-from atrest.expiry import KeyExpiry
-from atrest.keystore import BranchKeyStore
-from atrest.reader import VaultReader
-from atrest.records import MetadataTable
-from atrest.samples import call_recording_wav, connect_key, contact_event
-from atrest.vault import vault_key_for
+from atrest.core.clients import AwsClients
+from atrest.core.clock import ManualClock
+from atrest.core.errors import AtrestError, DecryptRefusedError
+from atrest.crypto.envelope import encryption_client
+from atrest.crypto.keystore import BranchKeyStore
+from atrest.events.shapes import contact_event_from_eventbridge
+from atrest.flows.decrypt_object import VaultReader
+from atrest.flows.expire_keys import KeyExpiry
+from atrest.flows.protect_contact import ContactProtector, ContactReader, contact_key, pii_context
+from atrest.storage.records import MetadataTable
+from atrest.storage.vault import vault_key_for
+from atrest_cli.demos.samples import call_recording_wav, connect_key, contact_event
 
 
 def protect(settings, instance_id, phone="+12065550100"):

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 
-from atrest.clock import ManualClock, from_text, to_text
-from atrest.expiry import CLOCK_SKEW_MARGIN, ROTATION_LEASE, KeyExpiry
-from atrest.records import KeyVersionState
-from atrest.scopes import BranchKeyScope
+from atrest.catalog.scopes import BranchKeyScope
+from atrest.core.clock import ManualClock, from_text, to_text
+from atrest.flows.expire_keys import CLOCK_SKEW_MARGIN, ROTATION_LEASE, KeyExpiry
+from atrest.storage.records import KeyVersionState
 
 from crashes import Crash, crash_at
 

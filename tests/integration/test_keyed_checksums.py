@@ -1,7 +1,7 @@
 """Object records hold a keyed checksum of the plaintext, never an unsalted hash.
 
 An unsalted SHA-256 in the metadata table would let anyone who can read the table confirm
-a guessed document. Records hold `plaintext_hmac` (atrest.checksums) instead; decrypt and
+a guessed document. Records hold `plaintext_hmac` (atrest.crypto.checksums) instead; decrypt and
 ReadObject still verify the plaintext with it, and records written before keep verifying
 with their SHA-256. Objects go through the deployed handlers, so the functions' IAM roles
 (enforced by the local stack) must allow the beacon key reads this needs.
@@ -27,11 +27,11 @@ from aws_cryptographic_material_providers.keystore.models import (
     Discovery, GetBeaconKeyInput, KMSConfigurationDiscovery,
 )
 
-from atrest.checksums import PURPOSE, ChecksumKey
-from atrest.demo_reads import catalog_with_decryptors, fetch, read_object_event, role_session_arn
-from atrest.errors import DecryptRefusedError
-from atrest.reader import VaultReader
-from atrest.samples import chat_transcript, connect_key
+from atrest.core.errors import DecryptRefusedError
+from atrest.crypto.checksums import PURPOSE, ChecksumKey
+from atrest.flows.decrypt_object import VaultReader
+from atrest_cli.demos.reads import catalog_with_decryptors, fetch, read_object_event, role_session_arn
+from atrest_cli.demos.samples import chat_transcript, connect_key
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
@@ -212,7 +212,7 @@ def test_a_service_owned_object_gets_a_keyed_checksum_from_the_service_key_store
 @pytest.fixture(scope="module")
 def read_object(local_stack: Any, emulator: Any, tmp_path_factory: Any) -> Any:
     """ReadObjectFunction in-process under its own role, chat transcripts readable by QaReviewer."""
-    from atrest.local.lambda_runtime import InProcessFunction
+    from atrest_cli.local.lambda_runtime import InProcessFunction
 
     catalog = catalog_with_decryptors(tmp_path_factory.mktemp("catalog") / "data-classes.json",
                                       {"chat-transcript": ["QaReviewer"]})

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from atrest.clock import ManualClock
-from atrest.contacts import ContactProtector
-from atrest.eventshapes import contact_event_from_eventbridge
-from atrest.expiry import KeyExpiry
-from atrest.samples import contact_event
+from atrest.core.clock import ManualClock
+from atrest.events.shapes import contact_event_from_eventbridge
+from atrest.flows.expire_keys import KeyExpiry
+from atrest.flows.protect_contact import ContactProtector
+from atrest_cli.demos.samples import contact_event
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_keys_shred_rotate_and_list_of_a_scope_without_a_branch_key_fail_and_say
 
 
 def test_keys_rotate_and_shred_help_name_every_scope_form(capsys, monkeypatch):
-    from atrest.cli import main
+    from atrest_cli.main import main
 
     monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at hyphens, which would split the forms
     for action in ("rotate", "shred", "list"):

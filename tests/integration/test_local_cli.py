@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from atrest.local.emulator import emulator_client, is_reachable
+from atrest_cli.local.emulator import emulator_client, is_reachable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_TEMPLATE = Path(__file__).resolve().parent / "local_stack_fixture" / "template.yaml"
@@ -26,7 +26,7 @@ REQUIRED_FIELDS = {
 
 
 def atrest(*args: str) -> list[str]:
-    return [sys.executable, "-m", "atrest.cli", *args]
+    return [sys.executable, "-m", "atrest_cli.main", *args]
 
 
 class LocalUp:
@@ -170,7 +170,7 @@ def test_local_invoke_from_any_directory_finds_the_stack_local_up_recorded_and_t
 def test_local_invoke_of_an_event_naming_an_object_not_in_the_intake_says_to_upload_it_first(local_stack):
     """The README's sample event names a recording; it does not carry one. Without the
     object the function answers "source-missing": invoke says so up front, with the upload."""
-    from atrest.local.cli import missing_source_warnings
+    from atrest_cli.local.cli import missing_source_warnings
 
     event = json.loads((REPO_ROOT / "events" / "s3-object-created-recording.json").read_text())
     bucket = event["detail"]["bucket"]["name"]
@@ -201,8 +201,8 @@ def test_local_invoke_of_an_event_whose_object_the_running_stack_already_encrypt
     deleted) before the event is replayed; invoke must not tell the user to upload it again."""
     from urllib.parse import unquote_plus
 
-    from atrest.local.cli import missing_source_warnings
-    from atrest.local.lambda_runtime import InProcessFunction
+    from atrest_cli.local.cli import missing_source_warnings
+    from atrest_cli.local.lambda_runtime import InProcessFunction
 
     event = json.loads((REPO_ROOT / "events" / "s3-object-created-recording.json").read_text())
     bucket, key = event["detail"]["bucket"]["name"], unquote_plus(event["detail"]["object"]["key"])

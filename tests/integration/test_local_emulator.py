@@ -8,7 +8,7 @@ import uuid
 import boto3
 import pytest
 
-from atrest.local.emulator import Emulator, EmulatorError
+from atrest_cli.local.emulator import Emulator, EmulatorError
 
 
 @pytest.fixture

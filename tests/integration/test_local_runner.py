@@ -15,8 +15,8 @@ from typing import Any, Callable
 import boto3
 import pytest
 
-from atrest.local.runner import DrainTimeout, Runner
-from atrest.local.stack import empty_stack, provision
+from atrest_cli.local.runner import DrainTimeout, Runner
+from atrest_cli.local.stack import empty_stack, provision
 
 FIXTURE_TEMPLATE = Path(__file__).resolve().parent / "local_stack_fixture" / "template.yaml"
 
@@ -230,7 +230,7 @@ def test_the_translated_templates_schedules_carry_its_rates_and_states(local_sta
 
 @pytest.mark.parametrize("expression", ["rate(1 hours)", "rate(5 minute)", "rate(0 minutes)", "every hour"])
 def test_schedule_expressions_eventbridge_refuses_are_refused(expression):
-    from atrest.local.stack import rate_seconds
+    from atrest_cli.local.stack import rate_seconds
 
     with pytest.raises(ValueError):
         rate_seconds(expression)

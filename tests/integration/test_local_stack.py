@@ -9,8 +9,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from atrest.local.stack import LocalStackState, provision
-from atrest.local.template import StackTemplate, TemplateEvaluator, load_template
+from atrest_cli.local.stack import LocalStackState, provision
+from atrest_cli.local.template import StackTemplate, TemplateEvaluator, load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(REPO_ROOT / "template.yaml")

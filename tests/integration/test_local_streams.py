@@ -21,9 +21,9 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecordEventName
 
-from atrest.local.runner import DrainTimeout, Runner
-from atrest.local.stack import LocalFunction, empty_stack, provision
-from atrest.local.streams import StreamMapping
+from atrest_cli.local.runner import DrainTimeout, Runner
+from atrest_cli.local.stack import LocalFunction, empty_stack, provision
+from atrest_cli.local.streams import StreamMapping
 
 FIXTURE_TEMPLATE = Path(__file__).resolve().parent / "local_stack_fixture" / "template.yaml"
 FUNCTION = "WatchChangesFunction"
@@ -272,7 +272,7 @@ def test_a_latest_mapping_starts_after_what_the_stream_holds_when_it_is_register
 
 def test_a_child_shard_is_read_once_its_closed_parent_is_read_to_its_end(monkeypatch):
     # moto makes one shard per table: a split is played with a stream of two shards.
-    from atrest.local import streams
+    from atrest_cli.local import streams
 
     stream = {
         "parent": [str(n) for n in (100, 200)],
@@ -304,7 +304,7 @@ def test_a_child_shard_is_read_once_its_closed_parent_is_read_to_its_end(monkeyp
 
 
 def test_atrest_local_up_lists_the_stream_mapping_with_the_other_event_sources(stack):
-    from atrest.local.cli import event_source_lines
+    from atrest_cli.local.cli import event_source_lines
 
     lines = event_source_lines(stack)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from atrest.local.template import NO_VALUE, ResourceRecord, StackTemplate, TemplateError, TemplateEvaluator, load_template
+from atrest_cli.local.template import NO_VALUE, ResourceRecord, StackTemplate, TemplateError, TemplateEvaluator, load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

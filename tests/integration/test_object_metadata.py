@@ -25,12 +25,12 @@ from urllib.parse import quote_plus, unquote, urlsplit
 import boto3
 import pytest
 
-from atrest.audit import AuditOutcome
-from atrest.demo_reads import catalog_with_decryptors, read_object_event, role_session_arn
-from atrest.pipeline import EncryptPipeline
-from atrest.records import MetadataTable
-from atrest.samples import call_recording_wav, connect_key
-from atrest.source import SourceObject
+from atrest.flows.encrypt_object import EncryptPipeline
+from atrest.storage.audit import AuditOutcome
+from atrest.storage.intake import SourceObject
+from atrest.storage.records import MetadataTable
+from atrest_cli.demos.reads import catalog_with_decryptors, read_object_event, role_session_arn
+from atrest_cli.demos.samples import call_recording_wav, connect_key
 
 from audit_support import audit_rows
 
@@ -41,7 +41,7 @@ CONTENT_TYPE = "audio/x-wav; rate=8000"
 
 
 def atrest(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "atrest.cli", *args], env=env, cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "atrest_cli.main", *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=120)
 
 
@@ -222,7 +222,7 @@ def function_log() -> io.StringIO:
 
 @pytest.fixture(scope="module")
 def read_object(local_stack: Any, emulator: Any, tmp_path_factory: Any, function_log: io.StringIO) -> Any:
-    from atrest.local.lambda_runtime import InProcessFunction
+    from atrest_cli.local.lambda_runtime import InProcessFunction
 
     catalog = catalog_with_decryptors(tmp_path_factory.mktemp("catalog") / "data-classes.json", {
         "call-recording": ["QaReviewer"], "chat-transcript": ["QaReviewer"]})
@@ -299,7 +299,7 @@ def test_metadata_values_never_reach_the_logs(local_stack, emulator, settings, r
                                               tmp_path, caplog):
     """The encrypt function (a cold start of its own), `atrest decrypt` and ReadObject log what
     happened, never a metadata value or name."""
-    from atrest.local.lambda_runtime import InProcessFunction
+    from atrest_cli.local.lambda_runtime import InProcessFunction
 
     caplog.set_level(logging.DEBUG, logger="atrest")
     caplog.set_level(logging.INFO)
@@ -344,7 +344,7 @@ def test_metadata_sealed_under_a_version_the_object_did_not_use_is_sealed_again_
     """A branch key rotation between sealing the metadata and encrypting the object leaves them
     under different versions; the record must hold both under the object's (it is indexed,
     counted and shredded by that version)."""
-    import atrest.pipeline as pipeline_module
+    import atrest.flows.encrypt_object as pipeline_module
 
     real_seal = pipeline_module.seal_metadata
     calls: list[str] = []
@@ -367,8 +367,8 @@ def test_metadata_sealed_under_a_version_the_object_did_not_use_is_sealed_again_
 def test_two_rotations_within_one_object_s_encryption_leave_the_plaintext_for_the_retry(
     settings, cli_environment, tmp_path, monkeypatch
 ):
-    import atrest.pipeline as pipeline_module
-    from atrest.errors import AtrestError
+    import atrest.flows.encrypt_object as pipeline_module
+    from atrest.core.errors import AtrestError
 
     real_seal = pipeline_module.seal_metadata
     monkeypatch.setattr(pipeline_module, "seal_metadata",

@@ -22,14 +22,14 @@ from typing import Any
 import boto3
 import pytest
 
-from atrest import rekey
-from atrest.clients import AwsClients
-from atrest.envelope import encryption_client
-from atrest.keystore import ACTIVE_TYPE, SCOPE_CONTEXT_KEY, VERSION_TYPE_PREFIX, BranchKeyStore, ForeignKmsKeyError, KeyStores
-from atrest.keystore_format import kms_encryption_context
-from atrest.pipeline import EncryptPipeline
-from atrest.samples import call_recording_wav, connect_key
-from atrest.source import SourceObject
+from atrest.core.clients import AwsClients
+from atrest.crypto.envelope import encryption_client
+from atrest.crypto.keystore import ACTIVE_TYPE, SCOPE_CONTEXT_KEY, VERSION_TYPE_PREFIX, BranchKeyStore, ForeignKmsKeyError, KeyStores
+from atrest.crypto.keystore_format import kms_encryption_context
+from atrest.flows.encrypt_object import EncryptPipeline
+from atrest.storage.intake import SourceObject
+from atrest_cli.demos.samples import call_recording_wav, connect_key
+from atrest_cli.operations import rekey
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_the_reader_refuses_a_planted_item_naming_it_before_any_kms_call(planted
     named = _kms_calls_naming(clients, planted.planter)
     stores = KeyStores.from_settings(planted.settings, clients)
 
-    with caplog.at_level(logging.ERROR, logger="atrest.keystore"), pytest.raises(ForeignKmsKeyError) as refused:
+    with caplog.at_level(logging.ERROR, logger="atrest.crypto.keystore"), pytest.raises(ForeignKmsKeyError) as refused:
         encryption_client().encrypt(source=b"PII", keyring=stores.keyring(planted.branch_key_id))
 
     message = str(refused.value)
@@ -125,7 +125,7 @@ def test_the_pipeline_refuses_to_encrypt_a_recording_under_a_planted_branch_key(
     named = _kms_calls_naming(clients, planted.planter)
     pipeline = EncryptPipeline.from_settings(settings, clients)
 
-    with caplog.at_level(logging.ERROR, logger="atrest.keystore"), pytest.raises(ForeignKmsKeyError, match="refused"):
+    with caplog.at_level(logging.ERROR, logger="atrest.crypto.keystore"), pytest.raises(ForeignKmsKeyError, match="refused"):
         pipeline.encrypt(SourceObject(settings.intake_bucket, key, put.get("VersionId")))
 
     assert named == []
@@ -138,7 +138,7 @@ def test_rekey_refuses_the_whole_run_when_a_planted_item_appears_and_changes_not
     settings = planted.settings
     stores = KeyStores.from_settings(settings, AwsClients())
     instance = f"instance/{uuid.uuid4()}"
-    from atrest.scopes import BranchKeyScope
+    from atrest.catalog.scopes import BranchKeyScope
 
     stores.ensure(BranchKeyScope.parse(instance))  # a genuine branch key beside the planted one
     target = boto3.client("kms").create_key(Description="atrest planted-item test: rekey target")["KeyMetadata"]["Arn"]
@@ -155,7 +155,7 @@ def test_rekey_refuses_the_whole_run_when_a_planted_item_appears_and_changes_not
 def test_the_atrest_rekey_command_refuses_and_changes_nothing(planted, local_stack, tmp_path, capsys):
     import json
 
-    from atrest.cli import main
+    from atrest_cli.main import main
 
     settings = planted.settings
     target = boto3.client("kms").create_key(Description="atrest planted-item test: rekey target")["KeyMetadata"]["Arn"]

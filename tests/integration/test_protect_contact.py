@@ -12,12 +12,12 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
-from atrest.contacts import ContactReader, contact_key
-from atrest.errors import DecryptRefusedError
-from atrest.local.runner import Runner
-from atrest.records import MetadataTable
-from atrest.samples import call_recording_wav, connect_key, contact_event
-from atrest.vault import vault_key_for
+from atrest.core.errors import DecryptRefusedError
+from atrest.flows.protect_contact import ContactReader, contact_key
+from atrest.storage.records import MetadataTable
+from atrest.storage.vault import vault_key_for
+from atrest_cli.demos.samples import call_recording_wav, connect_key, contact_event
+from atrest_cli.local.runner import Runner
 
 PHONE = "+12065550123"
 

@@ -17,12 +17,12 @@ from typing import Any
 import boto3
 import pytest
 
-from atrest import rekey
-from atrest.cli import main
-from atrest.clients import AwsClients
-from atrest.envelope import encryption_client
-from atrest.keystore import BranchKeyStore
-from atrest.scopes import BranchKeyScope
+from atrest.catalog.scopes import BranchKeyScope
+from atrest.core.clients import AwsClients
+from atrest.crypto.envelope import encryption_client
+from atrest.crypto.keystore import BranchKeyStore
+from atrest_cli.main import main
+from atrest_cli.operations import rekey
 
 
 class KmsRecorder:
@@ -317,7 +317,7 @@ def _expected_bridge_grants(isolated: Any, local_stack: Any) -> set[Any]:
 def _configure(isolated: Any, kms_key_arn: str) -> None:
     """What `sam deploy --parameter-overrides CustomerManagedKeyArn=... RekeyKmsKeyArn=<the other>`
     does to the configuration: the other key of the switch stays declared (docs/byok.md)."""
-    from atrest.commands.rekey import switch_local_configuration
+    from atrest_cli.commands.rekey import switch_local_configuration
 
     other = isolated.new if kms_key_arn == isolated.old else isolated.old
     switch_local_configuration(isolated.state_file, kms_key_arn, other)
@@ -401,7 +401,7 @@ def test_make_demo_rekey_bridges_the_switch_and_decrypts_every_object_without_th
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ATREST_"))}
     # Its own emulator in its own process (one moto per process), as `make demo-rekey` runs it.
-    result = subprocess.run([sys.executable, "-m", "atrest.demo_rekey"], cwd=tmp_path, env=env,
+    result = subprocess.run([sys.executable, "-m", "atrest_cli.demos.rekey"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -15,17 +15,17 @@ from datetime import datetime, timezone
 
 import boto3
 
-from atrest.clock import ManualClock, from_text
-from atrest.expiry import KeyExpiry
-from atrest.reader import VaultReader
-from atrest.records import MetadataTable
-from atrest.samples import call_recording_wav, connect_key
-from atrest.vault import vault_key_for
+from atrest.core.clock import ManualClock, from_text
+from atrest.flows.decrypt_object import VaultReader
+from atrest.flows.expire_keys import KeyExpiry
+from atrest.storage.records import MetadataTable
+from atrest.storage.vault import vault_key_for
+from atrest_cli.demos.samples import call_recording_wav, connect_key
 
 
 def atrest(environment, state_file, *args):
     """`atrest ARGS...` in a process of its own, as an operator runs it."""
-    done = subprocess.run([sys.executable, "-m", "atrest.cli", *args, "--state-file", str(state_file)],
+    done = subprocess.run([sys.executable, "-m", "atrest_cli.main", *args, "--state-file", str(state_file)],
                           env=environment, capture_output=True, text=True, timeout=120)
     return done.returncode, done.stdout, done.stderr
 

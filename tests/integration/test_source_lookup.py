@@ -15,10 +15,10 @@ from typing import Any
 
 import boto3
 
-from atrest.audit import AuditOutcome
-from atrest.pipeline import EncryptPipeline
-from atrest.samples import call_recording_wav, connect_key
-from atrest.source import SourceObject
+from atrest.flows.encrypt_object import EncryptPipeline
+from atrest.storage.audit import AuditOutcome
+from atrest.storage.intake import SourceObject
+from atrest_cli.demos.samples import call_recording_wav, connect_key
 
 from audit_support import audit_rows
 
@@ -26,7 +26,7 @@ WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
 
 def atrest(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "atrest.cli", *args], env=env, cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "atrest_cli.main", *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=120)
 
 
@@ -132,7 +132,7 @@ def test_an_object_encrypted_under_a_data_class_the_catalog_no_longer_gives_its_
     """The vault key derives from the data class the catalog gives a key; the index does not.
     After the catalog moved `integrations/` out of integration-configuration, an object
     encrypted before is still found from its intake location, with or without its version."""
-    document = json.loads(resources.files("atrest").joinpath("data_classes.json").read_text(encoding="utf-8"))
+    document = json.loads(resources.files("atrest.catalog").joinpath("data_classes.json").read_text(encoding="utf-8"))
     (moved,) = [entry for entry in document["classes"] if entry["name"] == "integration-configuration"]
     key = f"integrations/{uuid.uuid4()}/crm.json"
     (version,) = encrypt_versions(settings, key, b'{"endpoint": "https://crm.example.com"}')

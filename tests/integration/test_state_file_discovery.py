@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from atrest.cli import main
-from atrest.deployment import (
+from atrest_cli.main import main
+from atrest_cli.operations.deployment import (
     CURRENT_STACK_RECORD,
     find_local_state_file,
     forget_local_state_file,

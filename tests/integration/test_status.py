@@ -11,12 +11,12 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 
-from atrest.commands.status import ListingProgress, printable
-from atrest.data_classes import DataClassCatalog, DataClassifier, Exclusion
-from atrest.pipeline import EncryptPipeline
-from atrest.samples import connect_key
-from atrest.source import SourceObject
-from atrest.status import FailedSources, class_kms_key, expected_kms_key
+from atrest.catalog.data_classes import DataClassCatalog, DataClassifier, Exclusion
+from atrest.flows.encrypt_object import EncryptPipeline
+from atrest.storage.intake import SourceObject
+from atrest_cli.commands.status import ListingProgress, printable
+from atrest_cli.demos.samples import connect_key
+from atrest_cli.operations.status import FailedSources, class_kms_key, expected_kms_key
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
@@ -196,9 +196,9 @@ def _row(text: str, first_cell: str) -> list[str]:
 def test_status_shows_the_same_key_versions_expiry_and_object_counts_as_keys_list(settings, clean_stack, atrest):
     """One source of truth: a version recorded with no expiry and a contact under it once
     showed `expires -` and `objects 0` in status while `keys list` had the date and 1."""
-    from atrest.contacts import ContactProtector
-    from atrest.eventshapes import contact_event_from_eventbridge
-    from atrest.samples import contact_event
+    from atrest.events.shapes import contact_event_from_eventbridge
+    from atrest.flows.protect_contact import ContactProtector
+    from atrest_cli.demos.samples import contact_event
 
     instance = str(uuid.uuid4())
     event = contact_event(settings.account_id, "us-east-1", instance, str(uuid.uuid4()))
@@ -239,9 +239,9 @@ def test_a_vault_object_copied_into_the_intake_is_a_vault_copy_naming_its_record
     assert report["listed"] == report["totals"]["accounted"] == 1
     assert code == 0 and "+ 0 pending + 0 failed + 1 vault copies +" in text
     assert copy_key not in plaintext
-    from atrest.status import VaultCopyFinder, survey_intake
-    from atrest.clients import AwsClients
-    from atrest.data_classes import DataClassifier as Classifier
+    from atrest.catalog.data_classes import DataClassifier as Classifier
+    from atrest.core.clients import AwsClients
+    from atrest_cli.operations.status import VaultCopyFinder, survey_intake
 
     clients = AwsClients()
     (found,) = survey_intake(settings, clients, Classifier.from_settings(settings), None, None,

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from atrest.deployment import settings_from_outputs
-from atrest.settings import Settings
+from atrest.core.settings import Settings
+from atrest_cli.operations.deployment import settings_from_outputs
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from atrest.cli import main
-from atrest.local import stack as stack_module
-from atrest.local.emulator import Emulator
+from atrest_cli.local import stack as stack_module
+from atrest_cli.local.emulator import Emulator
+from atrest_cli.main import main
 
 provisioned = []
 _provision, _stop = stack_module.provision, Emulator.stop
@@ -35,9 +35,9 @@ def active_branch_keys(state) -> list[str]:
     import boto3
     from aws_cryptographic_material_providers.keystore.models import GetActiveBranchKeyInput
 
-    from atrest.clients import AwsClients
-    from atrest.deployment import settings_from_outputs
-    from atrest.keystore import KeyStores
+    from atrest.core.clients import AwsClients
+    from atrest.crypto.keystore import KeyStores
+    from atrest_cli.operations.deployment import settings_from_outputs
 
     settings = settings_from_outputs(state.outputs, state.account_id, state.parameters)
     # A class on a KMS key of its own (the demo has one) is read by its own writer.

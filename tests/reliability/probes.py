@@ -14,13 +14,13 @@ from urllib.parse import quote_plus, unquote_plus
 
 import boto3
 
-from atrest.pipeline import EncryptPipeline
-from atrest.reader import VaultReader
-from atrest.records import MetadataTable, ObjectRecord
-from atrest.samples import connect_key
-from atrest.settings import Settings
-from atrest.source import SourceObject
-from atrest.vault import vault_key_for
+from atrest.core.settings import Settings
+from atrest.flows.decrypt_object import VaultReader
+from atrest.flows.encrypt_object import EncryptPipeline
+from atrest.storage.intake import SourceObject
+from atrest.storage.records import MetadataTable, ObjectRecord
+from atrest.storage.vault import vault_key_for
+from atrest_cli.demos.samples import connect_key
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
@@ -65,7 +65,7 @@ def open_uploads(settings: Settings, vault_key: str) -> list[str]:
 
 def vault_headers(settings: Settings) -> dict[tuple[str, str], Any]:
     """Every object version in the vault -> its ESDK message header (None: not a message)."""
-    from atrest.envelope import read_header
+    from atrest.crypto.envelope import read_header
 
     s3 = boto3.client("s3")
     headers = {}

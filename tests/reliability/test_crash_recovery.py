@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from atrest.pipeline import EncryptPipeline, Outcome
-from atrest.records import ObjectStatus
+from atrest.flows.encrypt_object import EncryptPipeline, Outcome
+from atrest.storage.records import ObjectStatus
 
 from probes import (
     CRASH_EXIT, CRASH_POINTS, decrypt, encrypt_and_die, open_uploads, record_of, recording_key, source_versions,

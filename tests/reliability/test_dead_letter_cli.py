@@ -11,9 +11,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from atrest.cli import main
-from atrest.dead_letters import DeadLetterQueue
-from atrest.pipeline import EncryptPipeline
+from atrest.flows.encrypt_object import EncryptPipeline
+from atrest_cli.main import main
+from atrest_cli.operations.dead_letters import DeadLetterQueue
 
 from probes import object_created, queue_bodies, record_of, recording_key, upload, vault_key_of
 

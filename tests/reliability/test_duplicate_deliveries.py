@@ -10,10 +10,10 @@ from dataclasses import replace
 
 import boto3
 
-from atrest.clients import AwsClients
-from atrest.pipeline import EncryptPipeline, Outcome
-from atrest.records import ObjectStatus
-from atrest.samples import call_recording_wav, chat_transcript
+from atrest.core.clients import AwsClients
+from atrest.flows.encrypt_object import EncryptPipeline, Outcome
+from atrest.storage.records import ObjectStatus
+from atrest_cli.demos.samples import call_recording_wav, chat_transcript
 
 from probes import (
     decrypt, encrypt_at, object_records, queue_bodies, record_of, recording_key, source_versions, transcript_key,

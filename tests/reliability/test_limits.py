@@ -15,11 +15,11 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from atrest.clients import AwsClients
-from atrest.pipeline import EncryptPipeline, Outcome
-from atrest.records import ObjectStatus
-from atrest.source import SourceObject
-from atrest.vault import MAX_PARTS, part_size_for, vault_key_for
+from atrest.core.clients import AwsClients
+from atrest.flows.encrypt_object import EncryptPipeline, Outcome
+from atrest.storage.intake import SourceObject
+from atrest.storage.records import ObjectStatus
+from atrest.storage.vault import MAX_PARTS, part_size_for, vault_key_for
 
 from probes import decrypt, record_of, recording_key, source_versions, upload, vault_key_of
 

@@ -13,11 +13,11 @@ import base64
 import re
 from pathlib import Path
 
-from atrest.samples import call_recording_wav
+from atrest_cli.demos.samples import call_recording_wav
 
 
 TRANSCRIPT_TEXT = ["update the card on my account", "confirm the phone number on file"]
-# The demo's report shows contact PII where it decrypts it on purpose (atrest.demo, "revealed"
+# The demo's report shows contact PII where it decrypts it on purpose (atrest_cli.demos.demo, "revealed"
 # and "still decrypts" lines); those lines are the only exception, and only in stdout.
 DELIBERATE_REVEAL = re.compile(r"^\s+(revealed|unaffected)\s")
 PHONE_NUMBERS = ["+1 206 555 0100", "+12065550100", "2065550100", "+12065550177", "2065550177", "206 555 0100"]

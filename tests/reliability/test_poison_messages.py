@@ -11,7 +11,7 @@ import json
 import boto3
 from botocore.exceptions import ClientError
 
-from atrest.local.runner import Runner
+from atrest_cli.local.runner import Runner
 
 from probes import (
     event_key, log_lines, object_created, queue_bodies, record_of, recording_key, source_versions, transcript_key,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import boto3
 
-from atrest.clients import AwsClients
-from atrest.pipeline import EncryptPipeline, Outcome
-from atrest.vault import vault_key_for
+from atrest.core.clients import AwsClients
+from atrest.flows.encrypt_object import EncryptPipeline, Outcome
+from atrest.storage.vault import vault_key_for
 
 from probes import decrypt, object_records, queue_bodies, record_of, recording_key, source_versions, upload
 

@@ -14,9 +14,9 @@ import os
 import boto3
 import pytest
 
-from atrest.errors import DecryptRefusedError
-from atrest.pipeline import EncryptPipeline
-from atrest.reader import VaultReader
+from atrest.core.errors import DecryptRefusedError
+from atrest.flows.decrypt_object import VaultReader
+from atrest.flows.encrypt_object import EncryptPipeline
 
 from probes import decrypt, record_of, recording_key, upload, vault_versions
 

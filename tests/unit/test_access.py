@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from atrest.access import Decryptor, is_decryptor, parse_principal
+from atrest.catalog.access import Decryptor, is_decryptor, parse_principal
 
 STACK = "123456789012"
 OTHER = "210987654321"

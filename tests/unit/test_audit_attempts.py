@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from atrest.audit import AuditOutcome, AuditRecord, Channel, attempts, summarize
+from atrest.storage.audit import AuditOutcome, AuditRecord, Channel, attempts, summarize
 
 
 def requested(deadline: str = "2026-01-01T00:15:00.000Z") -> AuditRecord:

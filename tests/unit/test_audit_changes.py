@@ -1,5 +1,5 @@
 """Audit records changed after they were written: the original kept beside them
-(atrest.audit_changes), and how `atrest audit` shows both."""
+(atrest.storage.audit_changes), and how `atrest audit` shows both."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from atrest.audit import AuditOutcome, AuditRecord, Channel, attempts, summarize
-from atrest.audit_changes import REPLACED_MARK, AuditChange
-from atrest.commands.audit import summary_line
+from atrest.storage.audit import AuditOutcome, AuditRecord, Channel, attempts, summarize
+from atrest.storage.audit_changes import REPLACED_MARK, AuditChange
+from atrest_cli.commands.audit import summary_line
 
 
 def started() -> AuditRecord:

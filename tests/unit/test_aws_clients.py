@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from atrest.clients import AwsClients, new_session
+from atrest.core.clients import AwsClients, new_session
 
 
 def test_sessions_share_one_loader_whose_search_path_does_not_grow():

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from atrest.data_classes import SOURCE_S3, DataClassCatalog
-from atrest.errors import ConfigurationError
-from atrest.keystore import ClassKmsKey, KeyStores, class_branch_key, resolve_class_kms_keys
-from atrest.scopes import ScopeKind
-from atrest.settings import Settings
+from atrest.catalog.data_classes import SOURCE_S3, DataClassCatalog
+from atrest.catalog.scopes import ScopeKind
+from atrest.core.errors import ConfigurationError
+from atrest.core.settings import Settings
+from atrest.crypto.keystore import ClassKmsKey, KeyStores, class_branch_key, resolve_class_kms_keys
 
 ACCOUNT = "111122223333"
 STACK_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -101,7 +101,7 @@ def test_every_problem_is_reported_at_once(catalog):
 
 
 def test_new_branch_keys_of_a_class_are_made_under_its_key_and_the_rest_under_the_stacks(catalog, monkeypatch):
-    from atrest.clients import AwsClients
+    from atrest.core.clients import AwsClients
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the MPL builds its clients; nothing is called
     own = _first(catalog, scope=ScopeKind.ACCOUNT, own_key=True)

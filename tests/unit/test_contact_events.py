@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from atrest.errors import MalformedEventError
-from atrest.eventshapes import contact_event_from_eventbridge
+from atrest.core.errors import MalformedEventError
+from atrest.events.shapes import contact_event_from_eventbridge
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,11 +3,11 @@ from datetime import timedelta
 
 import pytest
 
-from atrest.data_classes import Classification, DataClassCatalog, DataClassifier, Exclusion
-from atrest.errors import ConfigurationError
-from atrest.lifetimes import KeyLifetimes
-from atrest.scopes import BranchKeyScope
-from atrest.settings import Settings
+from atrest.catalog.data_classes import Classification, DataClassCatalog, DataClassifier, Exclusion, deployment_lifetimes
+from atrest.catalog.lifetimes import KeyLifetimes
+from atrest.catalog.scopes import BranchKeyScope
+from atrest.core.errors import ConfigurationError
+from atrest.core.settings import Settings
 
 CONTACT = "58092a11-6075-4025-a57d-6ada88b26d5b"
 FILE_ID = "0d8f7a3e-5b1c-4e2a-9f6d-3c4b5a697887"  # attachments are named by their file id
@@ -241,7 +241,7 @@ def test_listing_covers_the_whole_bucket_when_a_catch_all_exists():
 
 
 def test_each_class_brings_its_lifetime_to_the_expiry_policy():
-    lifetimes = KeyLifetimes.for_deployment(settings(ATREST_ACCOUNT_KEY_ROTATION_DAYS="200"))
+    lifetimes = deployment_lifetimes(settings(ATREST_ACCOUNT_KEY_ROTATION_DAYS="200"))
     own = lifetimes.for_branch_key(f"account/{ACCOUNT}/integration-configuration")
     assert (own.rotate_after, own.retain_for, own.shred) == (timedelta(days=30), timedelta(days=90), True)
     assert lifetimes.for_branch_key(f"account/{ACCOUNT}").rotate_after == timedelta(days=200)

@@ -8,7 +8,7 @@ from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialPro
 from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
 from aws_cryptographic_material_providers.mpl.models import AesWrappingAlg, CreateRawAesKeyringInput
 
-from atrest.envelope import (
+from atrest.crypto.envelope import (
     CTX_SOURCE_KEY,
     SUITE,
     context_differences,

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from atrest.errors import MalformedEventError
-from atrest.eventshapes import source_from_object_created, source_from_sqs_body
+from atrest.core.errors import MalformedEventError
+from atrest.events.shapes import source_from_object_created, source_from_sqs_body
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures"  # copies of the published AWS samples
 
@@ -68,7 +68,7 @@ def test_an_sqs_body_that_is_not_json_is_malformed():
 
 from datetime import datetime, timezone  # noqa: E402
 
-from atrest.eventshapes import is_backfill_batch, sources_from_backfill_batch  # noqa: E402
+from atrest.events.shapes import is_backfill_batch, sources_from_backfill_batch  # noqa: E402
 
 
 def batch(*items, since=""):
@@ -106,13 +106,13 @@ def test_last_modified_as_epoch_seconds_or_iso_8601_is_compared_with_since(last_
 def test_epoch_seconds_are_utc_and_an_epoch_of_zero_is_a_time_not_missing():
     # 1970-01-01 is before any `since`: the item is dropped, not treated as "no time known".
     assert sources_from_backfill_batch(batch(listed(LastModified=0), since="2000-01-01")) == []
-    from atrest.eventshapes import _timestamp
+    from atrest.events.shapes import _timestamp
 
     assert _timestamp(1668699881, "t") == datetime(2022, 11, 17, 15, 44, 41, tzinfo=timezone.utc)
 
 
 def test_an_eight_digit_string_is_an_iso_date_not_epoch_seconds():
-    from atrest.eventshapes import _timestamp
+    from atrest.events.shapes import _timestamp
 
     assert _timestamp("20221117", "t") == datetime(2022, 11, 17, tzinfo=timezone.utc)
 

@@ -1,4 +1,4 @@
-"""Where an in-process function's output goes (atrest.local.lambda_runtime): to its own
+"""Where an in-process function's output goes (atrest_cli.local.lambda_runtime): to its own
 invocation's destination, even through a log handler another function created first."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from atrest.local.lambda_runtime import InProcessFunction
-from atrest.local.stack import LocalFunction
+from atrest_cli.local.lambda_runtime import InProcessFunction
+from atrest_cli.local.stack import LocalFunction
 
 # As Powertools does for every function of one service: the first import creates the
 # shared logger's handler, bound to whatever sys.stdout is at that moment.

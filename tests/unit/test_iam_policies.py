@@ -1,4 +1,4 @@
-"""IAM identity-policy evaluation (atrest.local.iam_policies) follows IAM's documented rules."""
+"""IAM identity-policy evaluation (atrest_cli.local.iam_policies) follows IAM's documented rules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from atrest.local.iam_policies import Policy, PolicyError, arn_match, evaluate
+from atrest_cli.local.iam_policies import Policy, PolicyError, arn_match, evaluate
 
 BUCKET_OBJECTS = "arn:aws:s3:::bucket-a/*"
 

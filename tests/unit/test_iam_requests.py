@@ -1,4 +1,4 @@
-"""Which IAM permissions a request needs (atrest.local.iam_requests), from requests that
+"""Which IAM permissions a request needs (atrest_cli.local.iam_requests), from requests that
 botocore prepares exactly as it sends them to the emulator."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from atrest.local.iam_requests import HttpRequest, MappedRequest, StaticResolver, map_request
+from atrest_cli.local.iam_requests import HttpRequest, MappedRequest, StaticResolver, map_request
 
 ACCOUNT = "123456789012"
 ENDPOINT = "http://127.0.0.1:4566"

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from atrest.clock import ManualClock, from_text, to_text
-from atrest.errors import ConfigurationError
-from atrest.lifetimes import KeyLifetimes
-from atrest.settings import DEFAULT_CONTACT_CLEAR_FIELDS, Settings
+from atrest.catalog.lifetimes import KeyLifetimes
+from atrest.core.clock import ManualClock, from_text, to_text
+from atrest.core.errors import ConfigurationError
+from atrest.core.settings import DEFAULT_CONTACT_CLEAR_FIELDS, Settings
 from test_settings import BASE  # the minimal valid environment
 
 T0 = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""The MPL key store item format `atrest rekey` re-wraps (atrest.keystore_format, docs/byok.md).
+"""The MPL key store item format `atrest rekey` re-wraps (atrest.crypto.keystore_format, docs/byok.md).
 
 If the MPL changes its items, these fail before a rekey could write something it cannot
 read. tests/integration/test_rekey.py checks the same format against items the installed
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from atrest.keystore_format import (
+from atrest.crypto.keystore_format import (
     VERIFIED_MPL_VERSION,
     KeyStoreFormatError,
     check_item,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from atrest.audit import (
+from atrest.storage.audit import (
     MAX_REASON_LENGTH,
     AuditOutcome,
     AuditRecord,
@@ -17,8 +17,8 @@ from atrest.audit import (
     parse_since,
     printable,
 )
-from atrest.errors import AtrestError
-from atrest.read_requests import BadReadRequest, parse_read_request
+from atrest.core.errors import AtrestError
+from atrest.events.read_requests import BadReadRequest, parse_read_request
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 

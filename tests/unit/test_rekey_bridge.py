@@ -3,8 +3,8 @@ from the deploy's own grants (docs/byok.md). On the emulator: tests/integration/
 
 from __future__ import annotations
 
-from atrest.grants import READ_WRITE_OPERATIONS, ROTATE_OPERATIONS, Grantee, grant_name, stack_grant_prefix
-from atrest.rekey import bridge_grant_prefix, bridge_grantees
+from atrest.crypto.grants import READ_WRITE_OPERATIONS, ROTATE_OPERATIONS, Grantee, grant_name, stack_grant_prefix
+from atrest_cli.operations.rekey import bridge_grant_prefix, bridge_grantees
 
 ROLE = "arn:aws:iam::123456789012:role/{stack}-{logical}-0A6F4EFBF9E6"
 

@@ -1,7 +1,7 @@
 import pytest
 
-from atrest.errors import AtrestError
-from atrest.scopes import BranchKeyScope, ScopeKind
+from atrest.catalog.scopes import BranchKeyScope, ScopeKind
+from atrest.core.errors import AtrestError
 
 
 def test_branch_key_ids_name_their_scope():

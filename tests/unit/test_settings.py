@@ -1,7 +1,7 @@
 import pytest
 
-from atrest.errors import ConfigurationError
-from atrest.settings import Settings
+from atrest.core.errors import ConfigurationError
+from atrest.core.settings import Settings
 
 BASE = {
     "ATREST_ACCOUNT_ID": "111122223333",
@@ -130,7 +130,7 @@ def test_a_rekey_key_that_is_not_a_full_key_arn_is_refused():
 
 
 def test_more_class_keys_than_the_fence_has_slots_for_are_refused():
-    from atrest.settings import MAX_DATA_CLASS_KMS_KEYS
+    from atrest.core.settings import MAX_DATA_CLASS_KMS_KEYS
 
     pairs = ",".join(f"class-{n}={_class_key(n)}" for n in range(MAX_DATA_CLASS_KMS_KEYS + 1))
     with pytest.raises(ConfigurationError, match="slot for at most"):

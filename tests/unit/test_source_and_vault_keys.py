@@ -1,7 +1,7 @@
 import io
 
-from atrest.source import PlaintextStream
-from atrest.vault import vault_key_for
+from atrest.storage.intake import PlaintextStream
+from atrest.storage.vault import vault_key_for
 
 
 def test_plaintext_stream_returns_the_peeked_prefix_then_the_rest_and_hashes_everything():

@@ -1,0 +1,222 @@
+"""Backfill: encrypt objects that were there before atrest, through the event path's own code.
+
+Every candidate goes through `EncryptPipeline.encrypt`, so a backfilled object gets the
+same identity (bucket, key, pinned version), vault key, record and source-deletion rules
+as one announced by an event; an object both backfilled and announced is encrypted once.
+
+Resuming needs no checkpoint: what an interrupted run finished is recorded (and its
+plaintext gone), so the next run's listing and record check pass over it; what it left
+half-done is either still listed (no record, or a record whose source is still there) or
+found by its record (`unfinished_records`).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator
+
+from atrest.catalog.data_classes import DataClassifier, Exclusion
+from atrest.core.clients import AwsClients
+from atrest.core.settings import Settings
+from atrest.storage.intake import SourceObject
+from atrest.storage.records import ObjectStatus, object_pk
+from atrest.storage.vault import vault_key_for
+
+log = logging.getLogger(__name__)
+
+_BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem's maximum keys per request
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An object version a listing found that matches a data class."""
+
+    source: SourceObject
+    data_class: str
+    last_modified: datetime
+
+
+def list_candidates(
+    clients: AwsClients, settings: Settings, bucket: str, prefixes: Iterable[str], since: datetime | None = None
+) -> Iterator[Candidate]:
+    """Current versions under `prefixes` that the catalog does not exclude (and newer than `since`)."""
+    classifier = DataClassifier.from_settings(settings)
+    paginator = clients.s3.get_paginator("list_object_versions")
+    for prefix in prefixes:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for version in page.get("Versions", []):
+                if not version.get("IsLatest"):
+                    continue  # older versions were replaced before atrest; only what is current is live data
+                if since and version["LastModified"] < since:
+                    continue
+                classification = classifier.classify(version["Key"], version.get("Size"))
+                if isinstance(classification, Exclusion):
+                    continue
+                version_id = version.get("VersionId")
+                source = SourceObject(bucket, version["Key"], None if version_id in (None, "null") else version_id,
+                                      version["ETag"].strip('"'), version["Size"])
+                yield Candidate(source, classification.data_class, version["LastModified"])
+
+
+def unrecorded(clients: AwsClients, settings: Settings, candidates: Iterable[Candidate]) -> Iterator[Candidate]:
+    """The candidates whose work is not finished (BatchGetItem, 100 at a time): no record yet,
+    or a record still `ENCRYPTED`, i.e. a run stopped between recording and removing the source."""
+    batch: list[Candidate] = []
+    for candidate in candidates:
+        batch.append(candidate)
+        if len(batch) == _BATCH_GET_LIMIT:
+            yield from _without_records(clients, settings, batch)
+            batch = []
+    if batch:
+        yield from _without_records(clients, settings, batch)
+
+
+def _without_records(clients: AwsClients, settings: Settings, batch: list[Candidate]) -> list[Candidate]:
+    by_pk = {object_pk(vault_key_for(c.data_class, c.source.bucket, c.source.key, c.source.version_id)): c for c in batch}
+    keys = [{"pk": {"S": pk}, "sk": {"S": "OBJECT"}} for pk in by_pk]
+    finished: set[str] = set()
+    request: dict[str, Any] = {settings.metadata_table: {
+        "Keys": keys, "ProjectionExpression": "pk, #status", "ExpressionAttributeNames": {"#status": "status"}}}
+    while request:
+        response = clients.dynamodb.batch_get_item(RequestItems=request)
+        finished.update(item["pk"]["S"] for item in response.get("Responses", {}).get(settings.metadata_table, [])
+                        if item["status"]["S"] != ObjectStatus.ENCRYPTED.value)
+        request = response.get("UnprocessedKeys") or {}
+        if request:
+            time.sleep(0.1)  # throttled: back off briefly, then ask for the rest
+    return [c for pk, c in by_pk.items() if pk not in finished]
+
+
+def unfinished_records(clients: AwsClients, settings: Settings, bucket: str, prefixes: Iterable[str]) -> Iterator[Candidate]:
+    """Objects recorded `ENCRYPTED` whose run stopped before the source step finished.
+
+    When a run dies between deleting the plaintext version and marking its record, the
+    listing no longer shows the object; only the record tells. Finishing it (the pipeline
+    finds the record, the version is already gone, the record is marked) needs no listing.
+    """
+    names = {"#status": "status", "#bucket": "source_bucket", "#key": "source_key"}
+    values: dict[str, Any] = {":encrypted": {"S": ObjectStatus.ENCRYPTED.value}, ":bucket": {"S": bucket}}
+    prefix_terms = []
+    for n, prefix in enumerate(prefixes):
+        values[f":p{n}"] = {"S": prefix}
+        prefix_terms.append(f"begins_with(#key, :p{n})")
+    pages = clients.dynamodb.get_paginator("scan").paginate(
+        TableName=settings.metadata_table,
+        FilterExpression=f"#status = :encrypted AND #bucket = :bucket AND ({' OR '.join(prefix_terms) or 'true'})",
+        ProjectionExpression="source_key, source_version_id, source_etag, plaintext_size, data_class, encrypted_at",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+    for page in pages:
+        for item in page.get("Items", []):
+            plain = {k: next(iter(v.values())) for k, v in item.items()}
+            source = SourceObject(bucket, plain["source_key"], plain.get("source_version_id"), plain.get("source_etag"),
+                                  int(plain.get("plaintext_size") or 0))
+            yield Candidate(source, plain["data_class"], datetime.fromisoformat(plain["encrypted_at"].replace("Z", "+00:00")))
+
+
+@dataclass
+class BackfillReport:
+    """What a backfill run did; `failures` maps object key to the reason (no content)."""
+
+    listed: int = 0
+    to_do: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    bytes_encrypted: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def done(self) -> int:
+        return sum(self.outcomes.values()) + len(self.failures)
+
+
+# -- worker processes: the MPL's KMS components are not thread-safe, so each worker is a
+# process with its own clients, key store and keyring cache.
+
+_worker_pipeline: Any = None
+
+
+def _start_worker(settings: Settings) -> None:
+    global _worker_pipeline
+    from atrest.flows.encrypt_object import EncryptPipeline
+
+    logging.getLogger("atrest").setLevel(logging.WARNING)  # the parent reports progress
+    _worker_pipeline = EncryptPipeline.from_settings(settings)
+
+
+def _encrypt_in_worker(source: SourceObject) -> tuple[str, str, int, str | None]:
+    try:
+        outcome = _worker_pipeline.encrypt(source)
+    except Exception as error:  # reported per object; the run goes on
+        return source.key, "failed", 0, f"{type(error).__name__}: {error}"[:300]
+    label = outcome.outcome.value if not outcome.repeated else "already-encrypted"
+    if outcome.reason:
+        label = f"skipped:{outcome.reason}"
+    return source.key, label, outcome.plaintext_size or 0, None
+
+
+def run_backfill(
+    settings: Settings,
+    bucket: str,
+    prefixes: Iterable[str],
+    since: datetime | None = None,
+    workers: int = 2,
+    on_listed: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[BackfillReport], None] | None = None,
+    clients: AwsClients | None = None,
+) -> BackfillReport:
+    """Encrypt every unrecorded object of a data class under `prefixes` in `bucket`.
+
+    `bucket` becomes the pipeline's source bucket for this run (the operator's
+    credentials, not the function's role, decide whether it may be read and cleaned).
+    """
+    clients = clients or AwsClients()
+    settings = replace(settings, intake_bucket=bucket)
+    report = BackfillReport()
+    started = time.monotonic()
+    pending: list[SourceObject] = []
+    for candidate in unrecorded(clients, settings, _counted(list_candidates(clients, settings, bucket, prefixes, since), report)):
+        pending.append(candidate.source)
+        if on_listed and len(pending) % 1000 == 0:
+            on_listed(report.listed, len(pending))
+    listed = {(s.key, s.version_id) for s in pending}
+    pending += [c.source for c in unfinished_records(clients, settings, bucket, prefixes)
+                if (c.source.key, c.source.version_id) not in listed]
+    report.to_do = len(pending)
+    if on_listed:
+        on_listed(report.listed, report.to_do)
+
+    context = multiprocessing.get_context("spawn")
+    pool = context.Pool(processes=max(1, workers), initializer=_start_worker, initargs=(settings,))
+    try:
+        for key, label, size, error in pool.imap_unordered(_encrypt_in_worker, pending, chunksize=4):
+            if error:
+                report.failures[key] = error
+            else:
+                report.outcomes[label] += 1
+                if label == "encrypted":
+                    report.bytes_encrypted += size
+            report.seconds = time.monotonic() - started
+            if on_progress:
+                on_progress(report)
+        pool.close()
+    except KeyboardInterrupt:
+        report.interrupted = True
+        pool.terminate()
+    finally:
+        pool.join()
+        report.seconds = time.monotonic() - started
+    return report
+
+
+def _counted(candidates: Iterator[Candidate], report: BackfillReport) -> Iterator[Candidate]:
+    for candidate in candidates:
+        report.listed += 1
+        yield candidate

@@ -1,0 +1,187 @@
+"""Where ciphertext lives: vault keys, and a streamed, checksummed, verified S3 writer."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from atrest.core.errors import StorageVerificationError
+
+log = logging.getLogger(__name__)
+
+VAULT_SUFFIX = ".esdk"
+MIB = 1024 * 1024
+MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
+MAX_PART_SIZE = 5 * 1024 * MIB  # S3's largest part
+
+
+def part_size_for(expected_size: int | None, configured: int) -> int:
+    """The part size for an upload of about `expected_size` bytes.
+
+    The configured size (8 MiB by default: 640 parts for a 5 GiB object) unless S3's
+    10,000-part limit would be reached first; then the smallest whole number of MiB that
+    fits (a 5 TiB object needs 525 MiB parts). A part is what MultipartWriter holds in memory.
+    """
+    if not expected_size or expected_size <= configured * MAX_PARTS:
+        return configured
+    needed = -(-expected_size // MAX_PARTS)
+    return min(MAX_PART_SIZE, -(-needed // MIB) * MIB)
+
+
+def vault_key_for(data_class: str, bucket: str, key: str, version_id: str | None) -> str:
+    """The vault key of a source version: stable across retries, short whatever the source key.
+
+    Hashing (rather than embedding) the source key keeps vault keys under S3's 1024-byte
+    limit and keeps contact identifiers out of the vault's listing.
+    """
+    digest = hashlib.sha256("\0".join((bucket, key, version_id or "")).encode("utf-8")).hexdigest()
+    return f"{data_class}/{digest[:2]}/{digest}{VAULT_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A ciphertext object as stored and confirmed by S3."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    size: int
+    sha256: str  # hex digest of the whole ciphertext
+    s3_checksum: str  # S3's SHA-256 checksum (full object, or composite of parts)
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+class MultipartWriter:
+    """Writes a stream to S3 in parts of `part_size`, holding at most one part in memory.
+
+    Small results go in one PutObject; larger ones in a multipart upload with a SHA-256
+    checksum per part. `close()` confirms S3's checksum equals the one computed while
+    writing; any failure aborts the multipart upload, so no orphaned parts are left.
+    """
+
+    def __init__(self, s3: Any, bucket: str, key: str, part_size: int, metadata: Mapping[str, str] | None = None):
+        self.s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self.part_size = part_size
+        self.metadata = dict(metadata or {})
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._part_digests: list[bytes] = []
+        self._whole = hashlib.sha256()
+        self._size = 0
+
+    def __enter__(self) -> "MultipartWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def write(self, data: bytes) -> None:
+        self._whole.update(data)
+        self._size += len(data)
+        self._buffer += data
+        while len(self._buffer) >= self.part_size:
+            part = bytes(self._buffer[: self.part_size])
+            del self._buffer[: self.part_size]
+            self._upload_part(part)
+
+    def _upload_part(self, part: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = self.s3.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm="SHA256", Metadata=self.metadata
+            )["UploadId"]
+        number = len(self._parts) + 1
+        digest = hashlib.sha256(part).digest()
+        response = self.s3.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=part,
+            ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(digest),  # given, so botocore does not hash the part again
+        )
+        returned = response.get("ChecksumSHA256")
+        if returned is not None and returned != _b64(digest):
+            raise StorageVerificationError(f"S3 stored part {number} of s3://{self.bucket}/{self.key} with a different checksum")
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)})
+        self._part_digests.append(digest)
+
+    def close(self) -> StoredObject:
+        if self._upload_id is None:
+            return self._put_single()
+        if self._buffer:
+            self._upload_part(bytes(self._buffer))
+            self._buffer.clear()
+        response = self.s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+        )
+        self._upload_id = None
+        expected = _b64(hashlib.sha256(b"".join(self._part_digests)).digest())
+        return self._confirm(response.get("VersionId"), expected, composite=True)
+
+    def _put_single(self) -> StoredObject:
+        body = bytes(self._buffer)
+        self._buffer.clear()
+        response = self.s3.put_object(
+            Bucket=self.bucket, Key=self.key, Body=body, ChecksumAlgorithm="SHA256", Metadata=self.metadata
+        )
+        expected = _b64(hashlib.sha256(body).digest())
+        returned = response.get("ChecksumSHA256")
+        if returned is not None and returned == expected:
+            return self._stored(response.get("VersionId"), returned)
+        return self._confirm(response.get("VersionId"), expected, composite=False)
+
+    def _confirm(self, version_id: str | None, expected: str, composite: bool) -> StoredObject:
+        """Read back S3's own checksum of what it stored and compare it with ours."""
+        kwargs = {"VersionId": version_id} if version_id and version_id != "null" else {}
+        head = self.s3.head_object(Bucket=self.bucket, Key=self.key, ChecksumMode="ENABLED", **kwargs)
+        stored = head.get("ChecksumSHA256") or ""
+        # Composite checksums read "<base64>-<parts>" on S3; compare the digest part.
+        digest = stored.split("-")[0] if composite else stored
+        if head.get("ContentLength") != self._size or digest != expected:
+            raise StorageVerificationError(
+                f"s3://{self.bucket}/{self.key} was stored with size {head.get('ContentLength')} and checksum "
+                f"{stored or 'none'}, expected {self._size} and {expected}; the source is kept"
+            )
+        return self._stored(version_id, stored)
+
+    def _stored(self, version_id: str | None, checksum: str) -> StoredObject:
+        return StoredObject(self.bucket, self.key, version_id, self._size, self._whole.hexdigest(), checksum)
+
+    def abort(self) -> None:
+        if self._upload_id is None:
+            return
+        try:
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+        except Exception:  # the bucket's lifecycle rule removes what we could not
+            log.warning("could not abort multipart upload", extra={"vault_key": self.key}, exc_info=True)
+        self._upload_id = None
+
+
+def abort_open_uploads(s3: Any, bucket: str, key: str) -> int:
+    """Abort every multipart upload still open at exactly `key`; returns how many.
+
+    A writer killed mid-upload (a Lambda that timed out or ran out of memory) cannot
+    abort its own upload; its parts would be billed until the bucket's lifecycle rule
+    removes them a day later.
+    """
+    aborted = 0
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
+        for upload in page.get("Uploads", []):
+            if upload["Key"] == key:
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+                aborted += 1
+    return aborted
+
+
+def other_versions(s3: Any, bucket: str, key: str, keep: str) -> list[str]:
+    """The version ids stored at exactly `key` other than `keep` (delete markers excluded)."""
+    found = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+        found += [v["VersionId"] for v in page.get("Versions", []) if v["Key"] == key and v["VersionId"] != keep]
+    return found
