@@ -30,7 +30,7 @@ copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})
 tracer = Tracer()
 metrics = Metrics()
 
-settings = Settings.from_env()
+settings = Settings.for_function("EncryptObjectFunction")
 clients = AwsClients()
 pipeline = EncryptPipeline.from_settings(settings, clients)
 processor = BatchProcessor(event_type=EventType.SQS)

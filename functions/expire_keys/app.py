@@ -18,7 +18,7 @@ copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})
 tracer = Tracer()
 metrics = Metrics()
 
-settings = Settings.from_env()
+settings = Settings.for_function("ExpireKeysFunction")
 expiry = KeyExpiry.from_settings(settings, AwsClients())
 
 

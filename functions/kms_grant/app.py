@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 from aws_lambda_powertools import Logger
 
 from atrest.core.clients import AwsClients
-from atrest.core.settings import KMS_KEY_ARN, parse_data_class_kms_keys
+from atrest.core.settings import KMS_KEY_ARN, Settings, parse_data_class_kms_keys
 from atrest.crypto.grants import grant_keys, parse_grantees, retire_generation, retire_grants, take_grants
 
 logger = Logger()
@@ -68,15 +68,12 @@ class RefusedRequest(ValueError):
     """The request asks for a grant or an answer outside the stack: nothing is done."""
 
 
-def _allowed(variable: str) -> set[str]:
-    return {value.strip() for value in os.environ.get(variable, "").split(",") if value.strip()}
-
-
 def check_principals(properties: dict[str, Any]) -> None:
     """Refuse grantees other than the stack's function roles and a retiring principal other
     than this function's role (both from the template, in the environment). An empty
     allow-list refuses everything: a deployment that forgot it grants nothing."""
-    roles, retiring = _allowed("ATREST_GRANTEE_ROLE_ARNS"), _allowed("ATREST_RETIRING_PRINCIPAL")
+    settings = Settings.for_function("KmsGrantFunction")  # at each request (cheap): never a stale allow-list
+    roles, retiring = set(settings.grantee_role_arns), {settings.retiring_principal} - {""}
     outside = sorted({str(spec.get("RoleArn", "")) for spec in properties.get("Grantees") or []} - roles)
     if outside:
         raise RefusedRequest(f"grantee(s) {', '.join(outside)} are not this stack's function roles; no grant was taken")

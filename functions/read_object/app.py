@@ -29,7 +29,7 @@ copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})
 tracer = Tracer()
 metrics = Metrics()
 
-settings = Settings.from_env()
+settings = Settings.for_function("ReadObjectFunction")
 service = ReadObjectService.from_settings(settings, AwsClients())
 
 # RELEASED keeps the metric name ReadsAllowed, which the stack's dashboard charts.

@@ -10,7 +10,6 @@ batch's position goes to AuditWatchFailureQueue, whose alarm says to look for it
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atrest.core.clients import AwsClients
 from atrest.core.clock import to_text
+from atrest.core.settings import Settings
 from atrest.storage.audit import AuditTrail
 from atrest.storage.audit_changes import AuditChange, AuditChangeKeeper
 
@@ -32,7 +32,8 @@ tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
-trail = AuditTrail.for_table(AwsClients().dynamodb, os.environ.get("ATREST_AUDIT_TABLE"))
+settings = Settings.for_function("WatchAuditTrailFunction")
+trail = AuditTrail.for_table(AwsClients().dynamodb, settings.audit_table)
 keeper = AuditChangeKeeper(trail.dynamodb, trail.table_name)
 
 

@@ -103,14 +103,15 @@ def test_the_watch_reads_the_stream_and_may_only_append(resources):
     assert {"Ref": "WatchAuditTrailFunctionRole"} in resources["KmsKeyFencePolicy"]["Properties"]["Roles"]
 
 
-def test_a_kept_original_raises_an_alarm(resources):
+def test_a_kept_original_raises_an_alarm(resources, translated_template):
     alarm = resources["AuditTrailChangedAlarm"]["Properties"]
     # Powertools' EMF metrics carry the service dimension.
     assert (alarm["Namespace"], alarm["MetricName"]) == ("Atrest", "AuditRecordsChanged")
     assert alarm["Dimensions"] == [{"Name": "service", "Value": "atrest"}]
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-    env = resources["WatchAuditTrailFunction"]["Properties"]["Environment"]["Variables"]
+    # As deployed: the service name comes from Globals, merged in by SAM.
+    env = translated_template["Resources"]["WatchAuditTrailFunction"]["Properties"]["Environment"]["Variables"]
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Atrest" and env["POWERTOOLS_SERVICE_NAME"] == "atrest"
 
 

@@ -287,6 +287,8 @@ def test_leaving_unclassified_objects_in_plaintext_takes_an_explicit_exclusion()
         ({"name": "x1", "pattern": "a/(?P<who>.*)", "scope": "account"}, "named groups ['who']"),
         ({"name": "x1", "pattern": "${contact_file}/${contact_file}", "scope": "account"}, "not a valid regular expression"),
         ({"name": "x1", "pattern": "${nope}/.*", "scope": "account"}, "unknown placeholder(s) ['nope']"),
+        # A prefix placeholder no setting declares is named, never matched as literal text.
+        ({"name": "x1", "prefix": "${nope_prefix}", "scope": "account"}, "unknown placeholder(s) ['nope_prefix']"),
         ({"name": "x1", "prefix": "a/", "scope": "galaxy"}, '"scope" must be one of'),
         ({"name": "x1", "prefix": "a/", "scope": "instance"}, "instance keys protect contact events"),
         ({"name": "x1", "prefix": "a/", "scope": "account", "lifetime": {"rotate_every": "30d"}}, 'needs its own "key"'),

@@ -137,3 +137,49 @@ def test_more_class_keys_than_the_fence_has_slots_for_are_refused():
         Settings.from_env({**BASE, "ATREST_DATA_CLASS_KMS_KEYS": pairs})
     fits = ",".join(f"class-{n}={_class_key(n)}" for n in range(MAX_DATA_CLASS_KMS_KEYS))
     assert len(Settings.from_env({**BASE, "ATREST_DATA_CLASS_KMS_KEYS": fits}).data_class_kms_keys) == MAX_DATA_CLASS_KMS_KEYS
+
+
+# -- a settings model per function (FUNCTION_SETTINGS) -------------------------------------------
+
+
+def test_a_function_reads_only_its_own_settings_and_ignores_the_others():
+    # SweepRetrievals needs the retrieval bucket and lifetime: no key store, no account; a
+    # variable it does not read cannot stop it, however wrong.
+    settings = Settings.for_function("SweepRetrievalsFunction", {
+        "ATREST_RETRIEVAL_BUCKET": "copies", "ATREST_RETRIEVAL_LIFETIME_MINUTES": "5",
+        "ATREST_CACHE_TTL_SECONDS": "1", "ATREST_KMS_KEY_ARN": "alias/atrest"})
+
+    assert (settings.retrieval_bucket, settings.retrieval_lifetime_minutes) == ("copies", 5)
+    assert settings.cache_ttl_seconds == 300 and settings.kms_key_arn == ""  # not read: their defaults
+
+
+def test_a_function_missing_its_settings_names_each_and_only_its_own():
+    with pytest.raises(ConfigurationError) as error:
+        Settings.for_function("EncryptObjectFunction", {"ATREST_RETRIEVAL_LIFETIME_MINUTES": "0"})
+
+    message = str(error.value)
+    for name in BASE:
+        assert f"{name} is not set" in message
+    assert "ATREST_RETRIEVAL_LIFETIME_MINUTES" not in message  # ReadObject's and SweepRetrievals', not EncryptObject's
+
+
+def test_a_retired_variable_is_refused_where_its_successor_is_read():
+    retired = {**BASE, "ATREST_CONTACT_PII_FIELDS": "customerEndpoint"}
+    with pytest.raises(ConfigurationError, match="ATREST_CONTACT_CLEAR_FIELDS"):
+        Settings.for_function("ProtectContactFunction", retired)
+    assert Settings.for_function("EncryptObjectFunction", retired).account_id == BASE["ATREST_ACCOUNT_ID"]
+
+
+def test_the_catalog_placeholders_are_the_prefix_settings():
+    settings = Settings.from_env({**BASE, "ATREST_CONNECT_PREFIX": "cc", "ATREST_KNOWLEDGE_PREFIX": "kb/"})
+    prefixes = settings.catalog_prefixes()
+    assert (prefixes["connect_prefix"], prefixes["knowledge_prefix"]) == ("cc/", "kb/")
+    assert all(value.endswith("/") for value in prefixes.values())
+
+
+def test_the_grant_functions_allow_lists_are_comma_separated_and_its_own():
+    settings = Settings.for_function("KmsGrantFunction", {"ATREST_GRANTEE_ROLE_ARNS": " a, b,,a ",
+                                                          "ATREST_RETIRING_PRINCIPAL": "c"})
+    assert (settings.grantee_role_arns, settings.retiring_principal) == (("a", "b"), "c")
+    # The operator CLI has no use for them.
+    assert Settings.from_env({**BASE, "ATREST_GRANTEE_ROLE_ARNS": "a"}).grantee_role_arns == ()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from atrest.core.errors import ConfigurationError
-from atrest.core.settings import Settings
+from atrest.core.settings import ACCOUNT_ID_VARIABLE, DECLARATIONS, Settings
 
 DEFAULT_STACK = "atrest"
 DEFAULT_STATE_FILE = Path(".atrest") / "local-stack.json"
@@ -31,38 +31,10 @@ STATE_HOME_VARIABLE = "ATREST_STATE_HOME"  # where `atrest local up` records its
 # In `state_home()`: the path of the state file of the last `atrest local up` still running.
 CURRENT_STACK_RECORD = "current-local-stack.json"
 
-# template.yaml Outputs -> the variables Settings reads.
-OUTPUT_VARIABLES = {
-    "IntakeBucketName": "ATREST_INTAKE_BUCKET",
-    "VaultBucketName": "ATREST_VAULT_BUCKET",
-    "KeyStoreTableName": "ATREST_KEYSTORE_TABLE",
-    "MetadataTableName": "ATREST_METADATA_TABLE",
-    "IdempotencyTableName": "ATREST_IDEMPOTENCY_TABLE",
-    "KmsKeyArn": "ATREST_KMS_KEY_ARN",
-    "ServiceKeyStoreTableName": "ATREST_SERVICE_KEYSTORE_TABLE",
-    "ServiceKmsKeyArn": "ATREST_SERVICE_KMS_KEY_ARN",
-    "AuditTableName": "ATREST_AUDIT_TABLE",
-    "RetrievalBucketName": "ATREST_RETRIEVAL_BUCKET",
-}
-PARAMETER_VARIABLES = {
-    "ConnectPrefix": "ATREST_CONNECT_PREFIX",
-    "KnowledgeDocumentPrefix": "ATREST_KNOWLEDGE_PREFIX",
-    "BranchKeyCacheTtlSeconds": "ATREST_CACHE_TTL_SECONDS",
-    "FrameLengthBytes": "ATREST_FRAME_LENGTH",
-    "KeepSourceObjects": "ATREST_KEEP_SOURCE",
-    # Key lifetimes: `atrest keys` applies the stack's own policy.
-    "InstanceKeyRotationHours": "ATREST_INSTANCE_KEY_ROTATION_HOURS",
-    "AccountKeyRotationDays": "ATREST_ACCOUNT_KEY_ROTATION_DAYS",
-    "InstanceKeyRetentionDays": "ATREST_INSTANCE_KEY_RETENTION_DAYS",
-    "AccountKeyRetentionDays": "ATREST_ACCOUNT_KEY_RETENTION_DAYS",
-    "ShredInstanceKeys": "ATREST_SHRED_INSTANCE_KEYS",
-    "ShredAccountKeys": "ATREST_SHRED_ACCOUNT_KEYS",
-    "RetrievalLifetimeMinutes": "ATREST_RETRIEVAL_LIFETIME_MINUTES",
-    # A KMS key per data class (docs/byok.md): `<class>=<key ARN>` pairs.
-    "DataClassKmsKeys": "ATREST_DATA_CLASS_KMS_KEYS",
-    # The other key of a key switch in progress: inside the KMS fence until it ends (docs/byok.md).
-    "RekeyKmsKeyArn": "ATREST_REKEY_KMS_KEY_ARN",
-}
+# template.yaml's Outputs and Parameters -> the variables Settings reads: from the settings'
+# declarations (`output=`, `parameter=` in atrest.core.settings), never listed again here.
+OUTPUT_VARIABLES = {d.output: d.variable for d in DECLARATIONS.values() if d.output and d.cli}
+PARAMETER_VARIABLES = {d.parameter: d.variable for d in DECLARATIONS.values() if d.parameter and d.cli}
 
 
 def _parameter_text(value: Any) -> str:
@@ -74,7 +46,7 @@ def _parameter_text(value: Any) -> str:
 def settings_from_outputs(outputs: Mapping[str, str], account_id: str, parameters: Mapping[str, str] | None = None) -> Settings:
     env = {variable: outputs[name] for name, variable in OUTPUT_VARIABLES.items() if name in outputs}
     env.update({v: _parameter_text(parameters[p]) for p, v in PARAMETER_VARIABLES.items() if parameters and p in parameters})
-    env["ATREST_ACCOUNT_ID"] = account_id
+    env[ACCOUNT_ID_VARIABLE] = account_id  # the stack id's account, as the template gives AWS::AccountId
     return Settings.from_env(env)
 
 

@@ -32,7 +32,7 @@ from typing import Any, Mapping
 from atrest.catalog.lifetimes import SERVICE_LIFETIME, KeyLifetimePolicy, KeyLifetimes
 from atrest.catalog.scopes import KEY_NAME, BranchKeyScope, ScopeKind
 from atrest.core.errors import ConfigurationError
-from atrest.core.settings import Settings
+from atrest.core.settings import CATALOG_PLACEHOLDERS, Settings
 
 SCHEMA_VERSION = 1
 PACKAGED_CATALOG = "data_classes.json"
@@ -56,9 +56,6 @@ _LIFETIME_FIELDS = {"rotate_every", "retain_for", "shred"}
 
 # Amazon Connect's storage layout (docs/data-classes.md cites the pages), for catalogs to use in patterns:
 # <prefix><alias>/CallRecordings/YYYY/MM/DD/<contactId>_<YYYYMMDDTHH:MM>_UTC.wav
-# The first two placeholders are stack parameters, inserted literally; the last two are
-# regular expression fragments, so that every class reads a Connect layout the same way.
-PLACEHOLDERS = ("connect_prefix", "knowledge_prefix", "connect_path", "contact_file")
 _CONTACT_ID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 # Where Connect writes an instance's folders (<connect prefix><alias>/, the alias captured),
 # or whatever folders a copy put them under (then no alias is known).
@@ -67,6 +64,9 @@ _CONNECT_PATH = "(?:{prefix}(?P<instance>[^/]+)/|(?:[^/]+/)*?)"
 # suffix or length; the contact id is captured when the name starts with one (a UUID).
 _CONTACT_FILE = rf"(?:[^/]+/)*(?:(?P<contact>{_CONTACT_ID})(?![0-9A-Za-z-])[^/]*|[^/]+)"
 _FRAGMENTS = ("connect_path", "contact_file")
+# The stack's prefixes (every prefix setting, named for its field: atrest.core.settings), inserted
+# literally, then the regular expression fragments, so that every class reads a Connect layout the same way.
+PLACEHOLDERS = (*CATALOG_PLACEHOLDERS, *_FRAGMENTS)
 _MATCH_ANY = re.compile(r".+\Z", re.S)
 
 
@@ -413,8 +413,7 @@ def _listing_prefix(entry: Mapping[str, Any], settings: Settings) -> str:
 
 def _substitute(text: str, settings: Settings, escape: bool) -> str:
     """Fill in the stack's prefixes (escaped in a pattern, `escape`) and the layout fragments."""
-    values = {"connect_prefix": settings.connect_prefix, "knowledge_prefix": settings.knowledge_prefix}
-    for placeholder, value in values.items():
+    for placeholder, value in settings.catalog_prefixes().items():
         text = text.replace("${" + placeholder + "}", re.escape(value) if escape else value)
     fragments = {"connect_path": _CONNECT_PATH.format(prefix=re.escape(settings.connect_prefix)),
                  "contact_file": _CONTACT_FILE}
@@ -445,6 +444,8 @@ def _parse_key_rule(entry: Mapping[str, Any], settings: Settings, problem: Any, 
         if fragments:
             problem(f"\"prefix\" is literal text; the placeholders {fragments} are regular expressions: use \"pattern\"")
             return None
+        if not _known_placeholders(prefix, problem):
+            return None
         # Every object under the prefix, but (for a class) not the zero-byte "folder" markers consoles create.
         end = r".*\Z" if markers else r".*[^/]\Z"
         return re.compile(re.escape(_substitute(prefix, settings, escape=False)) + end, re.S)
@@ -461,12 +462,18 @@ def _parse_key_rule(entry: Mapping[str, Any], settings: Settings, problem: Any, 
     if extra:
         problem(f"\"pattern\" has named groups {sorted(extra)}; only (?P<instance>...) and (?P<contact>...) are used")
         return None
-    leftover = re.findall(r"\$\{(\w+)\}", pattern)
-    unknown = [p for p in leftover if p not in PLACEHOLDERS]
-    if unknown:
-        problem(f"unknown placeholder(s) {unknown}; known: {list(PLACEHOLDERS)}")
+    if not _known_placeholders(pattern, problem):
         return None
     return compiled
+
+
+def _known_placeholders(text: str, problem: Any) -> bool:
+    """Whether every `${name}` in `text` is a placeholder; else the problem names the unknown ones
+    (in a prefix too, where one would otherwise be matched as literal text)."""
+    unknown = [p for p in re.findall(r"\$\{(\w+)\}", text) if p not in PLACEHOLDERS]
+    if unknown:
+        problem(f"unknown placeholder(s) {unknown}; known: {list(PLACEHOLDERS)}")
+    return not unknown
 
 
 def _span(value: Any, field_name: str, problem: Any) -> timedelta | None:
