@@ -1,5 +1,6 @@
-"""Fixtures for the encrypt pipeline's integration tests, on the stack of template.yaml
-(see tests/conftest.py for the emulator and the stack)."""
+"""Fixtures for the encrypt pipeline's integration tests, on the stack under test (the
+`target`: the local stack of template.yaml, or the deployed stack ATREST_STACK names; see
+tests/stack_fixtures.py for it, the emulator and `settings`)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,28 @@ from typing import Any, Callable
 import pytest
 
 from atrest.core.settings import Settings
-from atrest_cli.operations.deployment import settings_from_outputs
+
+from targets import Target
 
 
-def cli_on_state_file(state: Any, state_file: Any, capsys: Any) -> Callable[..., tuple[int, str, str]]:
-    """`run(*args)`: `atrest ARGS... --state-file <state_file>` as an operator would run it (the
-    stack read from its state file, written from `state`), in this process; returns (exit
-    code, stdout, stderr). `run.state_file` is the file, for tests that read what it switched."""
+def cli_naming(stack: list[str], capsys: Any) -> Callable[..., tuple[int, str, str]]:
+    """`run(*args)`: `atrest ARGS... <stack>` as an operator would run it (`stack`: the
+    arguments naming the stack), in this process; returns (exit code, stdout, stderr)."""
     from atrest_cli.main import main
 
-    written = state.write(state_file)
-
     def run(*args: str) -> tuple[int, str, str]:
-        code = main([*args, "--state-file", str(written)])
+        code = main([*args, *stack])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
+    return run
+
+
+def cli_on_state_file(state: Any, state_file: Any, capsys: Any) -> Callable[..., tuple[int, str, str]]:
+    """`cli_naming` a local stack by its state file, written from `state`. `run.state_file` is
+    the file, for tests that read what it switched."""
+    written = state.write(state_file)
+    run = cli_naming(["--state-file", str(written)], capsys)
     run.state_file = written  # type: ignore[attr-defined]
     return run
 
@@ -35,9 +42,10 @@ def cli_on(tmp_path: Any, capsys: Any) -> Callable[[Any], Callable[..., tuple[in
 
 
 @pytest.fixture
-def atrest(local_stack: Any, cli_on: Any) -> Callable[..., tuple[int, str, str]]:
-    """The CLI on the test stack: `atrest("status", "--json")` -> (exit code, stdout, stderr)."""
-    return cli_on(local_stack)
+def atrest(target: Target, tmp_path: Any, capsys: Any) -> Callable[..., tuple[int, str, str]]:
+    """The CLI on the stack under test: `atrest("status", "--json")` -> (exit code, stdout,
+    stderr); the local stack named by a copy of its state file, a deployed one by `--stack NAME`."""
+    return cli_naming(target.cli_arguments(tmp_path), capsys)
 
 
 def _clone_table(dynamodb: Any, source: str, name: str) -> None:
@@ -80,12 +88,6 @@ def key_tables(settings: Settings) -> Callable[[str], tuple[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def settings(local_stack: Any) -> Settings:
-    """The settings the deployed functions would have, from the stack's outputs."""
-    return settings_from_outputs(local_stack.outputs, local_stack.account_id, local_stack.parameters)
-
-
-@pytest.fixture(scope="session")
 def encrypt_function(local_stack: Any, emulator: Any, stack_emptied: Any) -> Callable[[], Any]:
     """`encrypt_function()`: EncryptObjectFunction as Lambda runs it (its module, its template
     environment), warm across tests, and cold again once `clean_stack` has emptied the key
@@ -117,14 +119,9 @@ def encrypt_handler(encrypt_function: Any) -> Callable[[Any], Any]:
 
 
 @pytest.fixture(scope="session")
-def cli_environment(settings: Settings, local_stack: Any) -> dict[str, str]:
+def cli_environment(target: Target) -> dict[str, str]:
     """The environment an operator's `atrest` command runs with against this stack:
-    the emulator's standard AWS variables plus the stack's ATREST_* settings (every
-    output the CLI maps to a variable, as `atrest` itself reads a stack)."""
-    import os
-
-    from atrest_cli.operations.deployment import OUTPUT_VARIABLES
-
-    outputs = {variable: local_stack.outputs[name] for name, variable in OUTPUT_VARIABLES.items()
-               if name in local_stack.outputs}
-    return {**os.environ, **outputs, "ATREST_ACCOUNT_ID": settings.account_id}
+    the AWS variables of this session (the emulator's, or the caller's for a deployed
+    stack) plus the stack's ATREST_* settings (every output the CLI maps to a variable,
+    as `atrest` itself reads a stack)."""
+    return target.cli_environment()

@@ -24,6 +24,8 @@ from atrest.storage.audit import AuditOutcome, AuditRecord, AuditTrail, Channel
 from atrest_cli.local.iam_enforcement import assumed_role_environment
 from atrest_cli.local.runner import Runner
 
+pytestmark = pytest.mark.local_only("runs WatchAuditTrailFunction in this process (local runner) and writes with a role's credentials minted by the emulator")
+
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 

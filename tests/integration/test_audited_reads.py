@@ -36,6 +36,8 @@ from atrest.storage.records import MetadataTable, key_version_pk, key_version_sk
 from atrest_cli.demos.reads import catalog_with_decryptors, fetch, read_object_event, role_session_arn
 from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
 
+pytestmark = pytest.mark.local_only("runs ReadObjectFunction and the sweep in this process with emulator-minted role credentials")
+
 FORBIDDEN = {"message": "Forbidden"}
 
 

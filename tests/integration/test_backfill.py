@@ -15,6 +15,8 @@ import pytest
 
 from atrest.storage.records import ObjectStatus
 
+pytestmark = pytest.mark.local_only("counts every object in an emptied intake bucket and purges the encrypt queue")
+
 OBJECTS = 120
 
 

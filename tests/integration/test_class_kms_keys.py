@@ -28,6 +28,8 @@ from atrest_cli.local.iam_enforcement import assumed_role_environment
 from atrest_cli.operations import rekey
 from atrest_cli.operations.deployment import settings_from_outputs
 
+pytestmark = pytest.mark.local_only("provisions stacks of its own with KMS keys of the emulator")
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 STACK = "atrest-classkey"
 CLASS = "integration-configuration"

@@ -16,6 +16,8 @@ from atrest_cli.demos.samples import call_recording_wav, connect_key
 
 from audit_support import audit_rows
 
+ENCRYPTS_INTAKE_OBJECTS_HERE = pytest.mark.local_only("encrypts intake objects in this process, which the deployed EncryptObject function would take too")
+
 
 def atrest(env, *args, cwd):
     return subprocess.run([sys.executable, "-m", "atrest_cli.main", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
@@ -30,6 +32,7 @@ def encrypted_recording(settings):
     return outcome, audio
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 def test_decrypt_writes_the_original_bytes_and_says_what_it_decrypted(settings, cli_environment, tmp_path):
     outcome, audio = encrypted_recording(settings)
     result = atrest(cli_environment, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav",
@@ -39,6 +42,7 @@ def test_decrypt_writes_the_original_bytes_and_says_what_it_decrypted(settings, 
     assert "call-recording" in result.stdout and outcome.source.key in result.stdout
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 def test_decrypt_refuses_with_a_reason_and_a_non_zero_exit_when_the_record_disagrees(settings, cli_environment, tmp_path):
     outcome, _ = encrypted_recording(settings)
     boto3.client("dynamodb").update_item(
@@ -71,6 +75,7 @@ def edit_record(settings, vault_key, **values):
         ExpressionAttributeValues={f":{i}": {"S": value} for i, value in enumerate(values.values())})
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 @pytest.mark.parametrize("edit", [
     {"source_key": "connect/acme/CallRecordings/2026/11/30/someone-else.wav"},
     {"data_class": "chat-transcript"},
@@ -96,6 +101,7 @@ def test_decrypt_refuses_a_record_whose_top_level_fields_were_edited_and_audits_
     assert row.contact_id == outcome.source.key.rsplit("/", 1)[1].split("_")[0]
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 def test_a_decrypted_object_s_audit_row_names_its_source_and_version_from_the_header(settings, cli_environment, tmp_path):
     from atrest.storage.audit import AuditOutcome
 
@@ -111,6 +117,7 @@ def test_a_decrypted_object_s_audit_row_names_its_source_and_version_from_the_he
 # --------------------------------------------------------------------------- tamper signal
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 def test_decrypt_warns_of_a_vault_key_overwritten_after_encryption_and_reads_the_recorded_version(
     settings, cli_environment, tmp_path
 ):
@@ -130,6 +137,7 @@ def test_decrypt_warns_of_a_vault_key_overwritten_after_encryption_and_reads_the
 # --------------------------------------------------------------------------- -o
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 @pytest.mark.parametrize(("output", "says"), [
     ("missing-dir/call.wav", "does not exist"),
     (".", "is a directory"),
@@ -145,6 +153,7 @@ def test_decrypt_to_an_impossible_output_says_why_and_neither_decrypts_nor_audit
     assert list(tmp_path.iterdir()) == []
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 def test_decrypt_refuses_to_overwrite_a_file_unless_forced(settings, cli_environment, tmp_path):
     outcome, audio = encrypted_recording(settings)
     uri = f"s3://{settings.vault_bucket}/{outcome.vault_key}"
@@ -158,6 +167,7 @@ def test_decrypt_refuses_to_overwrite_a_file_unless_forced(settings, cli_environ
     assert (tmp_path / "call.wav").read_bytes() == audio
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 def test_decrypt_to_dash_writes_the_exact_bytes_to_stdout_and_messages_to_stderr(settings, cli_environment, tmp_path):
     outcome, audio = encrypted_recording(settings)
     uri = f"s3://{settings.vault_bucket}/{outcome.vault_key}"
@@ -178,6 +188,7 @@ def test_decrypt_and_audit_explain_themselves_in_help(cli_environment, tmp_path)
 # --------------------------------------------------------------------------- source locations
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 def test_decrypt_finds_the_record_from_the_intake_location_and_version(settings, cli_environment, tmp_path):
     outcome, audio = encrypted_recording(settings)
     source = f"s3://{settings.intake_bucket}/{outcome.source.key}"
@@ -191,6 +202,7 @@ def test_decrypt_finds_the_record_from_the_intake_location_and_version(settings,
     assert (tmp_path / "b.wav").read_bytes() == audio
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 def test_decrypt_of_an_intake_location_without_a_version_says_to_give_one_for_a_record_from_before_the_by_source_index(
     settings, cli_environment, tmp_path
 ):
@@ -204,6 +216,7 @@ def test_decrypt_of_an_intake_location_without_a_version_says_to_give_one_for_a_
     assert result.returncode == 1 and "--version-id" in result.stderr and "Traceback" not in result.stderr
 
 
+@ENCRYPTS_INTAKE_OBJECTS_HERE
 def test_decrypt_of_an_intake_location_lists_several_encrypted_versions_and_asks_for_one(settings, cli_environment, tmp_path):
     from dataclasses import replace
 

@@ -24,6 +24,8 @@ from atrest.storage.instances import InstanceDirectory
 from atrest.storage.records import MetadataTable
 from atrest_cli.demos.samples import contact_event
 
+pytestmark = pytest.mark.local_only("rotates under a fake clock (ManualClock) on an emptied stack")
+
 # At 10 s or less the MPL's cache keeps nothing: every field asks the key store for the
 # active version, as a warm function does when its cache entry expires mid-event.
 NO_CACHE_TTL = 1

@@ -27,6 +27,8 @@ from atrest_cli.demos.samples import (
 from atrest.storage.intake import SourceObject
 from atrest.storage.vault import vault_key_for
 
+pytestmark = pytest.mark.local_only("runs the functions in this process (local runner, in-process handler) and clones stack tables")
+
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+pytestmark = pytest.mark.local_only("runs `atrest demo`, which brings up an emulator of its own")
+
 
 def test_make_demo_shows_the_data_classes_the_catch_all_a_class_on_its_own_key_an_audited_read_and_a_denied_one(
         demo_run):
-    demo = demo_run  # `atrest demo`'s command line, run once for this and the log checks (tests/conftest.py)
+    demo = demo_run  # `atrest demo`'s command line, run once for this and the log checks (tests/stack_fixtures.py)
     out = demo.stdout
     assert demo.returncode == 0, out + demo.stderr
     # A newcomer's terminal shows the walkthrough; every log line (the functions', the custom

@@ -7,26 +7,17 @@ import json
 import logging
 import uuid
 from datetime import datetime, timezone
-from urllib.parse import quote_plus
 
 import boto3
 import pytest
 
 from atrest_cli.demos.samples import chat_transcript, connect_key
 
+from s3_events import object_created
+
+pytestmark = pytest.mark.local_only("invokes EncryptObjectFunction's handler in this process")
+
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
-
-
-def object_created(bucket, key, version_id, size=0, encode=True):
-    return {
-        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3",
-        "account": "123456789012", "time": "2026-11-30T05:00:00Z", "region": "us-east-1",
-        "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {"version": "0", "bucket": {"name": bucket},
-                   "object": {"key": quote_plus(key, safe="/") if encode else key, "size": size,
-                              "etag": "0" * 32, "version-id": version_id, "sequencer": "0"},
-                   "request-id": "R", "requester": "123456789012", "reason": "PutObject"},
-    }
 
 
 def sqs_batch(*bodies):

@@ -27,6 +27,8 @@ from atrest.storage.intake import SourceObject
 from atrest.storage.records import MetadataTable, ObjectStatus
 from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
 
+pytestmark = pytest.mark.local_only("encrypts intake objects in this process, which the deployed EncryptObject function would take too")
+
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
 

@@ -7,11 +7,14 @@ import uuid
 from datetime import datetime, timezone
 
 import boto3
+import pytest
 
 from atrest.flows.decrypt_object import VaultReader
 from atrest.storage.records import MetadataTable, ObjectStatus
 from atrest.storage.vault import vault_key_for
 from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
+
+pytestmark = pytest.mark.local_only("processes the queues with the local runner on an emptied stack")
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 

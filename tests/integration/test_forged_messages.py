@@ -30,6 +30,8 @@ from atrest.storage.intake import SourceObject
 from atrest.storage.vault import vault_key_for
 from atrest_cli.demos.samples import connect_key
 
+pytestmark = pytest.mark.local_only("invokes EncryptObjectFunction's handler in this process on intake objects")
+
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 PLAINTEXT = b"caller: my card number is 4111 1111 1111 1111. " * 2000  # 96 KB: longer than the 64 KiB peek
 

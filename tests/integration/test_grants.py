@@ -23,6 +23,8 @@ from atrest.crypto.grants import READ_WRITE_OPERATIONS, ROTATE_OPERATIONS, list_
 from atrest_cli.local.lambda_runtime import LocalLambdaContext
 from atrest_cli.main import main
 
+pytestmark = pytest.mark.local_only("runs the KmsGrants custom resource's handler in this process against the emulator's KMS and response bucket")
+
 APP = Path(__file__).resolve().parents[2] / "functions" / "kms_grant" / "app.py"
 ROLE = "arn:aws:iam::123456789012:role/atrest-EncryptObjectFunctionRole-ABC"
 EXPIRE_ROLE = "arn:aws:iam::123456789012:role/atrest-ExpireKeysFunctionRole-DEF"

@@ -23,6 +23,8 @@ from atrest.storage.records import MetadataTable
 from atrest.storage.vault import vault_key_for
 from atrest_cli.demos.samples import call_recording_wav, connect_key, contact_event
 
+pytestmark = pytest.mark.local_only("fakes time (ManualClock) and runs the functions with the local runner on an emptied stack")
+
 
 def protect(settings, instance_id, phone="+12065550100"):
     """One contact event through a freshly started ProtectContact (a cold start: no cached key)."""

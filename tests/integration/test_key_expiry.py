@@ -18,6 +18,8 @@ from atrest.storage.records import KeyVersionState
 
 from crashes import Crash, crash_at
 
+pytestmark = pytest.mark.local_only("fakes time (ManualClock) and crashes key expiry runs mid-step")
+
 
 @pytest.fixture
 def instance_key(settings, clean_stack):

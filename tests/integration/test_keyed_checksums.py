@@ -33,6 +33,8 @@ from atrest.flows.decrypt_object import VaultReader
 from atrest_cli.demos.reads import catalog_with_decryptors, fetch, read_object_event, role_session_arn
 from atrest_cli.demos.samples import chat_transcript, connect_key
 
+pytestmark = pytest.mark.local_only("invokes the functions' handlers in this process")
+
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
 

@@ -13,6 +13,8 @@ from atrest.flows.expire_keys import KeyExpiry
 from atrest.flows.protect_contact import ContactProtector
 from atrest_cli.demos.samples import contact_event
 
+FAKES_TIME_ON_AN_EMPTIED_STACK = pytest.mark.local_only("rotates under a fake clock (ManualClock) on an emptied stack; `keys expire --now` takes every key of the stack")
+
 
 @pytest.fixture
 def instance_with_two_versions(settings, clean_stack):
@@ -35,6 +37,7 @@ def instance_rotated_just_now(settings, clean_stack):
     return instance, first
 
 
+@FAKES_TIME_ON_AN_EMPTIED_STACK
 def test_keys_list_shows_each_version_with_state_created_expires_and_objects(atrest, instance_with_two_versions):
     instance, first = instance_with_two_versions
 
@@ -49,6 +52,7 @@ def test_keys_list_shows_each_version_with_state_created_expires_and_objects(atr
     assert new.split()[2] == "ACTIVE" and new.split()[-1] == "0"
 
 
+@FAKES_TIME_ON_AN_EMPTIED_STACK
 def test_keys_shred_without_yes_shows_what_would_become_unreadable_and_shreds_nothing(atrest, instance_with_two_versions):
     instance, first = instance_with_two_versions
 
@@ -59,6 +63,7 @@ def test_keys_shred_without_yes_shows_what_would_become_unreadable_and_shreds_no
     assert "RETIRED" in atrest("keys", "list", "--scope", f"instance/{instance}")[1]
 
 
+@FAKES_TIME_ON_AN_EMPTIED_STACK
 def test_keys_shred_with_yes_shreds_the_retired_version_and_the_list_says_when(atrest, instance_with_two_versions):
     instance, first = instance_with_two_versions
 
@@ -70,6 +75,7 @@ def test_keys_shred_with_yes_shreds_the_retired_version_and_the_list_says_when(a
     assert "SHREDDED" in row and "shredded 20" in row
 
 
+@FAKES_TIME_ON_AN_EMPTIED_STACK
 def test_keys_shred_refuses_a_version_retired_within_the_writers_cache_ttl_and_says_when(
         atrest, settings, instance_rotated_just_now):
     instance, first = instance_rotated_just_now
@@ -83,6 +89,7 @@ def test_keys_shred_refuses_a_version_retired_within_the_writers_cache_ttl_and_s
     assert "SHREDDED" not in listing and first in listing
 
 
+@FAKES_TIME_ON_AN_EMPTIED_STACK
 def test_keys_shred_refuses_the_active_version_and_says_to_rotate_first(atrest, settings, instance_with_two_versions):
     instance, _ = instance_with_two_versions
     active = KeyExpiry.from_settings(settings).keystore.describe_active(f"instance/{instance}").version
@@ -92,6 +99,7 @@ def test_keys_shred_refuses_the_active_version_and_says_to_rotate_first(atrest, 
     assert code == 1 and "active version" in err and "atrest keys rotate" in err
 
 
+@FAKES_TIME_ON_AN_EMPTIED_STACK
 def test_keys_rotate_then_expire_now_reports_what_it_did(atrest, instance_with_two_versions):
     instance, _ = instance_with_two_versions
 
@@ -104,6 +112,7 @@ def test_keys_rotate_then_expire_now_reports_what_it_did(atrest, instance_with_t
     assert expired[0] == 0 and "checked" in expired[1] and "0 rotated" in expired[1]
 
 
+@FAKES_TIME_ON_AN_EMPTIED_STACK
 def test_forget_instance_asks_for_yes_then_shreds_every_version(atrest, instance_with_two_versions):
     instance, first = instance_with_two_versions
 

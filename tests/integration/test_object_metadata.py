@@ -34,6 +34,8 @@ from atrest_cli.demos.samples import call_recording_wav, connect_key
 
 from audit_support import audit_rows
 
+pytestmark = pytest.mark.local_only("invokes the functions' handlers in this process on intake objects")
+
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 # What a writer could put in user metadata: a caller's phone number, a customer's name.
 METADATA = {"caller-phone": "+1-555-0100-7731", "customer-name": "Ada Example-Lovelace", "ticket": "INC-88"}

@@ -31,6 +31,8 @@ from atrest.storage.intake import SourceObject
 from atrest_cli.demos.samples import call_recording_wav, connect_key
 from atrest_cli.operations import rekey
 
+pytestmark = pytest.mark.local_only("plants key store items under a second KMS key of the emulator")
+
 
 @pytest.fixture
 def planted(settings, key_tables):

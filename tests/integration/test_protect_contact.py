@@ -19,6 +19,8 @@ from atrest.storage.vault import vault_key_for
 from atrest_cli.demos.samples import call_recording_wav, connect_key, contact_event
 from atrest_cli.local.runner import Runner
 
+pytestmark = pytest.mark.local_only("runs ProtectContactFunction with the local runner on an emptied stack")
+
 PHONE = "+12065550123"
 
 

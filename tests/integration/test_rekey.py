@@ -24,6 +24,8 @@ from atrest.crypto.keystore import BranchKeyStore
 from atrest_cli.main import main
 from atrest_cli.operations import rekey
 
+pytestmark = pytest.mark.local_only("switches the stack's KMS key and re-wraps its branch keys (on AWS that is an operator's change, not a test's)")
+
 
 class KmsRecorder:
     """Every KMS request a client makes (operation and parameters) and the key each

@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime, timezone
 
 import boto3
+import pytest
 
 from atrest.core.clock import ManualClock, from_text
 from atrest.flows.decrypt_object import VaultReader
@@ -21,6 +22,8 @@ from atrest.flows.expire_keys import KeyExpiry
 from atrest.storage.records import MetadataTable
 from atrest.storage.vault import vault_key_for
 from atrest_cli.demos.samples import call_recording_wav, connect_key
+
+pytestmark = pytest.mark.local_only("fakes time (ManualClock) and runs the functions with the local runner")
 
 
 def atrest(environment, state_file, *args):

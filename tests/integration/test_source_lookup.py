@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from atrest.flows.encrypt_object import EncryptPipeline
 from atrest.storage.audit import AuditOutcome
@@ -21,6 +22,8 @@ from atrest.storage.intake import SourceObject
 from atrest_cli.demos.samples import call_recording_wav, connect_key
 
 from audit_support import audit_rows
+
+pytestmark = pytest.mark.local_only("encrypts intake objects in this process, which the deployed EncryptObject function would take too")
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 

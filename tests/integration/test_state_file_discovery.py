@@ -21,6 +21,8 @@ from atrest_cli.operations.deployment import (
     record_local_state_file,
 )
 
+pytestmark = pytest.mark.local_only("finds the local stack's state file")
+
 
 @pytest.fixture
 def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:

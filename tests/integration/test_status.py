@@ -18,6 +18,8 @@ from atrest_cli.commands.status import ListingProgress, printable
 from atrest_cli.demos.samples import connect_key
 from atrest_cli.operations.status import FailedSources, class_kms_key, expected_kms_key
 
+COUNTS_AN_EMPTIED_STACK = pytest.mark.local_only("counts every object and key version of an emptied stack, encrypting intake objects in this process")
+
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
 
@@ -65,6 +67,7 @@ def intake(settings, clean_stack):
     return keys, catch_all, {"report": report.reason, "marker": marker.reason}
 
 
+@COUNTS_AN_EMPTIED_STACK
 def test_status_accounts_for_every_intake_object_per_class_and_says_the_totals_add_up(settings, intake, atrest):
     keys, catch_all, reasons = intake
 
@@ -102,6 +105,7 @@ def test_status_accounts_for_every_intake_object_per_class_and_says_the_totals_a
     assert "\u202e" not in text
 
 
+@COUNTS_AN_EMPTIED_STACK
 def test_status_plaintext_lists_every_plaintext_key_once_with_its_class_or_reason_printed_safely(intake, atrest):
     keys, catch_all, reasons = intake
 
@@ -130,6 +134,7 @@ def test_status_plaintext_lists_every_plaintext_key_once_with_its_class_or_reaso
         ("pending", "pending"), ("failed", "failed"), ("report", "excluded"), ("marker", "excluded"))}
 
 
+@COUNTS_AN_EMPTIED_STACK
 def test_status_shows_the_service_owned_key_on_service_scopes_apart_from_the_customers(settings, clean_stack, atrest):
     s3 = boto3.client("s3")
     pipeline = EncryptPipeline.from_settings(settings)
@@ -193,6 +198,7 @@ def _row(text: str, first_cell: str) -> list[str]:
     return row.split()
 
 
+@COUNTS_AN_EMPTIED_STACK
 def test_status_shows_the_same_key_versions_expiry_and_object_counts_as_keys_list(settings, clean_stack, atrest):
     """One source of truth: a version recorded with no expiry and a contact under it once
     showed `expires -` and `objects 0` in status while `keys list` had the date and 1."""
@@ -218,6 +224,7 @@ def test_status_shows_the_same_key_versions_expiry_and_object_counts_as_keys_lis
     assert entry["objects"] == 1 and entry["expires"] and entry["version"] == version
 
 
+@COUNTS_AN_EMPTIED_STACK
 def test_a_vault_object_copied_into_the_intake_is_a_vault_copy_naming_its_record_not_pending(
         settings, clean_stack, atrest):
     s3 = boto3.client("s3")
@@ -249,6 +256,7 @@ def test_a_vault_object_copied_into_the_intake_is_a_vault_copy_naming_its_record
     assert found.state.value == "vault-copy" and found.copies == vault_key
 
 
+@COUNTS_AN_EMPTIED_STACK
 def test_status_counts_a_vault_object_overwritten_after_it_was_recorded_as_a_tamper_signal(
         settings, clean_stack, atrest):
     s3 = boto3.client("s3")

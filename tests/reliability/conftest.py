@@ -1,5 +1,6 @@
-"""Fixtures for the fault suite: the stack of template.yaml on the emulator (tests/conftest.py),
-the settings its functions get, and processes of their own for work that must run at once.
+"""Fixtures for the fault suite: processes of their own for work that must run at once, and
+the functions' logs. The stack under test and its `settings` are every directory's
+(tests/stack_fixtures.py).
 
 Concurrency uses processes (spawn), never threads: the MPL's KMS components are not
 thread-safe, and a Lambda function's instances are separate processes too.
@@ -16,20 +17,14 @@ from typing import Any, Iterator
 
 import pytest
 
-from atrest.core.settings import Settings
-from atrest_cli.operations.deployment import settings_from_outputs
+from targets import Target
 
 
 @pytest.fixture(scope="session")
-def settings(local_stack: Any) -> Settings:
-    """The settings the deployed functions would have, from the stack's outputs."""
-    return settings_from_outputs(local_stack.outputs, local_stack.account_id, local_stack.parameters)
-
-
-@pytest.fixture(scope="session")
-def worker_processes(emulator: Any) -> Iterator[ProcessPoolExecutor]:
+def worker_processes(target: Target) -> Iterator[ProcessPoolExecutor]:
     """Three spawned processes (each like one warm Lambda instance), started once per session.
-    They inherit the emulator's variables from os.environ at spawn time."""
+    They inherit the target's AWS variables (the emulator's on the local stack) from
+    os.environ at spawn time."""
     with ProcessPoolExecutor(max_workers=3, mp_context=multiprocessing.get_context("spawn")) as pool:
         yield pool
 

@@ -22,6 +22,8 @@ from probes import (
     upload, vault_key_of, vault_versions,
 )
 
+pytestmark = pytest.mark.local_only("crashes processes mid-write")
+
 PART = 5 * 1024 * 1024
 
 

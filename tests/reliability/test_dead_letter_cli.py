@@ -17,6 +17,8 @@ from atrest_cli.operations.dead_letters import DeadLetterQueue
 
 from probes import object_created, queue_bodies, record_of, recording_key, upload, vault_key_of
 
+pytestmark = pytest.mark.local_only("empties the stack, runs the local runner and redrives its dead-letter queues")
+
 
 @pytest.fixture
 def atrest(clean_stack, tmp_path, monkeypatch):

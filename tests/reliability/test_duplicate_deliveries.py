@@ -9,6 +9,7 @@ import uuid
 from dataclasses import replace
 
 import boto3
+import pytest
 
 from atrest.core.clients import AwsClients
 from atrest.flows.encrypt_object import EncryptPipeline, Outcome
@@ -19,6 +20,8 @@ from probes import (
     decrypt, encrypt_at, object_records, queue_bodies, record_of, recording_key, source_versions, transcript_key,
     upload, vault_headers, vault_key_of, vault_versions,
 )
+
+pytestmark = pytest.mark.local_only("delivers messages again with the local runner on an emptied stack")
 
 
 def test_every_event_delivered_three_times_through_the_queue_yields_one_vault_object_and_one_record(

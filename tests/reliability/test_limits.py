@@ -23,6 +23,8 @@ from atrest.storage.vault import MAX_PARTS, part_size_for, vault_key_for
 
 from probes import decrypt, record_of, recording_key, source_versions, upload, vault_key_of
 
+pytestmark = pytest.mark.local_only("runs the functions with the local runner")
+
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 TIB = 1024 * GIB

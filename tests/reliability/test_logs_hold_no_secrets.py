@@ -13,7 +13,11 @@ import base64
 import re
 from pathlib import Path
 
+import pytest
+
 from atrest_cli.demos.samples import call_recording_wav
+
+pytestmark = pytest.mark.local_only("reads the branch keys of an `atrest demo` run on its own emulator")
 
 
 TRANSCRIPT_TEXT = ["update the card on my account", "confirm the phone number on file"]

@@ -10,6 +10,7 @@ import json
 
 import boto3
 from botocore.exceptions import ClientError
+import pytest
 
 from atrest_cli.local.runner import Runner
 
@@ -17,6 +18,8 @@ from probes import (
     event_key, log_lines, object_created, queue_bodies, record_of, recording_key, source_versions, transcript_key,
     upload, vault_key_of,
 )
+
+pytestmark = pytest.mark.local_only("runs the functions with the local runner on an emptied stack")
 
 
 def test_a_malformed_event_and_an_object_that_always_fails_are_dead_lettered_with_reasons_and_block_nothing(

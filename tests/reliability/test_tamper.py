@@ -20,6 +20,8 @@ from atrest.flows.encrypt_object import EncryptPipeline
 
 from probes import decrypt, record_of, recording_key, upload, vault_versions
 
+pytestmark = pytest.mark.local_only("encrypts intake objects in this process, which the deployed EncryptObject function would take too")
+
 
 @pytest.fixture
 def pipeline(settings):

@@ -10,6 +10,8 @@ import pytest
 
 from atrest_cli.local.emulator import Emulator, EmulatorError
 
+pytestmark = pytest.mark.local_only("tests the embedded emulator itself")
+
 
 @pytest.fixture
 def watched_bucket(emulator):

@@ -19,10 +19,12 @@ from atrest.storage.records import ObjectStatus
 from atrest_cli.local.state_machine import UnsupportedDefinitionError, run_state_machine
 from atrest_cli.operations.deployment import settings_from_outputs
 
+pytestmark = pytest.mark.local_only("runs the backfill state machine with the local interpreter")
+
 # The stack under test tolerates 34 % failed items (BackfillToleratedFailurePercentage; 5 % by
 # default, which would take 500 objects for one failed batch of 25 to be tolerated): three
 # batches, one failing, is within it; two, one failing, is not. Same definition, fewer objects.
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 TOLERATED_PERCENTAGE = "34"
 OBJECTS = 75
 MACHINE = "BackfillStateMachine"

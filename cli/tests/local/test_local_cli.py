@@ -17,7 +17,9 @@ import pytest
 
 from atrest_cli.local.emulator import emulator_client, is_reachable
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.local_only("tests `atrest local up` and `atrest local invoke`")
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 FIXTURE_TEMPLATE = Path(__file__).resolve().parent / "local_stack_fixture" / "template.yaml"
 REQUIRED_FIELDS = {
     "endpoint", "region", "account_id", "intake_bucket", "vault_bucket", "keystore_table",

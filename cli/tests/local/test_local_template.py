@@ -9,7 +9,7 @@ import pytest
 
 from atrest_cli.local.template import NO_VALUE, ResourceRecord, StackTemplate, TemplateError, TemplateEvaluator, load_template
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def write_template(tmp_path: Path, text: str) -> Path:

@@ -1,7 +1,7 @@
 """The local runner: the event flow Lambda provides on AWS, with handlers run in-process.
 
-Uses the small stack in local_stack_fixture/ (not the real encrypt handler), whose
-handlers record what they receive in a results bucket and fail on demand.
+Uses the small stack in local_stack_fixture/ (`stack`, conftest.py; not the real encrypt
+handler), whose handlers record what they receive in a results bucket and fail on demand.
 """
 
 from __future__ import annotations
@@ -9,27 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import boto3
 import pytest
 
 from atrest_cli.local.runner import DrainTimeout, Runner
-from atrest_cli.local.stack import empty_stack, provision
 
-FIXTURE_TEMPLATE = Path(__file__).resolve().parent / "local_stack_fixture" / "template.yaml"
-
-
-@pytest.fixture(scope="module")
-def fixture_stack(emulator):
-    return provision(FIXTURE_TEMPLATE, emulator, stack_name="runnertest")
-
-
-@pytest.fixture
-def stack(fixture_stack, emulator):
-    empty_stack(fixture_stack, emulator)
-    return fixture_stack
+pytestmark = pytest.mark.local_only("tests the local runner on a stack of its own")
 
 
 @pytest.fixture

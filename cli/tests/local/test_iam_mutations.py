@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,9 +24,12 @@ from atrest_cli.local.lambda_runtime import InProcessFunction
 from atrest_cli.local.stack import LocalStackState, provision
 from atrest_cli.local.template import load_template
 
-from test_encrypt_handler import WHEN, object_created  # tests/integration is on sys.path (rootdir import mode)
+from s3_events import object_created  # tests/ is on sys.path (pyproject: pytest pythonpath)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.local_only("provisions mutated copies of the stack into the emulator")
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
 
 
 def without_action(role: str, sid: str, action: str) -> Callable[[dict[str, Any]], None]:

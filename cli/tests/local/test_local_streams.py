@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 import boto3
@@ -22,22 +21,12 @@ from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecordEventName
 
 from atrest_cli.local.runner import DrainTimeout, Runner
-from atrest_cli.local.stack import LocalFunction, empty_stack, provision
+from atrest_cli.local.stack import LocalFunction, empty_stack
 from atrest_cli.local.streams import StreamMapping
 
-FIXTURE_TEMPLATE = Path(__file__).resolve().parent / "local_stack_fixture" / "template.yaml"
+pytestmark = pytest.mark.local_only("tests the local runner's DynamoDB stream sources")
+
 FUNCTION = "WatchChangesFunction"
-
-
-@pytest.fixture(scope="module")
-def fixture_stack(emulator):
-    return provision(FIXTURE_TEMPLATE, emulator, stack_name="runnertest")
-
-
-@pytest.fixture
-def stack(fixture_stack, emulator):
-    empty_stack(fixture_stack, emulator)
-    return fixture_stack
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from botocore.exceptions import ClientError
 
 from atrest_cli.local.iam_enforcement import RoleNotProvisioned, assumed_role_environment, create_role
 
+pytestmark = pytest.mark.local_only("tests the emulator's IAM enforcement")
+
 TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
 

@@ -5,9 +5,9 @@ moto computes a queue's ApproximateNumberOfMessages, ...Delayed and ...NotVisibl
 after another; a message whose retry delay ends between those computations is in none of
 them, so the backlog reads 0 while the message is still in the queue. Under load (the
 suite on two busy cores) that window is wide enough to be hit: the malformed message of
-test_end_to_end.py had reached maxReceiveCount, drain returned, and the receive that
-would have moved it to the dead-letter queue never came. Here the torn reading is made to
-happen, deterministically, at exactly that moment.
+tests/integration/test_end_to_end.py had reached maxReceiveCount, drain returned, and the
+receive that would have moved it to the dead-letter queue never came. Here the torn
+reading is made to happen, deterministically, at exactly that moment.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import threading
 import time
 
 import boto3
+import pytest
+
+pytestmark = pytest.mark.local_only("tests the local runner's drain")
 
 
 def _visible(sqs, queue_url: str) -> int:

@@ -12,7 +12,9 @@ import pytest
 from atrest_cli.local.stack import LocalStackState, provision
 from atrest_cli.local.template import StackTemplate, TemplateEvaluator, load_template
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.local_only("tests local provisioning into the emulator")
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = load_template(REPO_ROOT / "template.yaml")
 
 
