@@ -55,7 +55,7 @@ test: venv tools
 
 # Unit and integration tests only, without the template tooling.
 test-fast: venv
-	$(BIN)/python -m pytest $(XDIST) tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) tests/unit tests/integration cli/tests $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/atrest demo
