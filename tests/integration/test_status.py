@@ -14,9 +14,10 @@ import pytest
 from atrest.catalog.data_classes import DataClassCatalog, DataClassifier, Exclusion
 from atrest.flows.encrypt_object import EncryptPipeline
 from atrest.storage.intake import SourceObject
-from atrest_cli.commands.status import ListingProgress, printable
+from atrest_cli.commands.status import printable
 from atrest_cli.demos.samples import connect_key
 from atrest_cli.operations.status import FailedSources, class_kms_key, expected_kms_key
+from atrest_cli.progress import ListingProgress
 
 COUNTS_AN_EMPTIED_STACK = pytest.mark.local_only("counts every object and key version of an emptied stack, encrypting intake objects in this process")
 

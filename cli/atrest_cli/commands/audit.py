@@ -75,6 +75,7 @@ def summary_line(summary: dict[str, int], scope: str) -> str:
 def render_audit_table(records: list[Any]) -> str:
     from atrest.catalog.access import parse_principal
     from atrest.storage.audit import printable
+    from atrest_cli.terminal import render_table
 
     header = ("time (UTC)", "outcome", "via", "who", "data class", "contact", "object", "key version", "reason")
     rows = [
@@ -91,7 +92,4 @@ def render_audit_table(records: list[Any]) -> str:
         )
         for r in records
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(header, rows)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -60,29 +58,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_locally(settings: Any, bucket: str, prefixes: list[str], args: argparse.Namespace) -> int:
     from atrest_cli.operations.backfill import BackfillReport, run_backfill
-    from atrest_cli.progress import human_bytes
+    from atrest_cli.progress import ItemProgress, human_bytes
 
-    tty = sys.stderr.isatty()
-    last = [0.0]
+    with ItemProgress("backfill", "objects") as bar:
 
-    def listed(found: int, to_do: int) -> None:
-        where = "" if prefixes == [""] else f"{{{','.join(prefixes)}}}"  # [""]: the whole bucket
-        print(f"listing s3://{bucket}/{where}: {found} matching, {to_do} not yet encrypted", file=sys.stderr, flush=True)
+        def listed(found: int, to_do: int) -> None:
+            where = "" if prefixes == [""] else f"{{{','.join(prefixes)}}}"  # [""]: the whole bucket
+            bar.note(f"listing s3://{bucket}/{where}: {found} matching, {to_do} not yet encrypted")
 
-    def progress(report: BackfillReport) -> None:
-        now = time.monotonic()
-        if now - last[0] < (0.2 if tty else 2.0) and report.done < report.to_do:
-            return
-        last[0] = now
-        rate = report.done / max(report.seconds, 1e-6)
-        eta = (report.to_do - report.done) / rate if rate else 0
-        line = (f"backfill: {report.done}/{report.to_do} objects, {human_bytes(report.bytes_encrypted)}, "
-                f"{rate:.1f} objects/s, {len(report.failures)} failed, ETA {eta:.0f} s")
-        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+        def progress(report: BackfillReport) -> None:
+            bar(report.done, report.to_do, f"{human_bytes(report.bytes_encrypted)}, {len(report.failures)} failed")
 
-    report = run_backfill(settings, bucket, prefixes, args.since, args.workers, on_listed=listed, on_progress=progress)
-    if tty:
-        print(file=sys.stderr)
+        report = run_backfill(settings, bucket, prefixes, args.since, args.workers, on_listed=listed,
+                              on_progress=progress)
     summary = {
         "bucket": bucket,
         "prefixes": prefixes,
@@ -98,11 +86,7 @@ def _run_locally(settings: Any, bucket: str, prefixes: list[str], args: argparse
         print(json.dumps({**summary, "failures": report.failures}))
     else:
         print(f"backfill of s3://{bucket}: {report.listed} objects match a data class; {report.to_do} had no record")
-        for label, count in sorted(report.outcomes.items()):
-            print(f"  {label:<28} {count}")
-        print(f"  {'failed':<28} {len(report.failures)}")
-        for key, reason in list(report.failures.items())[:20]:
-            print(f"    {key}: {reason}")
+        print(render_outcomes(report))
         print(f"  {human_bytes(report.bytes_encrypted)} encrypted in {report.seconds:.1f} s")
         if report.interrupted:
             print("interrupted: run the same command again to finish (finished objects are passed over)")
@@ -111,6 +95,16 @@ def _run_locally(settings: Any, bucket: str, prefixes: list[str], args: argparse
     if report.interrupted:
         return 130
     return 1 if report.failures else 0
+
+
+def render_outcomes(report: Any) -> str:
+    """Objects per outcome, failures included, then the first failures with their reasons."""
+    from atrest_cli.terminal import render_table, safe_text
+
+    rows = [*sorted(report.outcomes.items()), ("failed", len(report.failures))]
+    lines = ["  " + line for line in render_table(("outcome", "objects"), rows, right=(1,)).splitlines()]
+    lines += [f"    {safe_text(key)}: {safe_text(reason)}" for key, reason in list(report.failures.items())[:20]]
+    return "\n".join(lines)
 
 
 def _start_state_machine(deployment: Any, bucket: str, prefixes: list[str], args: argparse.Namespace) -> int:

@@ -199,8 +199,9 @@ def run(args: argparse.Namespace) -> int:
         if requested:
             trail.conclude(requested[0], AuditOutcome.FAILED, f"{type(error).__name__}: {error}"[:300])
         raise
+    finally:
+        progress.finish()  # a live bar must stop before an error, or the summary, is printed
     trail.conclude(requested[0], AuditOutcome.RELEASED, overwritten)
-    progress.finish()
     truth = result.truth
     source = f"s3://{truth.source_bucket}/{truth.source_key}" + (f"?versionId={truth.source_version_id}"
                                                                    if truth.source_version_id else "")

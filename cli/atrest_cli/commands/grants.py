@@ -56,8 +56,8 @@ def keys_to_list(settings: Any, key: str | None = None) -> list[tuple[str, str]]
 def run_list(args: argparse.Namespace) -> int:
     from atrest.core.clients import AwsClients
     from atrest.crypto.grants import list_grants, stack_grant_prefix
-    from atrest_cli.commands.status import table
     from atrest_cli.operations.deployment import resolve_deployment
+    from atrest_cli.terminal import render_table
 
     deployment = resolve_deployment(args.stack_name, args.state_file)
     prefix = "" if args.all else stack_grant_prefix(_stack_name(args))
@@ -74,5 +74,5 @@ def run_list(args: argparse.Namespace) -> int:
         rows = [(g.grant_id[:16], g.name, g.grantee, ",".join(g.operations),
                  ",".join(f"{k}={v}" for k, v in sorted(g.encryption_context.items())) or "-", g.created[:19])
                 for g in grants]
-        print(table(("grant", "name", "grantee", "operations", "context", "created"), rows))
+        print(render_table(("grant", "name", "grantee", "operations", "context", "created"), rows))
     return 0

@@ -77,14 +77,13 @@ def _when(text: str | None) -> str:
 
 
 def render_versions(views: list[Any]) -> str:
+    from atrest_cli.terminal import render_table
+
     header = ("scope", "version", "state", "created", "expires", "objects")
     rows = [(v.branch_key_id, v.version, v.state, _when(v.created),
              ("shredded " if v.state == "SHREDDED" else "") + (_when(v.expires) if v.expires else "never"), str(v.objects))
             for v in views]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.rjust(w) if i == 5 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
-             for row in [header, *rows]]
-    return "\n".join(lines)
+    return render_table(header, rows, right=(5,), rule=False)  # header, then a line per version, as it always was
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from atrest.core.settings import REKEY_KMS_KEY_PARAMETER, REKEY_KMS_KEY_VARIABLE
 from atrest_cli.commands.common import add_stack_options
@@ -26,27 +25,6 @@ def register(subparsers: Any) -> None:
     rekey.add_argument("--dry-run", action="store_true", help="validate the key and print the plan; change nothing")
     add_stack_options(rekey)
     rekey.set_defaults(run=run)
-
-
-class ProgressBar:
-    """items done / total on stderr: redrawn in place on a terminal, a line per item otherwise."""
-
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
-        self.label, self.stream, self.width = label, stream or sys.stderr, width
-        self._tty = self.stream.isatty()
-        self._drawn = False
-
-    def __call__(self, done: int, total: int) -> None:
-        filled = self.width * done // total if total else self.width
-        text = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}"
-        self.stream.write(("\r" + text) if self._tty else text + "\n")
-        self.stream.flush()
-        self._drawn = True
-
-    def finish(self) -> None:
-        if self._tty and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _local_state_path(args: argparse.Namespace) -> Path | None:
@@ -219,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     from atrest.core.clients import AwsClients
     from atrest_cli.operations.deployment import resolve_deployment
     from atrest_cli.operations.rekey import TargetKeyError, bridge_grantees, execute, plan_class_rekey, plan_stack_rekey, validate_target
+    from atrest_cli.progress import ItemProgress
 
     deployment = resolve_deployment(args.stack_name, args.state_file)
     settings = deployment.settings
@@ -264,11 +243,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not switched:
         _take_bridge_grants(clients.kms, target, deployment, stack)
-    bar = ProgressBar("re-wrapping branch keys")
-    try:
+    with ItemProgress("re-wrapping branch keys", "items") as bar:
         report = execute(plan, clients.kms, clients.dynamodb, settings, progress=bar)
-    finally:
-        bar.finish()
     print(f"re-wrapped {len(report.rewrapped)} item(s) with {report.kms_calls} KMS ReEncrypt call(s); "
           f"{report.already_done} were already done; {report.versions_recorded} version record(s) updated")
     if switched:

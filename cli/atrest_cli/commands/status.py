@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from typing import Any, Sequence, TextIO
+from typing import Any
 
 from atrest_cli.commands.common import add_stack_options
 
@@ -31,10 +30,15 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atrest_cli.operations.deployment import resolve_deployment
+    from atrest_cli.progress import ListingProgress
+    from atrest_cli.terminal import is_terminal
 
     deployment = resolve_deployment(args.stack_name, args.state_file)
     queues = {name: deployment.outputs.get(output, "") for name, output in DEAD_LETTER_OUTPUTS.items()}
-    progress = ListingProgress(sys.stderr)
+    # `--plaintext` streams its keys to standard output: on the same terminal, a live bar on
+    # stderr would be drawn over by them, so its progress is then plain lines between them.
+    shared_terminal = args.plaintext and is_terminal(sys.stdout)
+    progress = ListingProgress(sys.stderr, terminal=False if shared_terminal else None)
     try:
         if args.plaintext:
             return _list_plaintext(deployment.settings, queues, args.json, progress)
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list_plaintext(settings: Any, queues: dict[str, str], as_json: bool, progress: "ListingProgress") -> int:
+def _list_plaintext(settings: Any, queues: dict[str, str], as_json: bool, progress: Any) -> int:
     from collections import Counter
 
     from atrest_cli.operations.status import IntakeState, plaintext_objects
@@ -97,61 +101,17 @@ def printable(text: str) -> str:
     control, format (e.g. bidirectional overrides), separator and unassigned characters
     are written as Python escapes (\\\\, \\t, \\x1b, \\u202e ...); a trailing space as \\x20.
     Printable unicode stays as it is. Exact keys: `--plaintext --json`."""
-    out = []
-    for char in text:
-        if char == "\\":
-            out.append("\\\\")
-        elif char.isprintable():
-            out.append(char)
-        else:
-            out.append(repr(char)[1:-1])  # Python's own escape of a non-printable character
-    escaped = "".join(out)
+    from atrest_cli.terminal import safe_text
+
+    # Backslashes doubled first, so that the escapes safe_text writes stay unambiguous.
+    escaped = safe_text(text.replace("\\", "\\\\"))
     stripped = escaped.rstrip(" ")
     return stripped + "\\x20" * (len(escaped) - len(stripped))
 
 
-class ListingProgress:
-    """How far a long scan or listing got, on stderr: redrawn in place on a terminal, a
-    line every few seconds otherwise (CI logs, pipes); quiet for short runs."""
-
-    def __init__(self, stream: TextIO, every: float = 2.0) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.every = 0.2 if self.tty else every
-        self.started = time.monotonic()
-        self._last = self.started
-        self._drawn = False
-
-    def __call__(self, what: str, count: int) -> None:
-        now = time.monotonic()
-        if now - self._last < self.every:
-            return
-        self._last = now
-        line = f"status: {count:,} {what} read ({count / max(now - self.started, 1e-6):,.0f}/s)"
-        self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
-        self.stream.flush()
-        self._drawn = True
-
-    def finish(self) -> None:
-        if self.tty and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
-
-
-def table(header: Sequence[str], rows: list[Sequence[Any]], right: Sequence[int] = ()) -> str:
-    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def render(report: Any) -> str:
     from atrest_cli.progress import human_bytes
+    from atrest_cli.terminal import render_table
 
     parts = [f"objects per data class (intake: s3://{report.bucket})"]
     busy = [c for c in report.classes if c.encrypted or c.in_intake]
@@ -160,9 +120,9 @@ def render(report: Any) -> str:
          c.in_intake, c.pending, c.failed, c.vault_copies, human_bytes(c.bytes_pending), (c.oldest_pending or "-")[:19])
         for c in busy
     ]
-    parts.append(table(("data class", "scope", "encrypted", "src deleted", "src kept", "bytes", "in intake",
-                        "pending", "failed", "vault copies", "pending bytes", "oldest unencrypted"),
-                       rows, right=(2, 3, 4, 5, 6, 7, 8, 9, 10)) if rows else "  (no objects yet)")
+    parts.append(render_table(("data class", "scope", "encrypted", "src deleted", "src kept", "bytes", "in intake",
+                               "pending", "failed", "vault copies", "pending bytes", "oldest unencrypted"),
+                              rows, right=(2, 3, 4, 5, 6, 7, 8, 9, 10)) if rows else "  (no objects yet)")
     if rows:
         parts.append("  encrypted: recorded in the metadata table (src: its plaintext source); in intake: its objects "
                      "in the intake now = encrypted with the plaintext still there + pending + failed + vault copies "
@@ -183,7 +143,7 @@ def render(report: Any) -> str:
          ("shredded " if v.state == "SHREDDED" else "") + (_when(v.expires) if v.expires else "never"), v.objects)
         for v in report.key_versions
     ]
-    parts.append(table(("scope", "version", "state", "created", "expires", "objects"), version_rows, right=(5,))
+    parts.append(render_table(("scope", "version", "state", "created", "expires", "objects"), version_rows, right=(5,))
                  if version_rows else "  (no branch keys yet: they are created with the first object)")
     parts.append("")
     parts.extend(vault_integrity(report))

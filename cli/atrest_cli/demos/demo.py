@@ -31,6 +31,7 @@ from typing import Any
 
 from atrest.core.settings import Settings
 from atrest.storage.records import ObjectRecord
+from atrest_cli import terminal
 from atrest_cli.operations.deployment import settings_from_outputs
 from atrest_cli.progress import human_bytes
 
@@ -70,14 +71,7 @@ def render_table(records: list[ObjectRecord]) -> str:
         )
         for r in records
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    right = {4, 5, 6}
-    lines = []
-    for row in [header, *rows]:
-        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return terminal.render_table(header, rows, right=(4, 5, 6))
 
 
 def describe_scopes(settings: Settings, records: list[ObjectRecord], instance_id: str) -> str:

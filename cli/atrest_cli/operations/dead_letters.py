@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from atrest.core.errors import MalformedEventError
 from atrest.events.shapes import source_from_sqs_body
 from atrest.storage.intake import SourceObject
+from atrest_cli import terminal
 
 HOLD_SECONDS = 60  # how long a listing or redrive keeps a message from other receivers
 _EMPTY_RECEIVES = 3  # short polls may miss messages: stop after this many empty receives in a row
@@ -206,9 +207,7 @@ def render_table(letters: list[DeadLetter]) -> str:
         )
         for d in letters
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
-    lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row[:-1], widths)), row[-1]]).rstrip() for row in [header, *rows]]
-    return "\n".join(lines)
+    return terminal.render_table(header, rows, rule=False)
 
 
 def dumps(letters: list[DeadLetter]) -> str:
