@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 import boto3
 
 from atrest.storage.audit import AuditTrail
+from atrest.storage.record_keys import object_key
 
 STEPS = ["stack", "encrypt", "decrypt", "alarm", "cleanup"]
 
@@ -78,7 +79,7 @@ def test_doctor_passes_every_step_on_a_healthy_stack_audits_its_read_and_leaves_
     assert versions_of(settings.intake_bucket, intake_key) == []
     assert versions_of(settings.vault_bucket, vault_key) == []
     assert "Item" not in boto3.client("dynamodb").get_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}})
+        TableName=settings.metadata_table, Key=object_key(vault_key))
 
 
 def test_doctor_keeps_the_vault_object_and_record_with_keep(settings, clean_stack, local_runner, tmp_path):
@@ -93,7 +94,7 @@ def test_doctor_keeps_the_vault_object_and_record_with_keep(settings, clean_stac
     vault_key = report["smoke_object"]["vault"].split("/", 3)[3]
     assert len(versions_of(settings.vault_bucket, vault_key)) == 1
     assert "Item" in boto3.client("dynamodb").get_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}})
+        TableName=settings.metadata_table, Key=object_key(vault_key))
 
 
 def test_doctor_fails_naming_the_dead_letter_queue_and_logs_when_nothing_processes_the_upload(

@@ -10,7 +10,7 @@ import boto3
 
 from atrest.flows.decrypt_object import VaultReader
 from atrest.storage.records import MetadataTable, ObjectStatus
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
@@ -34,7 +34,7 @@ def test_uploads_flow_through_events_to_verified_vault_objects_and_the_plaintext
     table = MetadataTable(boto3.client("dynamodb"), settings.metadata_table)
     reader = VaultReader.from_settings(settings)
     for key, (data_class, body) in uploads.items():
-        record = table.get_object(vault_key_for(data_class, settings.intake_bucket, key, versions[key]))
+        record = table.get_object(VaultKey.of_source(data_class, settings.intake_bucket, key, versions[key]))
         assert record is not None, key
         assert record.status is ObjectStatus.SOURCE_DELETED
         assert record.source_key == key
