@@ -116,9 +116,9 @@ class Atrest(Peer):
         # The source is kept (ATREST_KEEP_SOURCE=true), so the next run can encrypt the same
         # version again once its metadata record is gone: with a record, atrest would rightly
         # treat it as a repeated delivery and do nothing.
-        from atrest.storage.records import object_pk
+        from atrest.storage.record_keys import object_key
 
-        deletes = [{"DeleteRequest": {"Key": {"pk": {"S": object_pk(dest)}, "sk": {"S": "OBJECT"}}}} for _, dest in done]
+        deletes = [{"DeleteRequest": {"Key": object_key(dest)}} for _, dest in done]
         for start in range(0, len(deletes), 25):
             pending = {self.settings.metadata_table: deletes[start:start + 25]}
             while pending:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from atrest.core.settings import DECLARATIONS
+from atrest.crypto.keystore_format import BRANCH_KEY_ID, TYPE
 
 from .conftest import ARCHITECTURE_DOC, Stack, as_list, identity_policy_statements, statements
 
@@ -369,7 +370,7 @@ def _keys(props: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 def test_key_store_has_the_mpl_schema(resources):
-    assert _keys(resources["KeyStoreTable"]["Properties"]) == {"HASH": ("branch-key-id", "S"), "RANGE": ("type", "S")}
+    assert _keys(resources["KeyStoreTable"]["Properties"]) == {"HASH": (BRANCH_KEY_ID, "S"), "RANGE": (TYPE, "S")}
 
 
 def test_metadata_table_schema_and_by_key_version_index(resources):

@@ -32,7 +32,9 @@ from atrest.core.clock import ManualClock
 from atrest.flows.encrypt_object import EncryptPipeline
 from atrest.storage.audit import AuditOutcome, AuditRecord, AuditTrail, AuditWriteError, Channel
 from atrest.storage.intake import SourceObject
-from atrest.storage.records import MetadataTable, key_version_pk, key_version_sk
+from atrest.storage.record_keys import key_version_key, object_key
+from atrest.storage.records import MetadataTable
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.reads import catalog_with_decryptors, fetch, read_object_event, role_session_arn
 from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
 
@@ -115,6 +117,11 @@ def contact(settings: Any) -> dict[str, Any]:
         "call-recording": (encrypt(settings, connect_key(settings.connect_prefix, "acme", "CallRecordings", contact_id, when, "wav"), audio), audio),
         "chat-transcript": (encrypt(settings, connect_key(settings.connect_prefix, "acme", "ChatTranscripts", contact_id, when, "json"), transcript), transcript),
     }
+
+
+def missing_object(data_class: str) -> str:
+    """A well-formed vault key of `data_class` that no object has."""
+    return str(VaultKey.of_source(data_class, "no-such-intake", str(uuid.uuid4()), None))
 
 
 def staged_files(read_object: Any) -> list[Path]:
@@ -209,8 +216,8 @@ def test_an_unauthorized_caller_cannot_tell_what_exists(read, callers, contact):
     recording_key, _ = contact["call-recording"]
     asks = [
         {"reason": "r", "object": recording_key},  # exists
-        {"reason": "r", "object": f"call-recording/{uuid.uuid4().hex[:2]}/{uuid.uuid4().hex}.esdk"},  # does not
-        {"reason": "r", "object": "no-such-class/whatever.esdk"},
+        {"reason": "r", "object": missing_object("call-recording")},  # does not
+        {"reason": "r", "object": missing_object("no-such-class")},
         {"reason": "r", "contact_id": contact["id"]},  # has objects
         {"reason": "r", "contact_id": str(uuid.uuid4())},  # has none
         {"reason": "r", "contact_id": contact["id"], "data_class": "call-recording"},
@@ -224,7 +231,7 @@ def test_an_unauthorized_caller_cannot_tell_what_exists(read, callers, contact):
 def test_a_decryptor_asking_for_something_missing_gets_404(read, callers, trail):
     missing_contact = str(uuid.uuid4())
     assert read(callers["qa"], {"reason": "r", "contact_id": missing_contact})[:2] == (404, {"message": "Not found"})
-    assert read(callers["qa"], {"reason": "r", "object": f"call-recording/00/{uuid.uuid4().hex}.esdk"})[0] == 404
+    assert read(callers["qa"], {"reason": "r", "object": missing_object("call-recording")})[0] == 404
     (missing,) = trail.for_contact(missing_contact)
     assert missing.outcome is AuditOutcome.NOT_FOUND and missing.detail == "no objects for this contact"
 
@@ -268,8 +275,8 @@ def test_a_shredded_key_version_is_refused_with_410_and_audited(read, callers, s
     try:
         status, body, _ = read(callers["qa"], {"reason": "audit of integrations", "object": vault_key})
     finally:
-        boto3.client("dynamodb").delete_item(TableName=settings.metadata_table, Key={
-            "pk": {"S": key_version_pk(record.branch_key_id)}, "sk": {"S": key_version_sk(record.branch_key_version)}})
+        boto3.client("dynamodb").delete_item(TableName=settings.metadata_table,
+                                             Key=key_version_key(record.branch_key_id, record.branch_key_version))
     assert status == 410 and "shredded on 2026-01-02" in body["message"]
     assert '"url":' not in json.dumps(body)
     (refused,) = [r for r in trail.since(started) if r.vault_key == vault_key]
@@ -303,7 +310,7 @@ def test_no_reason_url_or_plaintext_reaches_the_logs(read, callers, contact, fun
     status, body, _ = read(callers["qa"], {"reason": secret_reasons[0], "contact_id": contact["id"]})
     assert status == 200
     read(callers["contractor"], {"reason": secret_reasons[1], "contact_id": contact["id"]})
-    read(callers["qa"], {"reason": secret_reasons[2], "object": "call-recording/00/missing.esdk"})
+    read(callers["qa"], {"reason": secret_reasons[2], "object": missing_object("call-recording")})
     read(callers["qa"], {"reason": secret_reasons[3] + "x" * 600, "contact_id": contact["id"]})  # too long: 400
 
     logged = function_log.getvalue() + caplog.text
@@ -386,7 +393,7 @@ def test_atrest_decrypt_requires_a_reason_and_records_every_attempt(cli_environm
     assert f"recorded in the audit trail ({settings.audit_table}) as {identity}" in done.stdout
 
     started = datetime.now(timezone.utc) - timedelta(seconds=1)
-    missing = f"s3://{settings.vault_bucket}/call-recording/00/{uuid.uuid4().hex}.esdk"
+    missing = f"s3://{settings.vault_bucket}/{missing_object('call-recording')}"
     refused = atrest(cli_environment, "decrypt", missing, "-o", "x.wav", "--reason", "typo", cwd=tmp_path)
     assert refused.returncode == 1 and "no atrest record" in refused.stderr
 
@@ -432,7 +439,7 @@ def test_atrest_audit_lists_a_contact_s_reads_since_a_time_and_as_json(cli_envir
 def edit_record(settings: Any, vault_key: str, **values: str) -> None:
     """What someone with write access to the metadata table could do."""
     boto3.client("dynamodb").update_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}},
+        TableName=settings.metadata_table, Key=object_key(vault_key),
         UpdateExpression="SET " + ", ".join(f"#{i} = :{i}" for i in range(len(values))),
         ExpressionAttributeNames={f"#{i}": name for i, name in enumerate(values)},
         ExpressionAttributeValues={f":{i}": {"S": value} for i, value in enumerate(values.values())})

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
+from atrest.storage.record_keys import objects_only
 from atrest.storage.records import ObjectStatus
 
 pytestmark = pytest.mark.local_only("counts every object in an emptied intake bucket and purges the encrypt queue")
@@ -69,7 +70,7 @@ class ProgressWatcher:
 
 def object_records(settings):
     pages = boto3.client("dynamodb").get_paginator("scan").paginate(
-        TableName=settings.metadata_table, FilterExpression="sk = :o", ExpressionAttributeValues={":o": {"S": "OBJECT"}},
+        TableName=settings.metadata_table, **objects_only(),
         ProjectionExpression="source_key, source_version_id, vault_key, #s", ExpressionAttributeNames={"#s": "status"})
     return [item for page in pages for item in page["Items"]]
 

@@ -12,6 +12,7 @@ import boto3
 from atrest.catalog.scopes import BranchKeyScope
 from atrest.core.clients import AwsClients
 from atrest.crypto.keystore import BranchKeyStore
+from atrest.crypto.keystore_format import TYPE, item_kind, items_of
 
 
 def _ensure_in_fresh_process(settings, scope_id, start, results):
@@ -39,12 +40,8 @@ def test_two_first_uploads_at_once_create_exactly_one_branch_key(settings, targe
     assert sum(created for created, _ in outcomes) == 1
     assert len({version for _, version in outcomes}) == 1
     items = boto3.client("dynamodb").query(
-        TableName=settings.keystore_table,
-        KeyConditionExpression="#id = :id",
-        ExpressionAttributeNames={"#id": "branch-key-id"},
-        ExpressionAttributeValues={":id": {"S": f"account/{scope_id}"}},
-    )["Items"]
-    assert sorted(item["type"]["S"].split(":")[0] for item in items) == ["beacon", "branch", "branch"]
+        TableName=settings.keystore_table, **items_of(f"account/{scope_id}"))["Items"]
+    assert sorted(item_kind(item[TYPE]["S"]) for item in items) == ["active", "beacon", "version"]
     # The processes reached the stack under test: the emulator exactly when it is the local stack.
     assert os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://127.0.0.1:") is not target.deployed
 

@@ -24,6 +24,15 @@ from atrest.catalog.scopes import ScopeKind
 from atrest.core.clients import AwsClients
 from atrest.crypto.envelope import encryption_client
 from atrest.crypto.keystore import KeyStores, class_branch_key
+from atrest.crypto.keystore_format import (
+    ACTIVE_TYPE,
+    BRANCH_KEY_ID,
+    KMS_ARN,
+    TABLE_NAME_CONTEXT,
+    TYPE,
+    VERSION,
+    version_type,
+)
 from atrest_cli.local.iam_enforcement import assumed_role_environment
 from atrest_cli.operations import rekey
 from atrest_cli.operations.deployment import settings_from_outputs
@@ -66,13 +75,13 @@ def atrest(class_stack: Any, cli_on: Any) -> Any:
 
 def _items(settings: Any) -> dict[tuple[str, str], dict[str, Any]]:
     items = boto3.client("dynamodb").scan(TableName=settings.keystore_table, ConsistentRead=True)["Items"]
-    return {(i["branch-key-id"]["S"], i["type"]["S"]): i for i in items}
+    return {(i[BRANCH_KEY_ID]["S"], i[TYPE]["S"]): i for i in items}
 
 
 def _kms_keys_by_branch_key(settings: Any) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for (branch_key_id, _), item in _items(settings).items():
-        found.setdefault(branch_key_id, set()).add(item["kms-arn"]["S"])
+        found.setdefault(branch_key_id, set()).add(item[KMS_ARN]["S"])
     return found
 
 
@@ -115,8 +124,8 @@ def test_expire_keys_rotates_a_class_branch_key_under_the_class_key(class_stack)
     version = stores.rotate(class_stack.branch_key_id)
 
     items = {t: i for (b, t), i in _items(settings).items() if b == class_stack.branch_key_id}
-    assert len(items) == before + 1 and items["branch:ACTIVE"]["version"]["S"] == f"branch:version:{version}"
-    assert {i["kms-arn"]["S"] for i in items.values()} == {class_stack.class_key}
+    assert len(items) == before + 1 and items[ACTIVE_TYPE][VERSION]["S"] == version_type(version)
+    assert {i[KMS_ARN]["S"] for i in items.values()} == {class_stack.class_key}
 
 
 def test_the_deploy_grants_each_role_its_key_store_operations_on_the_class_key_and_the_roles_use_it_only_so(class_stack):
@@ -125,15 +134,15 @@ def test_the_deploy_grants_each_role_its_key_store_operations_on_the_class_key_a
     grants = kms.list_grants(KeyId=class_stack.class_key)["Grants"]
     expected = {state.outputs[output]: set(operations) for output, operations in rekey.BRIDGE_ROLE_OUTPUTS.items()}
     assert {g["GranteePrincipal"]: set(g["Operations"]) for g in grants} == expected
-    assert all(g["Constraints"] == {"EncryptionContextSubset": {"tablename": settings.keystore_name}} for g in grants)
+    assert all(g["Constraints"] == {"EncryptionContextSubset": {TABLE_NAME_CONTEXT: settings.keystore_name}} for g in grants)
     assert all(g["Name"].startswith(f"atrest-{STACK}-") for g in grants)
 
-    store_context = {"tablename": settings.keystore_name}
+    store_context = {TABLE_NAME_CONTEXT: settings.keystore_name}
     encrypt_role = _role_clients(state, "EncryptObjectFunctionRoleArn").kms
     encrypt_role.generate_data_key_without_plaintext(KeyId=class_stack.class_key, NumberOfBytes=32,
                                                      EncryptionContext=store_context)
     refused = {
-        "outside the key store's context": (encrypt_role, class_stack.class_key, {"tablename": "another-key-store"}),
+        "outside the key store's context": (encrypt_role, class_stack.class_key, {TABLE_NAME_CONTEXT: "another-key-store"}),
         "an operation its grant lacks": (_role_clients(state, "ReadObjectFunctionRoleArn").kms, class_stack.class_key,
                                          store_context),
         "a key of the account without grants": (encrypt_role, kms.create_key()["KeyMetadata"]["Arn"], store_context),
@@ -197,7 +206,7 @@ def test_rekey_of_one_data_class_moves_only_its_branch_key_and_rewrites_no_vault
         assert code == 0, err
         assert f"re-wrapped {len(moved)} item(s) with {len(moved)} KMS ReEncrypt call(s)" in out
         items_after = _items(settings)
-        assert {items_after[k]["kms-arn"]["S"] for k in moved} == {new_key}
+        assert {items_after[k][KMS_ARN]["S"] for k in moved} == {new_key}
         assert {k: v for k, v in items_after.items() if k not in moved} == {
             k: v for k, v in items_before.items() if k not in moved}
         assert _vault_versions(settings) == vault_before  # no object rewritten: same versions, same ETags

@@ -12,6 +12,7 @@ import pytest
 
 from atrest.flows.encrypt_object import EncryptPipeline
 from atrest.storage.intake import SourceObject
+from atrest.storage.record_keys import BY_SOURCE_INDEX, INDEX_ATTRIBUTES, object_key
 from atrest_cli.demos.samples import call_recording_wav, connect_key
 
 from audit_support import audit_rows
@@ -46,7 +47,7 @@ def test_decrypt_writes_the_original_bytes_and_says_what_it_decrypted(settings, 
 def test_decrypt_refuses_with_a_reason_and_a_non_zero_exit_when_the_record_disagrees(settings, cli_environment, tmp_path):
     outcome, _ = encrypted_recording(settings)
     boto3.client("dynamodb").update_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{outcome.vault_key}"}, "sk": {"S": "OBJECT"}},
+        TableName=settings.metadata_table, Key=object_key(outcome.vault_key),
         UpdateExpression="SET encryption_context.#k = :v", ExpressionAttributeNames={"#k": "atrest:instance"},
         ExpressionAttributeValues={":v": {"S": "another-instance"}})
     result = atrest(cli_environment, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav",
@@ -69,7 +70,7 @@ def edit_record(settings, vault_key, **values):
     """What someone with write access to the metadata table could do."""
     names = {f"#{i}": name for i, name in enumerate(values)}
     boto3.client("dynamodb").update_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}},
+        TableName=settings.metadata_table, Key=object_key(vault_key),
         UpdateExpression="SET " + ", ".join(f"#{i} = :{i}" for i in range(len(values))),
         ExpressionAttributeNames=names,
         ExpressionAttributeValues={f":{i}": {"S": value} for i, value in enumerate(values.values())})
@@ -209,8 +210,8 @@ def test_decrypt_of_an_intake_location_without_a_version_says_to_give_one_for_a_
     outcome, _ = encrypted_recording(settings)  # the pipeline deleted the source version
     # A record written before the by-source index existed (tests/integration/test_source_lookup.py: after).
     boto3.client("dynamodb").update_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{outcome.vault_key}"}, "sk": {"S": "OBJECT"}},
-        UpdateExpression="REMOVE gsi3pk, gsi3sk")
+        TableName=settings.metadata_table, Key=object_key(outcome.vault_key),
+        UpdateExpression="REMOVE " + ", ".join(INDEX_ATTRIBUTES[BY_SOURCE_INDEX]))
     result = atrest(cli_environment, "decrypt", f"s3://{settings.intake_bucket}/{outcome.source.key}", "-o", "a.wav",
                     "--reason", "r", cwd=tmp_path)
     assert result.returncode == 1 and "--version-id" in result.stderr and "Traceback" not in result.stderr

@@ -19,8 +19,10 @@ from atrest.crypto.envelope import message_key, read_header
 from atrest.crypto.keystore import BranchKeyStore
 from atrest.events.shapes import contact_event_from_eventbridge
 from atrest.flows.expire_keys import KeyExpiry
-from atrest.flows.protect_contact import ContactProtector, ContactReader, contact_key
+from atrest.flows.protect_contact import ContactProtector, ContactReader
+from atrest.storage.contact_records import read_contact, version_attribute
 from atrest.storage.instances import InstanceDirectory
+from atrest.storage.record_keys import contact_key, contact_version_key
 from atrest.storage.records import MetadataTable
 from atrest_cli.demos.samples import contact_event
 
@@ -64,12 +66,10 @@ def event_sealed_across_a_rotation(settings, clean_stack):
     outcome = protector.protect(contact_event_from_eventbridge(raw))
     (report,) = rotations
     (rotation,) = report.rotated
-    item = boto3.client("dynamodb").get_item(TableName=settings.metadata_table, Key=contact_key(instance, contact_id),
-                                             ConsistentRead=True)["Item"]
-    headers = {name[len("pii:"):]: message_key(read_header(bytes(value["B"]))).branch_key_version
-               for name, value in item.items() if name.startswith("pii:") and not name.endswith("@version")}
+    stored = read_contact(MetadataTable(boto3.client("dynamodb"), settings.metadata_table), instance, contact_id)
+    headers = {name: message_key(read_header(message)).branch_key_version for name, message in stored.sealed.items()}
     return {"instance": instance, "contact": contact_id, "branch_key_id": branch_key_id, "outcome": outcome,
-            "v1": rotation.retired_version, "v2": rotation.active_version, "item": item, "headers": headers,
+            "v1": rotation.retired_version, "v2": rotation.active_version, "stored": stored, "headers": headers,
             "expiry": expiry, "clock": clock}
 
 
@@ -87,7 +87,7 @@ def test_each_pii_field_records_the_key_version_its_own_header_names(settings, e
     first, rest = under(sealed, sealed["v1"]), under(sealed, sealed["v2"])
     assert len(first) == 1 and rest, "the rotation must land between two fields"
 
-    assert {name: sealed["item"][f"pii:{name}@version"]["S"] for name in sealed["headers"]} == sealed["headers"]
+    assert sealed["stored"].recorded_versions == sealed["headers"]
     assert sealed["outcome"].key_versions == sealed["headers"]
     view = ContactReader.from_settings(settings).reveal(sealed["instance"], sealed["contact"])
     assert view.key_versions == sealed["headers"]
@@ -117,12 +117,12 @@ def test_a_record_from_before_per_field_versions_still_reads_and_is_refused_unde
     sealed = event_sealed_across_a_rotation
     # As earlier versions wrote it: the last field's version for every field, one index item.
     dynamodb = boto3.client("dynamodb")
-    names = {f"#v{n}": f"pii:{name}@version" for n, name in enumerate(sealed["headers"])}
+    names = {f"#v{n}": version_attribute(name) for n, name in enumerate(sealed["headers"])}
     dynamodb.update_item(TableName=settings.metadata_table, Key=contact_key(sealed["instance"], sealed["contact"]),
                          UpdateExpression="SET " + ", ".join(f"{n} = :one" for n in names),
                          ExpressionAttributeNames=names, ExpressionAttributeValues={":one": {"S": sealed["v2"]}})
-    dynamodb.delete_item(TableName=settings.metadata_table, Key={
-        "pk": {"S": f"CONTACT#{sealed['instance']}"}, "sk": {"S": f"K#{sealed['contact']}#{sealed['v1']}"}})
+    dynamodb.delete_item(TableName=settings.metadata_table,
+                         Key=contact_version_key(sealed["instance"], sealed["contact"], sealed["v1"]))
     reader = ContactReader.from_settings(settings)
     assert reader.reveal(sealed["instance"], sealed["contact"]).key_versions == sealed["headers"]
 

@@ -15,9 +15,11 @@ import boto3
 import pytest
 
 from atrest.core.clients import AwsClients
+from atrest.crypto.keystore_format import KMS_ARN, items_of
 from atrest.flows.decrypt_object import VaultReader
 from atrest.flows.encrypt_object import EncryptPipeline, Outcome
-from atrest.flows.protect_contact import ContactReader, contact_key
+from atrest.flows.protect_contact import ContactReader
+from atrest.storage.record_keys import contact_key
 from atrest.storage.records import MetadataTable, ObjectStatus
 from atrest_cli.demos.demo import put_contact_event
 from atrest_cli.operations import rekey
@@ -25,7 +27,7 @@ from atrest_cli.demos.samples import (
     call_recording_wav, chat_transcript, connect_key, contact_event, contact_lens_key, contact_lens_voice_analysis,
 )
 from atrest.storage.intake import SourceObject
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 
 pytestmark = pytest.mark.local_only("runs the functions in this process (local runner, in-process handler) and clones stack tables")
 
@@ -64,9 +66,8 @@ def _encrypt_in_process(settings: Any, *classes: str) -> dict[str, bytes]:
 
 def _kms_arn_of(table: str, branch_key_id: str) -> set[str]:
     items = boto3.client("dynamodb").query(
-        TableName=table, KeyConditionExpression="#id = :id", ExpressionAttributeNames={"#id": "branch-key-id"},
-        ExpressionAttributeValues={":id": {"S": branch_key_id}}, ConsistentRead=True)["Items"]
-    return {item["kms-arn"]["S"] for item in items}
+        TableName=table, **items_of(branch_key_id), ConsistentRead=True)["Items"]
+    return {item[KMS_ARN]["S"] for item in items}
 
 
 def test_every_s3_class_is_encrypted_end_to_end_under_its_own_scope(settings, local_runner, tmp_path):
@@ -82,7 +83,7 @@ def test_every_s3_class_is_encrypted_end_to_end_under_its_own_scope(settings, lo
     table = MetadataTable(boto3.client("dynamodb"), settings.metadata_table)
     reader = VaultReader.from_settings(settings)
     for key, (data_class, branch_key_id, body) in uploads.items():
-        record = table.get_object(vault_key_for(data_class, settings.intake_bucket, key, versions[key]))
+        record = table.get_object(VaultKey.of_source(data_class, settings.intake_bucket, key, versions[key]))
         assert record is not None, key
         assert (record.data_class, record.scope, record.branch_key_id) == (data_class, branch_key_id, branch_key_id)
         assert data_class in record.encryption_context.values()  # bound into every message
@@ -174,7 +175,7 @@ def test_contact_lens_output_and_an_object_no_class_names_are_encrypted_and_an_e
     expected = {contact_lens_key("Voice", contact, WHEN): ("contact-lens-voice-analysis", contact),
                 f"uploads/customer-list-{contact}.csv": ("unclassified", None)}
     for key, (data_class, contact_id) in expected.items():
-        record = table.get_object(vault_key_for(data_class, settings.intake_bucket, key, versions[key]))
+        record = table.get_object(VaultKey.of_source(data_class, settings.intake_bucket, key, versions[key]))
         assert record is not None, key
         assert (record.data_class, record.scope, record.contact_id, record.status) == (
             data_class, f"account/{settings.account_id}", contact_id, ObjectStatus.SOURCE_DELETED)
@@ -186,7 +187,7 @@ def test_contact_lens_output_and_an_object_no_class_names_are_encrypted_and_an_e
     assert [v["VersionId"] for v in s3.list_object_versions(Bucket=settings.intake_bucket, Prefix=report_key)["Versions"]
             ] == [versions[report_key]]
     assert s3.get_object(Bucket=settings.intake_bucket, Key=report_key)["Body"].read() == uploads[report_key]
-    assert table.get_object(vault_key_for("unclassified", settings.intake_bucket, report_key, versions[report_key])) is None
+    assert table.get_object(VaultKey.of_source("unclassified", settings.intake_bucket, report_key, versions[report_key])) is None
     s3.delete_object(Bucket=settings.intake_bucket, Key=report_key, VersionId=versions[report_key])
 
 

@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from atrest.storage.audit import AuditTrail
+from atrest.storage.record_keys import object_key
 
 PROCESSED_BY_THE_LOCAL_RUNNER = pytest.mark.local_only("the doctor's upload is processed (or, on purpose, not) by the local runner on an emptied stack")
 
@@ -82,7 +83,7 @@ def test_doctor_passes_every_step_on_a_healthy_stack_audits_its_read_and_leaves_
     assert versions_of(settings.intake_bucket, intake_key) == []
     assert versions_of(settings.vault_bucket, vault_key) == []
     assert "Item" not in boto3.client("dynamodb").get_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}})
+        TableName=settings.metadata_table, Key=object_key(vault_key))
 
 
 @PROCESSED_BY_THE_LOCAL_RUNNER
@@ -98,7 +99,7 @@ def test_doctor_keeps_the_vault_object_and_record_with_keep(settings, clean_stac
     vault_key = report["smoke_object"]["vault"].split("/", 3)[3]
     assert len(versions_of(settings.vault_bucket, vault_key)) == 1
     assert "Item" in boto3.client("dynamodb").get_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}})
+        TableName=settings.metadata_table, Key=object_key(vault_key))
 
 
 @PROCESSED_BY_THE_LOCAL_RUNNER

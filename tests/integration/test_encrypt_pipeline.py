@@ -24,7 +24,9 @@ from atrest.core.errors import DecryptRefusedError, StorageVerificationError
 from atrest.flows.decrypt_object import VaultReader
 from atrest.flows.encrypt_object import EncryptPipeline, Outcome, SkipReason
 from atrest.storage.intake import SourceObject
+from atrest.storage.record_keys import object_key
 from atrest.storage.records import MetadataTable, ObjectStatus
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
 
 pytestmark = pytest.mark.local_only("encrypts intake objects in this process, which the deployed EncryptObject function would take too")
@@ -206,8 +208,8 @@ def test_a_checksum_mismatch_on_store_keeps_the_plaintext_and_records_nothing(se
         pipeline.encrypt(source)
 
     assert versions_of(settings.intake_bucket, source.key) == [source.version_id]
-    from atrest.storage.vault import vault_key_for
-    vault_key = vault_key_for("call-recording", source.bucket, source.key, source.version_id)
+    from atrest.storage.vault_keys import VaultKey
+    vault_key = str(VaultKey.of_source("call-recording", source.bucket, source.key, source.version_id))
     assert MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(vault_key) is None
 
 
@@ -247,7 +249,7 @@ class TestDecryptRefusals:
         record = table.get_object(b.vault_key)
         latest = s3.head_object(Bucket=settings.vault_bucket, Key=b.vault_key)["VersionId"]
         boto3.client("dynamodb").update_item(
-            TableName=settings.metadata_table, Key={"pk": {"S": record.pk}, "sk": {"S": "OBJECT"}},
+            TableName=settings.metadata_table, Key=record.key,
             UpdateExpression="SET vault_version_id = :v", ExpressionAttributeValues={":v": {"S": latest}})
         out = tmp_path / "plain.wav"
 
@@ -257,9 +259,8 @@ class TestDecryptRefusals:
 
     def test_a_record_edited_to_name_another_source_is_refused(self, settings, pipeline, tmp_path):
         a = self.encrypted(settings, pipeline)
-        pk = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(a.vault_key).pk
         boto3.client("dynamodb").update_item(
-            TableName=settings.metadata_table, Key={"pk": {"S": pk}, "sk": {"S": "OBJECT"}},
+            TableName=settings.metadata_table, Key=object_key(a.vault_key),
             UpdateExpression="SET encryption_context.#k = :v", ExpressionAttributeNames={"#k": "atrest:source-key"},
             ExpressionAttributeValues={":v": {"S": "connect/other/CallRecordings/x.wav"}})
         with pytest.raises(DecryptRefusedError, match="encryption context"):
@@ -272,9 +273,8 @@ class TestDecryptRefusals:
         data = bytearray(s3.get_object(Bucket=settings.vault_bucket, Key=a.vault_key)["Body"].read())
         data[-100] ^= 0x01
         new_version = s3.put_object(Bucket=settings.vault_bucket, Key=a.vault_key, Body=bytes(data))["VersionId"]
-        pk = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(a.vault_key).pk
         boto3.client("dynamodb").update_item(
-            TableName=settings.metadata_table, Key={"pk": {"S": pk}, "sk": {"S": "OBJECT"}},
+            TableName=settings.metadata_table, Key=object_key(a.vault_key),
             UpdateExpression="SET vault_version_id = :v", ExpressionAttributeValues={":v": {"S": new_version}})
         with pytest.raises(DecryptRefusedError):
             VaultReader.from_settings(settings).decrypt_to_file(settings.vault_bucket, a.vault_key, tmp_path / "x")
@@ -284,7 +284,8 @@ class TestDecryptRefusals:
         from atrest.core.errors import RecordNotFoundError
 
         with pytest.raises(RecordNotFoundError, match="no atrest record"):
-            VaultReader.from_settings(settings).decrypt_to_file(settings.vault_bucket, "call-recording/xx/none.esdk", tmp_path / "x")
+            VaultReader.from_settings(settings).decrypt_to_file(
+                settings.vault_bucket, str(VaultKey.of_source("call-recording", "nowhere", "none", None)), tmp_path / "x")
 
 
 def test_a_source_named_without_a_version_gets_the_same_identity_as_its_event(settings, pipeline):

@@ -11,7 +11,7 @@ import pytest
 
 from atrest.flows.decrypt_object import VaultReader
 from atrest.storage.records import MetadataTable, ObjectStatus
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
 
 pytestmark = pytest.mark.local_only("processes the queues with the local runner on an emptied stack")
@@ -37,7 +37,7 @@ def test_uploads_flow_through_events_to_verified_vault_objects_and_the_plaintext
     table = MetadataTable(boto3.client("dynamodb"), settings.metadata_table)
     reader = VaultReader.from_settings(settings)
     for key, (data_class, body) in uploads.items():
-        record = table.get_object(vault_key_for(data_class, settings.intake_bucket, key, versions[key]))
+        record = table.get_object(VaultKey.of_source(data_class, settings.intake_bucket, key, versions[key]))
         assert record is not None, key
         assert record.status is ObjectStatus.SOURCE_DELETED
         assert record.source_key == key

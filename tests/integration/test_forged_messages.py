@@ -27,7 +27,7 @@ from atrest.crypto.verification import KeyStoreUnavailableError, Verdict
 from atrest.flows.decrypt_object import VaultReader
 from atrest.flows.encrypt_object import EncryptPipeline, Outcome, SkipReason
 from atrest.storage.intake import SourceObject
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.samples import connect_key
 
 pytestmark = pytest.mark.local_only("invokes EncryptObjectFunction's handler in this process on intake objects")
@@ -181,7 +181,7 @@ def test_a_genuine_vault_object_copied_into_the_intake_is_left_alone_and_kept_by
 
     assert (result["outcome"], result["reason"]) == (Outcome.SKIPPED.value, SkipReason.ALREADY_ATREST_MESSAGE.value)
     assert intake_versions(settings, copy.key) == [copy.version_id]
-    vault_key = vault_key_for("call-recording", copy.bucket, copy.key, copy.version_id)
+    vault_key = str(VaultKey.of_source("call-recording", copy.bucket, copy.key, copy.version_id))
     assert boto3.client("s3").list_object_versions(Bucket=settings.vault_bucket, Prefix=vault_key).get("Versions", []) == []
 
 
@@ -213,6 +213,6 @@ def test_a_key_store_that_does_not_answer_is_retried_not_taken_for_a_forgery(set
         pipeline.encrypt(copy)
 
     assert intake_versions(settings, copy.key) == [copy.version_id]  # kept, for the retry to verify
-    vault_key = vault_key_for("call-recording", copy.bucket, copy.key, copy.version_id)
+    vault_key = str(VaultKey.of_source("call-recording", copy.bucket, copy.key, copy.version_id))
     assert boto3.client("s3").list_object_versions(Bucket=settings.vault_bucket, Prefix=vault_key).get("Versions", []) == []
 

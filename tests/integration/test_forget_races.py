@@ -19,6 +19,7 @@ import pytest
 
 from atrest.core.clients import AwsClients
 from atrest.core.errors import AtrestError
+from atrest.crypto.keystore_format import TYPE, items_of
 from atrest.events.shapes import contact_event_from_eventbridge
 from atrest.flows.expire_keys import KeyExpiry, RotationInProgressError
 from atrest.flows.protect_contact import ContactProtector
@@ -38,10 +39,8 @@ def protect(settings, instance_id):
 
 def key_store_items(settings, branch_key_id):
     items = boto3.client("dynamodb").query(
-        TableName=settings.keystore_table, KeyConditionExpression="#id = :id",
-        ExpressionAttributeNames={"#id": "branch-key-id"}, ExpressionAttributeValues={":id": {"S": branch_key_id}},
-        ConsistentRead=True)["Items"]
-    return sorted(item["type"]["S"] for item in items)
+        TableName=settings.keystore_table, **items_of(branch_key_id), ConsistentRead=True)["Items"]
+    return sorted(item[TYPE]["S"] for item in items)
 
 
 def recorded_states(settings, branch_key_id):

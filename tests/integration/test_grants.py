@@ -20,6 +20,7 @@ import boto3
 import pytest
 
 from atrest.crypto.grants import READ_WRITE_OPERATIONS, ROTATE_OPERATIONS, list_grants
+from atrest.crypto.keystore_format import TABLE_NAME_CONTEXT
 from atrest_cli.local.lambda_runtime import LocalLambdaContext
 from atrest_cli.main import main
 
@@ -126,7 +127,7 @@ def test_deploying_with_a_customer_key_grants_each_role_only_key_store_operation
     grants = list_grants(boto3.client("kms"), key, "atrest-atrest-")
     assert {g.grantee: set(g.operations) for g in grants} == {ROLE: set(READ_WRITE_OPERATIONS),
                                                               EXPIRE_ROLE: set(ROTATE_OPERATIONS)}
-    assert all(g.encryption_context == {"tablename": "atrest-KeyStoreTable-1"} for g in grants)
+    assert all(g.encryption_context == {TABLE_NAME_CONTEXT: "atrest-KeyStoreTable-1"} for g in grants)
     assert response["Data"] == {"KeyCount": "1", "GrantCount": "2"}
     # The grants are found again by name, so the physical id stays small whatever the key count.
     assert response["PhysicalResourceId"] == "atrest-atrest-kms-grants:" + event["RequestId"][:8]
@@ -217,7 +218,7 @@ def test_each_data_class_key_gets_the_same_grants_and_a_key_shared_by_two_classe
         grants = list_grants(kms, key, "atrest-atrest-")
         assert {g.grantee: set(g.operations) for g in grants} == {ROLE: set(READ_WRITE_OPERATIONS),
                                                                   EXPIRE_ROLE: set(ROTATE_OPERATIONS)}, key
-        assert all(g.encryption_context == {"tablename": "atrest-KeyStoreTable-1"} for g in grants)
+        assert all(g.encryption_context == {TABLE_NAME_CONTEXT: "atrest-KeyStoreTable-1"} for g in grants)
 
 
 def test_class_keys_without_a_customer_key_are_granted_and_the_stacks_own_key_is_not(grant_function, cloudformation):

@@ -18,9 +18,11 @@ from atrest.crypto.keystore import BranchKeyStore
 from atrest.events.shapes import contact_event_from_eventbridge
 from atrest.flows.decrypt_object import VaultReader
 from atrest.flows.expire_keys import KeyExpiry
-from atrest.flows.protect_contact import ContactProtector, ContactReader, contact_key, pii_context
+from atrest.flows.protect_contact import ContactProtector, ContactReader, pii_context
+from atrest.storage.contact_records import sealed_attribute
+from atrest.storage.record_keys import contact_key
 from atrest.storage.records import MetadataTable
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.samples import call_recording_wav, connect_key, contact_event
 
 pytestmark = pytest.mark.local_only("fakes time (ManualClock) and runs the functions with the local runner on an emptied stack")
@@ -86,7 +88,7 @@ def test_a_vault_object_under_a_shredded_version_is_refused_before_the_key_store
     version = boto3.client("s3").put_object(Bucket=settings.intake_bucket, Key=key, Body=call_recording_wav(0.2))["VersionId"]
     local_runner.drain(timeout=30)
     record = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(
-        vault_key_for("call-recording", settings.intake_bucket, key, version))
+        VaultKey.of_source("call-recording", settings.intake_bucket, key, version))
     expiry = KeyExpiry.from_settings(settings, clock=clock)
     expiry.rotate(record.branch_key_id)
     clock.advance(seconds=settings.cache_ttl_seconds, minutes=5)  # every writer's cache has let it go
@@ -107,7 +109,7 @@ def test_a_process_that_cached_a_version_stops_decrypting_it_within_the_cache_tt
     instance = str(uuid.uuid4())
     contact_id, version = protect(settings, instance)
     item = boto3.client("dynamodb").get_item(TableName=settings.metadata_table, Key=contact_key(instance, contact_id))["Item"]
-    message = bytes(item["pii:customerEndpoint"]["B"])
+    message = bytes(item[sealed_attribute("customerEndpoint")]["B"])
     context = pii_context(settings.account_id, instance, contact_id, "customerEndpoint")
     # A warm function (or any MPL client) that does not consult the metadata: only its cache stands in the way.
     warm = BranchKeyStore(AwsClients(), settings.keystore_table, settings.keystore_name, settings.kms_key_arn, ttl)
@@ -217,7 +219,7 @@ def test_contact_event_fields_off_the_allow_list_are_encrypted_including_ones_aw
     assert {"channel", "initiationMethod", "initiationTimestamp", "queueInfo", "agentInfo", "initialContactId"} \
         <= set(outcome.public_fields)
     for name in sealed:
-        assert name not in item and f"pii:{name}" in item
+        assert name not in item and sealed_attribute(name) in item
     assert "Jane" not in str(item) and "4111" not in str(item) and "12-34" not in str(item)
     view = ContactReader.from_settings(settings).reveal(instance, contact_id)
     assert view.pii["name"] == "Refund for Jane Doe" and view.pii["aFieldAwsAddsNextYear"] == {"secret": "s"}

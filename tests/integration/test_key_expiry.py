@@ -14,6 +14,7 @@ import pytest
 from atrest.catalog.scopes import BranchKeyScope
 from atrest.core.clock import ManualClock, from_text, to_text
 from atrest.flows.expire_keys import CLOCK_SKEW_MARGIN, ROTATION_LEASE, KeyExpiry
+from atrest.storage.record_keys import key_version_key, shred_due_entry
 from atrest.storage.records import KeyVersionState
 
 from crashes import Crash, crash_at
@@ -187,9 +188,11 @@ def test_a_retention_shorter_than_the_writers_cache_waits_for_the_cache(settings
     assert retired.writers_stop_by == to_text(
         clock.now() + timedelta(seconds=settings.cache_ttl_seconds) + CLOCK_SKEW_MARGIN)
     # As if its retention had been a minute: due now, but writers may still use it.
+    due = shred_due_entry(to_text(clock.now()), instance_key, first)
     boto3.client("dynamodb").update_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"KEY#{instance_key}"}, "sk": {"S": f"V#{first}"}},
-        UpdateExpression="SET gsi1sk = :due", ExpressionAttributeValues={":due": {"S": f"{to_text(clock.now())}#x"}})
+        TableName=settings.metadata_table, Key=key_version_key(instance_key, first),
+        UpdateExpression="SET " + ", ".join(f"{name} = :due{n}" for n, name in enumerate(due)),
+        ExpressionAttributeValues={f":due{n}": {"S": value} for n, value in enumerate(due.values())})
 
     waiting = KeyExpiry.from_settings(settings, clock=clock).run()
     clock.advance(seconds=settings.cache_ttl_seconds, minutes=5)

@@ -30,6 +30,7 @@ from aws_cryptographic_material_providers.keystore.models import (
 from atrest.core.errors import DecryptRefusedError
 from atrest.crypto.checksums import PURPOSE, ChecksumKey
 from atrest.flows.decrypt_object import VaultReader
+from atrest.storage.record_keys import is_object_item, object_key
 from atrest_cli.demos.reads import catalog_with_decryptors, fetch, read_object_event, role_session_arn
 from atrest_cli.demos.samples import chat_transcript, connect_key
 
@@ -66,9 +67,9 @@ def encrypt_through_handler(settings: Any, encrypt_handler: Any, key: str, body:
     version = boto3.client("s3").put_object(Bucket=settings.intake_bucket, Key=key, Body=body)["VersionId"]
     response = encrypt_handler(sqs_batch(object_created(settings.intake_bucket, key, version)))
     assert response == {"batchItemFailures": []}, response
-    items = boto3.client("dynamodb").scan(
-        TableName=settings.metadata_table, FilterExpression="source_key = :k AND sk = :s",
-        ExpressionAttributeValues={":k": {"S": key}, ":s": {"S": "OBJECT"}})["Items"]
+    items = [item for item in boto3.client("dynamodb").scan(
+        TableName=settings.metadata_table, FilterExpression="source_key = :k",
+        ExpressionAttributeValues={":k": {"S": key}})["Items"] if is_object_item(item)]
     assert len(items) == 1, items
     return items[0]["vault_key"]["S"]
 
@@ -81,7 +82,7 @@ def transcript(settings: Any, contact_id: str | None = None) -> tuple[str, bytes
 
 def raw_item(settings: Any, vault_key: str) -> dict[str, Any]:
     return boto3.client("dynamodb").get_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}},
+        TableName=settings.metadata_table, Key=object_key(vault_key),
         ConsistentRead=True)["Item"]
 
 
@@ -89,7 +90,7 @@ def update_record(settings: Any, vault_key: str, expression: str, values: dict[s
     """What someone with write access to the metadata table could do (or an old record looks like)."""
     kwargs: dict[str, Any] = {"ExpressionAttributeValues": values} if values else {}
     boto3.client("dynamodb").update_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}},
+        TableName=settings.metadata_table, Key=object_key(vault_key),
         UpdateExpression=expression, **kwargs)
 
 

@@ -28,6 +28,7 @@ import pytest
 from atrest.flows.encrypt_object import EncryptPipeline
 from atrest.storage.audit import AuditOutcome
 from atrest.storage.intake import SourceObject
+from atrest.storage.record_keys import object_key
 from atrest.storage.records import MetadataTable
 from atrest_cli.demos.reads import catalog_with_decryptors, read_object_event, role_session_arn
 from atrest_cli.demos.samples import call_recording_wav, connect_key
@@ -65,7 +66,7 @@ def encrypt(settings: Any, key: str, body: bytes, pipeline: EncryptPipeline | No
 
 def record_item(settings: Any, vault_key: str) -> dict[str, Any]:
     return boto3.client("dynamodb").get_item(TableName=settings.metadata_table, ConsistentRead=True,
-                                             Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}})["Item"]
+                                             Key=object_key(vault_key))["Item"]
 
 
 # --------------------------------------------------------------------------- atrest decrypt
@@ -151,7 +152,7 @@ def move_sealed_metadata(settings: Any, from_vault_key: str, to_vault_key: str) 
     """What someone with write access to the metadata table could do."""
     blob = record_item(settings, from_vault_key)["metadata_ciphertext"]
     boto3.client("dynamodb").update_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{to_vault_key}"}, "sk": {"S": "OBJECT"}},
+        TableName=settings.metadata_table, Key=object_key(to_vault_key),
         UpdateExpression="SET metadata_ciphertext = :m", ExpressionAttributeValues={":m": blob})
 
 

@@ -24,8 +24,21 @@ import pytest
 
 from atrest.core.clients import AwsClients
 from atrest.crypto.envelope import encryption_client
-from atrest.crypto.keystore import ACTIVE_TYPE, SCOPE_CONTEXT_KEY, VERSION_TYPE_PREFIX, BranchKeyStore, ForeignKmsKeyError, KeyStores
-from atrest.crypto.keystore_format import kms_encryption_context
+from atrest.crypto.keystore import SCOPE_CONTEXT_KEY, BranchKeyStore, ForeignKmsKeyError, KeyStores
+from atrest.crypto.keystore_format import (
+    ACTIVE_TYPE,
+    CREATE_TIME,
+    CUSTOM_CONTEXT_PREFIX,
+    ENC,
+    HIERARCHY_VERSION,
+    HIERARCHY_VERSION_ATTRIBUTE,
+    KMS_ARN,
+    VERSION,
+    VERSION_TYPE_PREFIX,
+    item_key,
+    kms_encryption_context,
+    version_type,
+)
 from atrest.flows.encrypt_object import EncryptPipeline
 from atrest.storage.intake import SourceObject
 from atrest_cli.demos.samples import call_recording_wav, connect_key
@@ -47,14 +60,14 @@ def planted(settings, key_tables):
     branch_key_id = f"account/{settings.account_id}"
     version = str(uuid.uuid4())
     material = os.urandom(32)  # the planter knows it
-    for item_type in (VERSION_TYPE_PREFIX + version, ACTIVE_TYPE):
-        item = {"branch-key-id": {"S": branch_key_id}, "type": {"S": item_type},
-                "create-time": {"S": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
-                "kms-arn": {"S": planter}, "hierarchy-version": {"N": "1"},
-                f"aws-crypto-ec:{SCOPE_CONTEXT_KEY}": {"S": branch_key_id}}
+    for item_type in (version_type(version), ACTIVE_TYPE):
+        item = {**item_key(branch_key_id, item_type),
+                CREATE_TIME: {"S": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+                KMS_ARN: {"S": planter}, HIERARCHY_VERSION_ATTRIBUTE: {"N": HIERARCHY_VERSION},
+                CUSTOM_CONTEXT_PREFIX + SCOPE_CONTEXT_KEY: {"S": branch_key_id}}
         if item_type == ACTIVE_TYPE:
-            item["version"] = {"S": VERSION_TYPE_PREFIX + version}
-        item["enc"] = {"B": kms.encrypt(KeyId=planter, Plaintext=material,
+            item[VERSION] = {"S": version_type(version)}
+        item[ENC] = {"B": kms.encrypt(KeyId=planter, Plaintext=material,
                                         EncryptionContext=kms_encryption_context(item, keystore))["CiphertextBlob"]}
         dynamodb.put_item(TableName=keystore, Item=item)
     yield type("Planted", (), {"settings": ours, "stack_key": stack_key, "planter": planter,

@@ -13,9 +13,11 @@ import boto3
 import pytest
 
 from atrest.core.errors import DecryptRefusedError
-from atrest.flows.protect_contact import ContactReader, contact_key
+from atrest.flows.protect_contact import ContactReader
+from atrest.storage.contact_records import sealed_attribute
+from atrest.storage.record_keys import contact_key
 from atrest.storage.records import MetadataTable
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.samples import call_recording_wav, connect_key, contact_event
 from atrest_cli.local.runner import Runner
 
@@ -87,7 +89,7 @@ def test_a_contact_event_on_the_default_bus_is_stored_with_its_pii_encrypted_and
     item = contact_item(settings, instance_id, contact_id)
     stored = json.dumps({k: str(v) for k, v in item.items()})
     assert "2065550123" not in stored and "Jane Doe" not in stored and "4000123412341234" not in stored
-    assert set(item) >= {"pii:customerEndpoint", "pii:systemEndpoint", "pii:attributes"}
+    assert set(item) >= {sealed_attribute(name) for name in ("customerEndpoint", "systemEndpoint", "attributes")}
     assert item["channel"] == {"S": "VOICE"} and item["instance_alias"] == {"S": alias}
     assert item["queueInfo"]["M"]["queueType"] == {"S": "STANDARD"}  # searchable without a key
 
@@ -131,8 +133,8 @@ def test_a_later_event_adds_to_the_contact_and_pii_moved_to_another_contact_does
     # Copy the first contact's encrypted number onto the second contact's record.
     boto3.client("dynamodb").update_item(
         TableName=settings.metadata_table, Key=contact_key(instance_id, second),
-        UpdateExpression="SET #p = :p", ExpressionAttributeNames={"#p": "pii:customerEndpoint"},
-        ExpressionAttributeValues={":p": item["pii:customerEndpoint"]},
+        UpdateExpression="SET #p = :p", ExpressionAttributeNames={"#p": sealed_attribute("customerEndpoint")},
+        ExpressionAttributeValues={":p": item[sealed_attribute("customerEndpoint")]},
     )
     with pytest.raises(DecryptRefusedError, match="customerEndpoint"):
         ContactReader.from_settings(settings).reveal(instance_id, second)
@@ -162,6 +164,6 @@ def test_recordings_under_an_alias_are_tied_to_its_instance_once_a_contact_event
     local_runner.drain(timeout=30)
 
     record = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(
-        vault_key_for("call-recording", settings.intake_bucket, key, version))
+        VaultKey.of_source("call-recording", settings.intake_bucket, key, version))
     assert record.instance_id == instance_id and record.instance == alias
     assert record.branch_key_id == f"account/{settings.account_id}"  # recordings stay under the account key

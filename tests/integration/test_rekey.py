@@ -22,6 +22,19 @@ from atrest.catalog.scopes import BranchKeyScope
 from atrest.core.clients import AwsClients
 from atrest.crypto.envelope import encryption_client
 from atrest.crypto.keystore import BranchKeyStore
+from atrest.crypto.keystore_format import (
+    ACTIVE_TYPE,
+    BRANCH_KEY_ID,
+    CREATE_TIME,
+    ENC,
+    HIERARCHY_VERSION_ATTRIBUTE,
+    KMS_ARN,
+    TABLE_NAME_CONTEXT,
+    TYPE,
+    VERSION,
+    item_key,
+    version_type,
+)
 from atrest_cli.main import main
 from atrest_cli.operations import rekey
 
@@ -115,7 +128,7 @@ def _messages(settings: Any) -> list[tuple[str, bytes, bytes]]:
 
 def _items(settings: Any) -> dict[tuple[str, str], dict[str, Any]]:
     items = boto3.client("dynamodb").scan(TableName=settings.keystore_table, ConsistentRead=True)["Items"]
-    return {(i["branch-key-id"]["S"], i["type"]["S"]): i for i in items}
+    return {(i[BRANCH_KEY_ID]["S"], i[TYPE]["S"]): i for i in items}
 
 
 def test_after_rekey_every_object_decrypts_and_no_kms_call_names_the_old_key(isolated, atrest):
@@ -127,7 +140,7 @@ def test_after_rekey_every_object_decrypts_and_no_kms_call_names_the_old_key(iso
     assert code == 0, err
     assert f"re-wrapped {len(items_before)} item(s) with {len(items_before)} KMS ReEncrypt call(s)" in out
     assert f"{len(items_before)}/{len(items_before)}" in err  # the progress bar reached the end
-    assert {i["kms-arn"]["S"] for i in _items(isolated.settings).values()} == {isolated.new}
+    assert {i[KMS_ARN]["S"] for i in _items(isolated.settings).values()} == {isolated.new}
     # A function configured with the new key (as after the stack update) reads old and new data.
     clients = AwsClients()
     recorder = KmsRecorder(clients)
@@ -167,8 +180,8 @@ def test_interrupted_rekey_finishes_on_a_second_run_without_redoing_what_was_don
         rekey.execute(plan, clients.kms, clients.dynamodb, isolated.settings)
 
     halfway = _items(isolated.settings)
-    moved = {key: item["enc"]["B"] for key, item in halfway.items() if item["kms-arn"]["S"] == isolated.new}
-    assert len(moved) == 3 and all(i["kms-arn"]["S"] in (isolated.old, isolated.new) for i in halfway.values())
+    moved = {key: item[ENC]["B"] for key, item in halfway.items() if item[KMS_ARN]["S"] == isolated.new}
+    assert len(moved) == 3 and all(i[KMS_ARN]["S"] in (isolated.old, isolated.new) for i in halfway.values())
     # Second run (a new process): plans only what is left, touches nothing already moved.
     clients = AwsClients()
     recorder = KmsRecorder(clients)
@@ -179,8 +192,8 @@ def test_interrupted_rekey_finishes_on_a_second_run_without_redoing_what_was_don
 
     after = _items(isolated.settings)
     assert recorder.count("ReEncrypt") == plan.total - 3
-    assert {key: after[key]["enc"]["B"] for key in moved} == moved
-    assert {i["kms-arn"]["S"] for i in after.values()} == {isolated.new}
+    assert {key: after[key][ENC]["B"] for key in moved} == moved
+    assert {i[KMS_ARN]["S"] for i in after.values()} == {isolated.new}
     assert rekey.recorded_kms_key(clients.dynamodb, isolated.settings) == isolated.new
 
 
@@ -310,7 +323,7 @@ def _bridge_grants(isolated: Any) -> set[tuple[str, str, frozenset[str], tuple[t
 def _expected_bridge_grants(isolated: Any, local_stack: Any) -> set[Any]:
     """What the template's KmsGrants give each function role (rekey.BRIDGE_ROLE_OUTPUTS, kept
     equal to it by tests/infrastructure/test_kms_fence.py), named as bridges."""
-    table = (("tablename", isolated.settings.keystore_name),)
+    table = ((TABLE_NAME_CONTEXT, isolated.settings.keystore_name),)
     roles = [(local_stack.outputs[output], frozenset(operations)) for output, operations in rekey.BRIDGE_ROLE_OUTPUTS.items()]
     assert {"EncryptObjectFunctionRoleArn", "ProtectContactFunctionRoleArn", "ExpireKeysFunctionRoleArn"} <= set(
         rekey.BRIDGE_ROLE_OUTPUTS)
@@ -367,14 +380,14 @@ def test_a_branch_key_created_under_the_old_key_during_the_window_is_moved_by_th
     # Meanwhile a function still configured with the old key meets a new Amazon Connect instance.
     scope = BranchKeyScope.parse(f"instance/{uuid.uuid4()}")
     assert _stale_store(isolated.settings).ensure(scope)
-    created = {key: i["kms-arn"]["S"] for key, i in _items(isolated.settings).items() if key[0] == scope.branch_key_id}
+    created = {key: i[KMS_ARN]["S"] for key, i in _items(isolated.settings).items() if key[0] == scope.branch_key_id}
     assert set(created.values()) == {isolated.old} and len(created) == 3
 
     code, out, err = atrest("rekey", "--to-kms-key", isolated.new)
 
     assert code == 0, err
     assert "3 key store item(s) to re-wrap" in out and f"retired {len(rekey.BRIDGE_ROLE_OUTPUTS)} bridge grant(s)" in out
-    assert {i["kms-arn"]["S"] for i in _items(isolated.settings).values()} == {isolated.new}
+    assert {i[KMS_ARN]["S"] for i in _items(isolated.settings).values()} == {isolated.new}
     assert _bridge_grants(isolated) == set()
 
 
@@ -394,7 +407,7 @@ def test_rekey_configured_by_atrest_variables_takes_no_bridge_grant_and_says_why
     assert "no bridge grants taken: this configuration does not name the function roles" in out
     assert f"set ATREST_KMS_KEY_ARN={isolated.new}" in out
     assert _bridge_grants(isolated) == set()
-    assert {i["kms-arn"]["S"] for i in _items(isolated.settings).values()} == {isolated.new}
+    assert {i[KMS_ARN]["S"] for i in _items(isolated.settings).values()} == {isolated.new}
 
 
 def test_make_demo_rekey_bridges_the_switch_and_decrypts_every_object_without_the_old_one(tmp_path):
@@ -422,9 +435,9 @@ def test_make_demo_rekey_bridges_the_switch_and_decrypts_every_object_without_th
 def test_rekey_refuses_a_key_store_in_a_format_it_does_not_know_before_changing_anything(isolated, atrest):
     _messages(isolated.settings)
     boto3.client("dynamodb").put_item(TableName=isolated.settings.keystore_table, Item={
-        "branch-key-id": {"S": "account/999999999999"}, "type": {"S": "branch:ACTIVE"}, "hierarchy-version": {"N": "2"},
-        "create-time": {"S": "2027-01-01T00:00:00Z"}, "kms-arn": {"S": isolated.old}, "enc": {"B": b"x"},
-        "version": {"S": "branch:version:1"}, "kms-configuration": {"S": "future"},
+        **item_key("account/999999999999", ACTIVE_TYPE), HIERARCHY_VERSION_ATTRIBUTE: {"N": "2"},
+        CREATE_TIME: {"S": "2027-01-01T00:00:00Z"}, KMS_ARN: {"S": isolated.old}, ENC: {"B": b"x"},
+        VERSION: {"S": version_type("1")}, "kms-configuration": {"S": "future"},  # an attribute the format lacks
     })
     items = _items(isolated.settings)
 

@@ -20,7 +20,7 @@ from atrest.core.clock import ManualClock, from_text
 from atrest.flows.decrypt_object import VaultReader
 from atrest.flows.expire_keys import KeyExpiry
 from atrest.storage.records import MetadataTable
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.samples import call_recording_wav, connect_key
 
 pytestmark = pytest.mark.local_only("fakes time (ManualClock) and runs the functions with the local runner")
@@ -39,7 +39,7 @@ def upload_and_encrypt(settings, runner):
     version = boto3.client("s3").put_object(Bucket=settings.intake_bucket, Key=key, Body=call_recording_wav(0.1))["VersionId"]
     runner.drain(timeout=60)
     record = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(
-        vault_key_for("call-recording", settings.intake_bucket, key, version))
+        VaultKey.of_source("call-recording", settings.intake_bucket, key, version))
     assert record is not None, "the recording was not encrypted"
     return record
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from atrest_cli.local import stack as stack_module
 from atrest_cli.local.emulator import Emulator
 from atrest_cli.main import main
+from atrest.crypto.keystore_format import ACTIVE_TYPE, BRANCH_KEY_ID, TYPE
 
 provisioned = []
 _provision, _stop = stack_module.provision, Emulator.stop
@@ -43,7 +44,7 @@ def active_branch_keys(state) -> list[str]:
     # A class on a KMS key of its own (the demo has one) is read by its own writer.
     stores = KeyStores.from_settings(settings, AwsClients())
     items = boto3.client("dynamodb").scan(TableName=settings.keystore_table)["Items"]
-    ids = sorted({item["branch-key-id"]["S"] for item in items if item["type"]["S"] == "branch:ACTIVE"})
+    ids = sorted({item[BRANCH_KEY_ID]["S"] for item in items if item[TYPE]["S"] == ACTIVE_TYPE})
     return [
         bytes(stores.for_branch_key(branch_key_id).key_store.get_active_branch_key(GetActiveBranchKeyInput(branch_key_identifier=branch_key_id))
               .branch_key_materials.branch_key).hex()

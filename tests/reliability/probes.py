@@ -18,8 +18,9 @@ from atrest.core.settings import Settings
 from atrest.flows.decrypt_object import VaultReader
 from atrest.flows.encrypt_object import EncryptPipeline
 from atrest.storage.intake import SourceObject
+from atrest.storage.record_keys import is_object_item, objects_only
 from atrest.storage.records import MetadataTable, ObjectRecord
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.samples import connect_key
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
@@ -42,7 +43,7 @@ def upload(settings: Settings, key: str, body: bytes, **extra: Any) -> SourceObj
 
 
 def vault_key_of(source: SourceObject, data_class: str = "call-recording") -> str:
-    return vault_key_for(data_class, source.bucket, source.key, source.version_id)
+    return str(VaultKey.of_source(data_class, source.bucket, source.key, source.version_id))
 
 
 # --------------------------------------------------------------------------- what is stored
@@ -77,15 +78,14 @@ def vault_headers(settings: Settings) -> dict[tuple[str, str], Any]:
     return headers
 
 
-def record_of(settings: Settings, vault_key: str) -> ObjectRecord | None:
+def record_of(settings: Settings, vault_key: str | VaultKey) -> ObjectRecord | None:
     return MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(vault_key)
 
 
 def object_records(settings: Settings) -> list[dict[str, Any]]:
     """Every object item in the metadata table."""
     items = boto3.client("dynamodb").scan(
-        TableName=settings.metadata_table, FilterExpression="sk = :o", ExpressionAttributeValues={":o": {"S": "OBJECT"}}
-    )["Items"]
+        TableName=settings.metadata_table, **objects_only())["Items"]
     return items
 
 
@@ -171,7 +171,7 @@ CRASH_POINTS: dict[str, tuple[str, str, int]] = {
 
 def _concerns_the_source(settings: Settings, point: str, params: dict[str, Any] | None) -> bool:
     if point == "after-upload-before-record":
-        return (params or {}).get("Item", {}).get("sk", {}).get("S") == "OBJECT"
+        return is_object_item((params or {}).get("Item", {}))
     if point == "after-record-before-source-delete":
         return (params or {}).get("Bucket") == settings.intake_bucket
     return True

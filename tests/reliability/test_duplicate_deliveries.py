@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from atrest.core.clients import AwsClients
+from atrest.crypto.keystore_format import TYPE, VERSION, item_kind, items_of
 from atrest.flows.encrypt_object import EncryptPipeline, Outcome
 from atrest.storage.records import ObjectStatus
 from atrest_cli.demos.samples import call_recording_wav, chat_transcript
@@ -110,11 +111,8 @@ def test_two_first_ever_objects_for_a_new_scope_at_once_get_one_branch_key(setti
     assert {o["scope"] for o in outcomes} == {f"account/{new_account.account_id}"}
     assert len({o["branch_key_version"] for o in outcomes}) == 1, outcomes
     items = boto3.client("dynamodb").query(
-        TableName=settings.keystore_table, KeyConditionExpression="#id = :id",
-        ExpressionAttributeNames={"#id": "branch-key-id"},
-        ExpressionAttributeValues={":id": {"S": f"account/{new_account.account_id}"}},
-    )["Items"]
-    assert sorted(item["type"]["S"].split(":")[0] for item in items) == ["beacon", "branch", "branch"], \
-        [(item["type"]["S"], item.get("version", {}).get("S")) for item in items]
+        TableName=settings.keystore_table, **items_of(f"account/{new_account.account_id}"))["Items"]
+    assert sorted(item_kind(item[TYPE]["S"]) for item in items) == ["active", "beacon", "version"], \
+        [(item[TYPE]["S"], item.get(VERSION, {}).get("S")) for item in items]
     for source in sources:
         assert decrypt(new_account, vault_key_of(source), tmp_path).startswith(b"first call")

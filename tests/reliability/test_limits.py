@@ -19,7 +19,8 @@ from atrest.core.clients import AwsClients
 from atrest.flows.encrypt_object import EncryptPipeline, Outcome
 from atrest.storage.intake import SourceObject
 from atrest.storage.records import ObjectStatus
-from atrest.storage.vault import MAX_PARTS, part_size_for, vault_key_for
+from atrest.storage.vault import MAX_PARTS, part_size_for
+from atrest.storage.vault_keys import VaultKey
 
 from probes import decrypt, record_of, recording_key, source_versions, upload, vault_key_of
 
@@ -123,7 +124,7 @@ def test_a_5_gib_object_declared_in_its_event_is_streamed_in_parts_and_never_hel
     assert len(vault.part_sizes) >= read_before_drop // settings.part_size - 2, "parts must go up while reading"
     assert peak < 64 * MIB, f"peak {peak / MIB:.0f} MiB: the object is being buffered"
     assert vault.aborted == ["upload-1"], "the multipart upload of a failed stream must be aborted"
-    assert record_of(settings, vault_key_for("call-recording", source.bucket, source.key, source.version_id)) is None
+    assert record_of(settings, VaultKey.of_source("call-recording", source.bucket, source.key, source.version_id)) is None
 
 
 # --------------------------------------------------------------------------- keys and content

@@ -9,7 +9,7 @@ import pytest
 
 from atrest.core.clients import AwsClients
 from atrest.flows.encrypt_object import EncryptPipeline, Outcome
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 
 from probes import decrypt, object_records, queue_bodies, record_of, recording_key, source_versions, upload
 
@@ -36,7 +36,7 @@ def test_a_new_version_uploaded_while_the_old_one_is_encrypted_leaves_both_encry
     local_runner.drain(timeout=60)  # both events: the old one (already done) and the new one
 
     for version, body in ((old, b"first take"), (newer[0], b"second take")):
-        vault_key = vault_key_for("call-recording", settings.intake_bucket, key, version.version_id)
+        vault_key = str(VaultKey.of_source("call-recording", settings.intake_bucket, key, version.version_id))
         assert record_of(settings, vault_key) is not None
         assert decrypt(settings, vault_key, tmp_path) == body
     assert source_versions(settings, key) == []

@@ -17,6 +17,7 @@ import pytest
 from atrest.core.errors import DecryptRefusedError
 from atrest.flows.decrypt_object import VaultReader
 from atrest.flows.encrypt_object import EncryptPipeline
+from atrest.storage.record_keys import object_key
 
 from probes import decrypt, record_of, recording_key, upload, vault_versions
 
@@ -31,7 +32,7 @@ def pipeline(settings):
 def point_record_at(settings, vault_key, version_id):
     """What someone with write access to the metadata table could do."""
     boto3.client("dynamodb").update_item(
-        TableName=settings.metadata_table, Key={"pk": {"S": f"OBJ#{vault_key}"}, "sk": {"S": "OBJECT"}},
+        TableName=settings.metadata_table, Key=object_key(vault_key),
         UpdateExpression="SET vault_version_id = :v", ExpressionAttributeValues={":v": {"S": version_id}})
 
 

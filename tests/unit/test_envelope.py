@@ -8,9 +8,12 @@ from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialPro
 from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
 from aws_cryptographic_material_providers.mpl.models import AesWrappingAlg, CreateRawAesKeyringInput
 
+from atrest.crypto import envelope
 from atrest.crypto.envelope import (
     CTX_SOURCE_KEY,
     SUITE,
+    MessageFormatError,
+    check_message_version,
     context_differences,
     encryption_client,
     encryption_context,
@@ -68,6 +71,32 @@ def test_plaintext_and_foreign_esdk_messages_are_not_mistaken_for_atrest_message
     foreign = encrypt(raw_keyring, b"data", {"purpose": "someone else's"})
     assert read_header(foreign[:4096]) is not None
     assert not is_atrest_message(foreign[:4096])
+
+
+def test_a_header_of_a_message_format_version_atrest_does_not_know_is_refused_with_the_version_named(
+    raw_keyring, monkeypatch
+):
+    ciphertext = encrypt(raw_keyring, b"data", encryption_context("1", None, "chat-transcript", "b", "k"))
+    written = read_header(ciphertext[:4096]).version.value
+    assert written in envelope.KNOWN_MESSAGE_VERSIONS
+    # As after an ESDK upgrade that parses a format atrest was not built against.
+    monkeypatch.setattr(envelope, "KNOWN_MESSAGE_VERSIONS", envelope.KNOWN_MESSAGE_VERSIONS - {written})
+    with pytest.raises(MessageFormatError, match=f"message format version {written} .*nothing was read"):
+        read_header(ciphertext[:4096])
+    with pytest.raises(MessageFormatError):
+        is_atrest_message(ciphertext[:4096])
+
+
+def test_the_version_guard_names_what_atrest_reads():
+    future = type("Header", (), {"version": type("Version", (), {"value": 3})()})()
+    with pytest.raises(MessageFormatError, match=r"version 3 \(atrest reads versions") as refused:
+        check_message_version(future)
+    assert all(str(known) in str(refused.value) for known in envelope.KNOWN_MESSAGE_VERSIONS)
+
+
+def test_bytes_no_esdk_version_starts_with_stay_plaintext(raw_keyring):
+    ciphertext = encrypt(raw_keyring, b"data", encryption_context("1", None, "chat-transcript", "b", "k"))
+    assert read_header(bytes([max(envelope.KNOWN_MESSAGE_VERSIONS) + 1]) + ciphertext[1:4096]) is None
 
 
 def test_context_differences_name_the_keys_that_differ_and_ignore_esdk_keys():

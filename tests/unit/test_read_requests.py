@@ -19,6 +19,7 @@ from atrest.storage.audit import (
 )
 from atrest.core.errors import AtrestError
 from atrest.events.read_requests import BadReadRequest, parse_read_request
+from atrest.storage.vault_keys import VaultKey
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 
@@ -34,8 +35,9 @@ def test_a_contact_request_with_a_reason():
 
 
 def test_an_object_request_keeps_the_reason_as_given():
-    request = parse_read_request(body(reason="  dispute #42\n", object="call-recording/ab/abcd.esdk"))
-    assert request.reason == "  dispute #42\n" and request.requested == "object:call-recording/ab/abcd.esdk"
+    key = VaultKey.example("call-recording")
+    request = parse_read_request(body(reason="  dispute #42\n", object=key))
+    assert request.reason == "  dispute #42\n" and request.requested == f"object:{key}"
 
 
 def test_a_base64_body_is_read_like_a_plain_one():
@@ -102,7 +104,7 @@ def test_the_cli_reason_is_required_and_bounded():
 def test_an_audit_item_is_keyed_by_day_and_time_and_indexed_by_contact():
     record = AuditRecord(principal="arn:aws:sts::123456789012:assumed-role/Qa/jane", channel=Channel.API,
                          outcome=AuditOutcome.ALLOWED, reason="QA", requested="contact:c1", contact_id="c1",
-                         vault_key="call-recording/ab/x.esdk", at="2026-03-10T12:00:00.000Z", record_id="abc")
+                         vault_key=VaultKey.example("call-recording"), at="2026-03-10T12:00:00.000Z", record_id="abc")
     item = record.to_item()
     assert item["pk"] == {"S": "day#2026-03-10"} and item["sk"] == {"S": "2026-03-10T12:00:00.000Z#abc"}
     assert item["gsi1pk"] == {"S": "contact#c1"} and item["gsi1sk"] == item["sk"]

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from atrest.core.errors import AtrestError, OutputPathError
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.commands.common import add_stack_options
 
 STDOUT = "-"
@@ -49,9 +50,9 @@ Your role must be one of the stack's decryptor roles (DecryptorRoleArns) and may
 dynamodb:PutItem on the audit table. See docs/audit.md.
 """
 
-EXAMPLES = """\
+EXAMPLES = f"""\
 examples:
-  atrest decrypt s3://atrest-vault-.../call-recording/ab/ab12...esdk -o call.wav --reason "legal hold LH-7"
+  atrest decrypt s3://atrest-vault-.../{VaultKey.example("call-recording")} -o call.wav --reason "legal hold LH-7"
   atrest decrypt "s3://atrest-intake-.../connect/acme/CallRecordings/2026/11/30/c1.wav?versionId=3HL4kq" \\
       -o - --reason "QA ticket 4711" | ffplay -
   atrest decrypt s3://atrest-intake-.../integrations/crm.json -o crm.json --metadata-file crm.meta.json \\

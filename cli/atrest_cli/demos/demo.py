@@ -79,7 +79,7 @@ def describe_scopes(settings: Settings, records: list[ObjectRecord], instance_id
     read from the branch key's active item (what wraps it), named by why it is that key."""
     import boto3
 
-    from atrest.crypto.keystore_format import KMS_ARN
+    from atrest.crypto.keystore_format import ACTIVE_TYPE, KMS_ARN, item_key
 
     own_keys = {arn: name for name, arn in settings.data_class_kms_keys.items()}
     scopes = sorted({r.scope for r in records} | {f"instance/{instance_id}"})
@@ -89,7 +89,7 @@ def describe_scopes(settings: Settings, records: list[ObjectRecord], instance_id
         service = scope.startswith("service/")
         table = settings.service_keystore_table if service else settings.keystore_table
         item = dynamodb.get_item(TableName=table, ConsistentRead=True,
-                                 Key={"branch-key-id": {"S": scope}, "type": {"S": "branch:ACTIVE"}}).get("Item", {})
+                                 Key=item_key(scope, ACTIVE_TYPE)).get("Item", {})
         arn = item.get(KMS_ARN, {}).get("S", "(no branch key yet)")
         if service:
             where = f"service key store {table}, stack-owned KMS key {arn}"
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace | None = None) -> int:
     from atrest_cli.demos.samples import (
         call_recording_wav, chat_transcript, connect_key, contact_event, contact_lens_key, contact_lens_voice_analysis,
     )
-    from atrest.storage.vault import vault_key_for
+    from atrest.storage.vault_keys import VaultKey
 
     from atrest_cli.local.lambda_runtime import library_log
 
@@ -183,8 +183,8 @@ def run(args: argparse.Namespace | None = None) -> int:
         for upload in uploads:
             classification = classifier.classify(upload.key, len(upload.body))
             assert isinstance(classification, Classification), upload.key
-            record = table.get_object(vault_key_for(classification.data_class, settings.intake_bucket, upload.key,
-                                                    upload.version_id))
+            record = table.get_object(VaultKey.of_source(classification.data_class, settings.intake_bucket,
+                                                             upload.key, upload.version_id))
             if record is None:
                 problems.append(f"no record for {upload.key}")
                 continue

@@ -83,6 +83,7 @@ def run() -> int:
 
     from atrest.core.clients import AwsClients
     from atrest.flows.decrypt_object import VaultReader
+    from atrest.storage.record_keys import is_object_item
     from atrest.storage.records import ObjectRecord
     from atrest_cli.demos.demo import put_contact_event
     from atrest_cli.demos.samples import call_recording_wav, connect_key, contact_event
@@ -115,7 +116,7 @@ def run() -> int:
             s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=bodies[key])
         Runner(state, function_stdout=function_log).drain(timeout=120)
         items = boto3.client("dynamodb").scan(TableName=settings.metadata_table)["Items"]
-        records = [ObjectRecord.from_item(i) for i in items if i.get("sk", {}).get("S") == "OBJECT"]
+        records = [ObjectRecord.from_item(i) for i in items if is_object_item(i)]
         etags_before = {r.vault_key: s3.head_object(Bucket=r.vault_bucket, Key=r.vault_key)["ETag"] for r in records}
         _say("encrypted", f"{len(records)} recording(s) and a contact's PII under {old_key.rsplit('/', 1)[-1]}")
 
@@ -153,7 +154,7 @@ def run() -> int:
         print("KMS key (configured)" + section)
 
         items = boto3.client("dynamodb").scan(TableName=settings.metadata_table)["Items"]
-        records = [ObjectRecord.from_item(i) for i in items if i.get("sk", {}).get("S") == "OBJECT"]
+        records = [ObjectRecord.from_item(i) for i in items if is_object_item(i)]
         clients = AwsClients()
         recorder = KmsCallRecorder(clients.kms)
         switched = settings_from_outputs({**state.outputs, "KmsKeyArn": new_key}, state.account_id, state.parameters)

@@ -24,8 +24,8 @@ from atrest.catalog.data_classes import DataClassifier, Exclusion
 from atrest.core.clients import AwsClients
 from atrest.core.settings import Settings
 from atrest.storage.intake import SourceObject
-from atrest.storage.records import ObjectStatus, object_pk
-from atrest.storage.vault import vault_key_for
+from atrest.storage.records import MetadataTable, ObjectStatus
+from atrest.storage.vault_keys import VaultKey
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +77,10 @@ def unrecorded(clients: AwsClients, settings: Settings, candidates: Iterable[Can
 
 
 def _without_records(clients: AwsClients, settings: Settings, batch: list[Candidate]) -> list[Candidate]:
-    by_pk = {object_pk(vault_key_for(c.data_class, c.source.bucket, c.source.key, c.source.version_id)): c for c in batch}
-    keys = [{"pk": {"S": pk}, "sk": {"S": "OBJECT"}} for pk in by_pk]
-    finished: set[str] = set()
-    request: dict[str, Any] = {settings.metadata_table: {
-        "Keys": keys, "ProjectionExpression": "pk, #status", "ExpressionAttributeNames": {"#status": "status"}}}
-    while request:
-        response = clients.dynamodb.batch_get_item(RequestItems=request)
-        finished.update(item["pk"]["S"] for item in response.get("Responses", {}).get(settings.metadata_table, [])
-                        if item["status"]["S"] != ObjectStatus.ENCRYPTED.value)
-        request = response.get("UnprocessedKeys") or {}
-        if request:
-            time.sleep(0.1)  # throttled: back off briefly, then ask for the rest
-    return [c for pk, c in by_pk.items() if pk not in finished]
+    by_key = {str(VaultKey.of_source(c.data_class, c.source.bucket, c.source.key, c.source.version_id)): c for c in batch}
+    statuses = MetadataTable(clients.dynamodb, settings.metadata_table).object_statuses(by_key)
+    # Unfinished: no record yet, or a record whose source step is still to do.
+    return [c for key, c in by_key.items() if statuses.get(key, ObjectStatus.ENCRYPTED) is ObjectStatus.ENCRYPTED]
 
 
 def unfinished_records(clients: AwsClients, settings: Settings, bucket: str, prefixes: Iterable[str]) -> Iterator[Candidate]:

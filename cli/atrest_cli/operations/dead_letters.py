@@ -174,7 +174,7 @@ class SourceDiagnosis:
 
     def __call__(self, source: SourceObject) -> str | None:
         from atrest.catalog.data_classes import Exclusion
-        from atrest.storage.vault import vault_key_for
+        from atrest.storage.vault_keys import VaultKey
 
         if source.bucket != self.settings.intake_bucket:
             return f"not this stack's intake bucket ({source.bucket}); a redrive skips it"
@@ -183,7 +183,8 @@ class SourceDiagnosis:
             return f"the data class catalog excludes it ({classification.reason}); a redrive skips it"
         if not source.version_id:
             return None
-        record = self.records.get_object(vault_key_for(classification.data_class, source.bucket, source.key, source.version_id))
+        record = self.records.get_object(VaultKey.of_source(classification.data_class, source.bucket, source.key,
+                                                                  source.version_id))
         if record is not None:
             return f"encrypted since ({record.status.value}); the message can be deleted or redriven"
         try:

@@ -41,8 +41,10 @@ from atrest.catalog.data_classes import Classification, DataClassCatalog, DataCl
 from atrest.catalog.scopes import ScopeKind
 from atrest.core.errors import AtrestError
 from atrest.core.settings import Settings
+from atrest.crypto.keystore_format import ACTIVE_TYPE, item_key
+from atrest.storage.record_keys import OBJECT_SK, object_key, object_pk
 from atrest.storage.records import MetadataTable, ObjectRecord, ObjectStatus
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 
 REASON = "atrest doctor smoke test"  # the audit trail's reason for the decrypt of step 3
 ALARM_REASON = "atrest doctor test"
@@ -210,10 +212,10 @@ def check_stack(ctx: DoctorContext) -> StepResult:
           f"s3:ListBucket on arn:aws:s3:::{s.vault_bucket}")
     # GetItem of a key that is not there: the read `atrest decrypt` makes; a missing table says so.
     probe(f"metadata table {s.metadata_table}", lambda: ctx.clients.dynamodb.get_item(
-        TableName=s.metadata_table, Key={"pk": {"S": "OBJ#atrest-doctor-probe"}, "sk": {"S": "OBJECT"}}),
+        TableName=s.metadata_table, Key=object_key("atrest-doctor-probe")),
         f"dynamodb:GetItem on table {s.metadata_table}")
     probe(f"key store table {s.keystore_table}", lambda: ctx.clients.dynamodb.get_item(
-        TableName=s.keystore_table, Key={"branch-key-id": {"S": "atrest-doctor-probe"}, "type": {"S": "branch:ACTIVE"}}),
+        TableName=s.keystore_table, Key=item_key("atrest-doctor-probe", ACTIVE_TYPE)),
         f"dynamodb:GetItem on table {s.keystore_table}")
     if s.audit_table:
         probe(f"audit table {s.audit_table}", lambda: ctx.clients.dynamodb.query(
@@ -298,7 +300,7 @@ def encrypt_smoke_object(ctx: DoctorContext, smoke: SmokeObject, timeout_seconds
                if code in _DENIED else "check the intake bucket exists (`atrest status`)")
         return StepResult("encrypt", StepStatus.FAILED, f"could not upload s3://{smoke.bucket}/{smoke.key}: {code}", fix)
     smoke.version_id = answer.get("VersionId")
-    smoke.vault_key = vault_key_for(smoke.data_class, smoke.bucket, smoke.key, smoke.version_id)
+    smoke.vault_key = str(VaultKey.of_source(smoke.data_class, smoke.bucket, smoke.key, smoke.version_id))
     records = MetadataTable(ctx.clients.dynamodb, ctx.settings.metadata_table)
     started = ctx.clock()
     deadline = started + timeout_seconds
@@ -584,12 +586,12 @@ def clean_up(ctx: DoctorContext, smoke: SmokeObject | None, keep: bool) -> StepR
         if vault_removed:
             try:
                 ctx.clients.dynamodb.delete_item(TableName=ctx.settings.metadata_table,
-                                                 Key={"pk": {"S": f"OBJ#{record.vault_key}"}, "sk": {"S": "OBJECT"}})
+                                                 Key=object_key(record.vault_key))
                 removed.append("its metadata record")
             except ClientError as error:
-                left.append(f"the metadata record OBJ#{record.vault_key} (its vault object is gone)")
-                fixes.append(f"delete item pk=OBJ#{record.vault_key}, sk=OBJECT from {ctx.settings.metadata_table} "
-                             f"({_code(error)})")
+                left.append(f"the metadata record {object_pk(record.vault_key)} (its vault object is gone)")
+                fixes.append(f"delete item pk={object_pk(record.vault_key)}, sk={OBJECT_SK} from "
+                             f"{ctx.settings.metadata_table} ({_code(error)})")
     summary = ("removed " + ", ".join(removed)) if removed else "removed nothing"
     if audit:
         summary += f"; {audit}"

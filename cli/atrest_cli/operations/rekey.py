@@ -61,23 +61,23 @@ from atrest.crypto.grants import (
     stack_grant_prefix,
 )
 from atrest.crypto.keystore_format import (
+    BRANCH_KEY_ID,
     ENC,
     KMS_ARN,
     TABLE_NAME_CONTEXT,
+    TYPE,
     check_item,
     check_library_version,
+    item_key,
     item_kind,
     kms_encryption_context,
+    version_of,
 )
 from atrest.core.settings import KMS_KEY_ARN, Settings
 from atrest.crypto.keystore import class_branch_key, resolve_class_kms_keys
-from atrest.storage.records import key_version_pk, key_version_sk, utc_now
+from atrest.storage.record_keys import PARTITION, class_kms_config_key, class_kms_configs, key_version_key, kms_config_key
+from atrest.storage.records import utc_now
 
-# The metadata table's record of the KMS key the stack's branch keys are wrapped with.
-CONFIG_PK = "CONFIG"
-CONFIG_KMS_SK = "KMS"
-# ... and of the KMS key a data class's own branch key was last moved to: `KMS#<class>`.
-CONFIG_CLASS_KMS_SK_PREFIX = "KMS#"
 _WRITE_ATTEMPTS = 3
 # The function roles a bridge grant is for, by stack output, with the operations the
 # template's KmsGrants custom resource gives each (tests/infrastructure/test_kms_fence.py
@@ -280,7 +280,7 @@ def plan_rekey(dynamodb: Any, settings: Settings, target_arn: str, configured_ar
     accounted = accounted_kms_keys(dynamodb, settings, target_arn, configured_arn)
     for item in _scan_items(dynamodb, settings.keystore_table):
         check_item(item)
-        ref = KeyStoreItemRef(item["branch-key-id"]["S"], item["type"]["S"], item[KMS_ARN]["S"])
+        ref = KeyStoreItemRef(item[BRANCH_KEY_ID]["S"], item[TYPE]["S"], item[KMS_ARN]["S"])
         if ref.kms_arn not in accounted:
             planted.append(ref)
             continue
@@ -304,8 +304,7 @@ def accounted_kms_keys(dynamodb: Any, settings: Settings, target_arn: str,
     keys = set(settings.fenced_kms_keys()) | {target_arn}
     if configured_arn:
         keys.add(configured_arn)
-    item = dynamodb.get_item(TableName=settings.metadata_table, Key={"pk": {"S": CONFIG_PK}, "sk": {"S": CONFIG_KMS_SK}},
-                             ConsistentRead=True).get("Item") or {}
+    item = dynamodb.get_item(TableName=settings.metadata_table, Key=kms_config_key(), ConsistentRead=True).get("Item") or {}
     keys |= {item[name]["S"] for name in ("kms_key_arn", "previous_kms_key_arn") if name in item}
     keys |= {kms_key_arn for _, kms_key_arn in recorded_class_kms_keys(dynamodb, settings).values()}
     keys.discard(settings.service_kms_key_arn)
@@ -364,7 +363,7 @@ class KeyStoreRewrap:
         for _ in range(_WRITE_ATTEMPTS):
             item = self.dynamodb.get_item(
                 TableName=self.settings.keystore_table,
-                Key={"branch-key-id": {"S": ref.branch_key_id}, "type": {"S": ref.item_type}},
+                Key=item_key(ref.branch_key_id, ref.item_type),
                 ConsistentRead=True,
             ).get("Item")
             if item is None:
@@ -384,7 +383,7 @@ class KeyStoreRewrap:
             try:
                 self.dynamodb.update_item(
                     TableName=self.settings.keystore_table,
-                    Key={"branch-key-id": item["branch-key-id"], "type": item["type"]},
+                    Key=item_key(item[BRANCH_KEY_ID]["S"], item[TYPE]["S"]),
                     UpdateExpression="SET #enc = :new_enc, #kms = :target",
                     ConditionExpression="#kms = :source AND #enc = :old_enc",
                     ExpressionAttributeNames={"#enc": ENC, "#kms": KMS_ARN},
@@ -403,13 +402,13 @@ class KeyStoreRewrap:
         """Note on the version's metadata record which KMS key wraps it (if it has a record)."""
         if ref.kind != "version":
             return False
-        version = ref.item_type.split(":", 2)[2]
+        version = version_of(ref.item_type)
         try:
             self.dynamodb.update_item(
                 TableName=self.settings.metadata_table,
-                Key={"pk": {"S": key_version_pk(ref.branch_key_id)}, "sk": {"S": key_version_sk(version)}},
+                Key=key_version_key(ref.branch_key_id, version),
                 UpdateExpression="SET kms_key_arn = :arn, kms_key_switched_at = :at",
-                ConditionExpression="attribute_exists(pk)",
+                ConditionExpression=f"attribute_exists({PARTITION})",
                 ExpressionAttributeValues={":arn": {"S": target_arn}, ":at": {"S": utc_now()}},
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
@@ -463,8 +462,7 @@ def execute(plan: RekeyPlan, kms: Any, dynamodb: Any, settings: Settings,
 
 def record_active_kms_key(dynamodb: Any, settings: Settings, kms_arn: str, previous: str | None = None) -> None:
     """The metadata table's `CONFIG`/`KMS` item: the KMS key every branch key is wrapped with."""
-    item = {"pk": {"S": CONFIG_PK}, "sk": {"S": CONFIG_KMS_SK}, "kms_key_arn": {"S": kms_arn},
-            "switched_at": {"S": utc_now()}}
+    item = {**kms_config_key(), "kms_key_arn": {"S": kms_arn}, "switched_at": {"S": utc_now()}}
     if previous and previous != kms_arn:
         item["previous_kms_key_arn"] = {"S": previous}
     dynamodb.put_item(TableName=settings.metadata_table, Item=item)
@@ -476,7 +474,7 @@ def record_class_kms_key(dynamodb: Any, settings: Settings, data_class: str, bra
     class's branch key to, so that a stack rekey leaves it there even before the deploy
     names it in `DataClassKmsKeys`. A class moved to the stack's own key rejoins the stack:
     its item is deleted, and the next stack rekey moves it with the rest."""
-    key = {"pk": {"S": CONFIG_PK}, "sk": {"S": CONFIG_CLASS_KMS_SK_PREFIX + data_class}}
+    key = class_kms_config_key(data_class)
     if kms_arn == settings.kms_key_arn:
         dynamodb.delete_item(TableName=settings.metadata_table, Key=key)
         return
@@ -491,9 +489,7 @@ def recorded_class_kms_keys(dynamodb: Any, settings: Settings) -> dict[str, tupl
     """Data class -> (branch key id, KMS key) of every class a class rekey moved off the stack's key."""
     found = {}
     for page in dynamodb.get_paginator("query").paginate(
-            TableName=settings.metadata_table, ConsistentRead=True,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": CONFIG_PK}, ":prefix": {"S": CONFIG_CLASS_KMS_SK_PREFIX}}):
+            TableName=settings.metadata_table, ConsistentRead=True, **class_kms_configs()):
         for item in page.get("Items", []):
             found[item["data_class"]["S"]] = (item["branch_key_id"]["S"], item["kms_key_arn"]["S"])
     return found
@@ -502,7 +498,7 @@ def recorded_class_kms_keys(dynamodb: Any, settings: Settings) -> dict[str, tupl
 def recorded_kms_key(dynamodb: Any, settings: Settings) -> str | None:
     """The KMS key the last completed rekey moved the stack to, if any."""
     item = dynamodb.get_item(TableName=settings.metadata_table,
-                             Key={"pk": {"S": CONFIG_PK}, "sk": {"S": CONFIG_KMS_SK}}, ConsistentRead=True).get("Item")
+                             Key=kms_config_key(), ConsistentRead=True).get("Item")
     return item["kms_key_arn"]["S"] if item else None
 
 

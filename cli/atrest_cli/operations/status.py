@@ -31,7 +31,6 @@ Nothing here prints; callers pass `on_progress` to show how far a long listing g
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -46,8 +45,9 @@ from atrest.crypto.envelope import CTX_DATA_CLASS, CTX_SOURCE_BUCKET, CTX_SOURCE
 from atrest.crypto.keystore import KeyStores
 from atrest.flows.expire_keys import KeyExpiry, KeyVersionView
 from atrest.storage.intake import SourceObject
-from atrest.storage.records import BY_KEY_VERSION_INDEX, ObjectStatus, _plain, key_version_gsi, object_pk
-from atrest.storage.vault import vault_key_for
+from atrest.storage.record_keys import filtered, is_object_item, object_key, under_key_version
+from atrest.storage.records import MetadataTable, ObjectStatus, _plain
+from atrest.storage.vault_keys import VaultKey
 from atrest_cli.operations.dead_letters import DeadLetterQueue
 
 ENCRYPT_DEAD_LETTER_QUEUE = "EncryptDeadLetterQueue"
@@ -196,8 +196,7 @@ def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], cl
     scanned = 0
     for page in clients.dynamodb.get_paginator("scan").paginate(TableName=settings.metadata_table):
         for item in page.get("Items", []):
-            sk = item.get("sk", {}).get("S", "")
-            if sk == "OBJECT":
+            if is_object_item(item):
                 plain = _plain(item)
                 entry = bucket_for(plain["data_class"], plain["scope"])
                 entry.encrypted += 1
@@ -357,13 +356,14 @@ def _settle(settings: Settings, clients: AwsClients, classifier: DataClassifier,
         else:
             settled.append(IntakeObject(version["Key"], version_id, version.get("Size", 0), version["LastModified"],
                                         IntakeState.PENDING, found.data_class, found.scope.branch_key_id))
-    pks = [object_pk(vault_key_for(o.data_class, settings.intake_bucket, o.key, o.version_id)) if o.data_class else None
-           for o in settled]
-    statuses = _record_statuses(clients, settings, [pk for pk in pks if pk])
-    for n, (found, pk) in enumerate(zip(settled, pks)):
-        if pk is None:
+    vault_keys = [str(VaultKey.of_source(o.data_class, settings.intake_bucket, o.key, o.version_id)) if o.data_class
+                  else None for o in settled]
+    statuses = MetadataTable(clients.dynamodb, settings.metadata_table).object_statuses(
+        vault_key for vault_key in vault_keys if vault_key)
+    for n, (found, vault_key) in enumerate(zip(settled, vault_keys)):
+        if vault_key is None:
             continue
-        status = statuses.get(pk)
+        status = statuses.get(vault_key)
         if status is not None:
             # Recorded: encrypted. (A record that says SOURCE_DELETED while the version is
             # still listed only means the listing ran beside the deletion.)
@@ -373,24 +373,6 @@ def _settle(settings: Settings, clients: AwsClients, classifier: DataClassifier,
         elif copies is not None and (copy := copies.examine(found)) is not None:
             settled[n] = copy
     return settled
-
-
-def _record_statuses(clients: AwsClients, settings: Settings, pks: list[str]) -> dict[str, ObjectStatus]:
-    """pk -> status of the object records that exist among `pks` (at most 100)."""
-    if not pks:
-        return {}
-    found: dict[str, ObjectStatus] = {}
-    request: dict[str, Any] = {settings.metadata_table: {
-        "Keys": [{"pk": {"S": pk}, "sk": {"S": "OBJECT"}} for pk in dict.fromkeys(pks)],
-        "ProjectionExpression": "pk, #status", "ExpressionAttributeNames": {"#status": "status"}}}
-    while request:
-        response = clients.dynamodb.batch_get_item(RequestItems=request)
-        for item in response.get("Responses", {}).get(settings.metadata_table, []):
-            found[item["pk"]["S"]] = ObjectStatus(item["status"]["S"])
-        request = response.get("UnprocessedKeys") or {}
-        if request:
-            time.sleep(0.1)  # throttled: back off briefly, then ask for the rest
-    return found
 
 
 def _queue_depths(clients: AwsClients, dead_letter_queues: Mapping[str, str]) -> dict[str, int]:
@@ -465,16 +447,12 @@ class VaultCopyFinder:
             key = message_key(header)
         except ValueError:
             return None
+        query = filtered(under_key_version(key.branch_key_id, key.branch_key_version),
+                         "source_key = :key AND source_bucket = :bucket AND data_class = :class AND ciphertext_size = :size",
+                         {":key": {"S": context.get(CTX_SOURCE_KEY, "")}, ":bucket": {"S": context.get(CTX_SOURCE_BUCKET, "")},
+                          ":class": {"S": context[CTX_DATA_CLASS]}, ":size": {"N": str(size)}})
         pages = self.clients.dynamodb.get_paginator("query").paginate(
-            TableName=self.settings.metadata_table, IndexName=BY_KEY_VERSION_INDEX,
-            KeyConditionExpression="gsi1pk = :version",
-            FilterExpression="source_key = :key AND source_bucket = :bucket AND data_class = :class "
-                             "AND ciphertext_size = :size",
-            ExpressionAttributeValues={
-                ":version": {"S": key_version_gsi(key.branch_key_id, key.branch_key_version)},
-                ":key": {"S": context.get(CTX_SOURCE_KEY, "")}, ":bucket": {"S": context.get(CTX_SOURCE_BUCKET, "")},
-                ":class": {"S": context[CTX_DATA_CLASS]}, ":size": {"N": str(size)}},
-            ProjectionExpression="vault_key")
+            TableName=self.settings.metadata_table, **query, ProjectionExpression="vault_key")
         for page in pages:
             for item in page.get("Items", []):
                 return str(item["vault_key"]["S"])
@@ -517,7 +495,7 @@ def _overwritten(settings: Settings, clients: AwsClients, key: str, entry: Mappi
     if entry["count"] < 2:
         return []
     item = clients.dynamodb.get_item(TableName=settings.metadata_table,
-                                     Key={"pk": {"S": object_pk(key)}, "sk": {"S": "OBJECT"}},
+                                     Key=object_key(key),
                                      ProjectionExpression="vault_version_id").get("Item")
     if item is None:
         return []

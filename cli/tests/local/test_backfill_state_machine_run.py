@@ -15,6 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from atrest.storage.record_keys import objects_only
 from atrest.storage.records import ObjectStatus
 from atrest_cli.local.state_machine import UnsupportedDefinitionError, run_state_machine
 from atrest_cli.operations.deployment import settings_from_outputs
@@ -104,7 +105,7 @@ def backfill_input(settings):
 
 def object_records(settings):
     pages = boto3.client("dynamodb").get_paginator("scan").paginate(
-        TableName=settings.metadata_table, FilterExpression="sk = :o", ExpressionAttributeValues={":o": {"S": "OBJECT"}},
+        TableName=settings.metadata_table, **objects_only(),
         ProjectionExpression="source_key, #s, vault_key", ExpressionAttributeNames={"#s": "status"})
     return [item for page in pages for item in page["Items"]]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from atrest.crypto.keystore_format import BRANCH_KEY_ID, TYPE
 from atrest_cli.local.stack import LocalStackState, provision
 from atrest_cli.local.template import StackTemplate, TemplateEvaluator, load_template
 
@@ -50,7 +51,7 @@ def test_tables_match_the_contract_in_the_architecture_doc(local_stack):
     metadata = dynamodb.describe_table(TableName=local_stack.physical_id("MetadataTable"))["Table"]
     idempotency_name = local_stack.physical_id("IdempotencyTable")
 
-    assert [(k["AttributeName"], k["KeyType"]) for k in keystore["KeySchema"]] == [("branch-key-id", "HASH"), ("type", "RANGE")]
+    assert [(k["AttributeName"], k["KeyType"]) for k in keystore["KeySchema"]] == [(BRANCH_KEY_ID, "HASH"), (TYPE, "RANGE")]
     assert [(k["AttributeName"], k["KeyType"]) for k in metadata["KeySchema"]] == [("pk", "HASH"), ("sk", "RANGE")]
     indexes = {index["IndexName"]: ([k["AttributeName"] for k in index["KeySchema"]], index["Projection"]["ProjectionType"])
                for index in metadata["GlobalSecondaryIndexes"]}

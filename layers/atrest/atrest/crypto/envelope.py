@@ -10,13 +10,22 @@ from typing import Any, Mapping
 
 import aws_encryption_sdk
 from aws_encryption_sdk import CommitmentPolicy
-from aws_encryption_sdk.identifiers import Algorithm
+from aws_encryption_sdk.identifiers import Algorithm, SerializationVersion
 from aws_encryption_sdk.internal.formatting.deserialize import deserialize_header
+
+from atrest.core.errors import AtrestError
 
 # Committing (key commitment) but not signing: every reader is also trusted to write,
 # so signatures add cost (an ECDSA key per message) without adding a guarantee.
 SUITE = Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
 HIERARCHY_PROVIDER_ID = "aws-kms-hierarchy"
+
+# The message format versions atrest reads headers of (aws-encryption-sdk-specification,
+# data-format/message-header.md): 1 (non-committing suites) and 2 (committing suites: what
+# atrest writes). `message_key` reads the data key's layout of these versions only.
+KNOWN_MESSAGE_VERSIONS = frozenset({1, 2})
+# The first byte of a header: a version the installed ESDK can parse. Other bytes are plaintext.
+_PARSEABLE_VERSIONS = frozenset(version.value for version in SerializationVersion)
 
 # Encryption context keys. Prefixed so they never collide with the ESDK's own (aws-crypto-*).
 CTX_ACCOUNT = "atrest:account"
@@ -71,15 +80,38 @@ def message_key(header: Any) -> MessageKey:
     return MessageKey(edk.key_provider.key_info.decode("utf-8"), str(version))
 
 
+class MessageFormatError(AtrestError):
+    """A well-formed ESDK message header of a format version atrest was not built against."""
+
+
 def read_header(prefix: bytes) -> Any | None:
-    """Parse an ESDK message header from the first bytes of an object, or None if it is not one."""
-    if len(prefix) < 2 or prefix[0] not in (1, 2):
+    """Parse an ESDK message header from the first bytes of an object, or None if it is not one.
+
+    Raises `MessageFormatError` for a header the installed ESDK parses but whose format
+    version atrest does not know (an ESDK upgrade that added one): what atrest reads from a
+    header (`message_key`, the context) may not mean the same there, so it is refused rather
+    than guessed at, as `atrest.crypto.keystore_format` refuses a key store item it does not know.
+    """
+    if len(prefix) < 2 or prefix[0] not in _PARSEABLE_VERSIONS:
         return None
     try:
         header, _ = deserialize_header(io.BytesIO(prefix), max_encrypted_data_keys=1)
     except Exception:  # anything that is not a well-formed header is plaintext to us
         return None
+    check_message_version(header)
     return header
+
+
+def check_message_version(header: Any) -> None:
+    """Raise `MessageFormatError` unless `header` (a parsed ESDK header) is of a known version."""
+    version = header.version.value
+    if version not in KNOWN_MESSAGE_VERSIONS:
+        raise MessageFormatError(
+            f"ESDK message format version {version} (atrest reads versions "
+            f"{', '.join(map(str, sorted(KNOWN_MESSAGE_VERSIONS)))}); nothing was read from the message. Check the "
+            "ESDK's message format specification for what changed, then add the version to KNOWN_MESSAGE_VERSIONS "
+            "in atrest.crypto.envelope"
+        )
 
 
 def is_atrest_message(prefix: bytes) -> bool:

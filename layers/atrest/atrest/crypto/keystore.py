@@ -71,6 +71,20 @@ from atrest.core.clock import from_text
 from atrest.core.errors import AtrestError, ConfigurationError
 from atrest.core.settings import DATA_CLASS_KMS_KEYS_PARAMETER, DATA_CLASS_KMS_KEYS_VARIABLE, Settings
 from atrest.crypto.checksums import ChecksumKey
+from atrest.crypto.keystore_format import (
+    ACTIVE_TYPE,
+    BEACON_TYPE,
+    BRANCH_KEY_ID,
+    CREATE_TIME,
+    KMS_ARN,
+    TYPE,
+    VERSION,
+    VERSION_TYPE_PREFIX,
+    item_key,
+    text_of,
+    version_of,
+    version_type,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +96,6 @@ REFUSED_ITEM_LOG_TOKEN = "KeyStoreItemRefused"
 SCOPE_CONTEXT_KEY = "atrest-scope"
 
 _NOT_FOUND = "No item found for corresponding branch key identifier"
-
-
-ACTIVE_TYPE = "branch:ACTIVE"
-BEACON_TYPE = "beacon:ACTIVE"
-VERSION_TYPE_PREFIX = "branch:version:"
 
 
 @dataclass(frozen=True)
@@ -110,9 +119,9 @@ class ForeignKmsKeyError(AtrestError):
 
     def __init__(self, table: str, item: Mapping[str, Any], allowed: Collection[str]) -> None:
         self.table = table
-        self.branch_key_id = item.get("branch-key-id", {}).get("S", "?")
-        self.item_type = item.get("type", {}).get("S", "?")
-        self.kms_arn = item.get("kms-arn", {}).get("S", "")
+        self.branch_key_id = text_of(item, BRANCH_KEY_ID, "?")
+        self.item_type = text_of(item, TYPE, "?")
+        self.kms_arn = text_of(item, KMS_ARN)
         super().__init__(
             f"key store item {self.branch_key_id} {self.item_type} (table {table}) is wrapped by KMS key "
             f"{self.kms_arn or '(none)'}, which is not one this stack uses ({', '.join(sorted(allowed))}); refused "
@@ -202,8 +211,8 @@ class BranchKeyStore:
         if context.get("atrest_table") != self.table_name or getattr(_RAW_READ, "active", False):
             return
         item = parsed.get("Item") or {}
-        kms_arn = item.get("kms-arn", {}).get("S")
-        if "branch-key-id" not in item or kms_arn in self.allowed_kms_keys:
+        kms_arn = item.get(KMS_ARN, {}).get("S")
+        if BRANCH_KEY_ID not in item or kms_arn in self.allowed_kms_keys:
             return
         error = ForeignKmsKeyError(self.table_name, item, self.allowed_kms_keys)
         log.error("%s: %s", REFUSED_ITEM_LOG_TOKEN, error, extra={
@@ -298,10 +307,9 @@ class BranchKeyStore:
     # -- versions: list, rotate, shred -------------------------------------------------
 
     def _item_version(self, item: dict[str, Any], active: bool) -> StoredVersion:
-        version = item["version"]["S"] if active else item["type"]["S"]
+        version = item[VERSION]["S"] if active else item[TYPE]["S"]
         return StoredVersion(
-            item["branch-key-id"]["S"], version.removeprefix(VERSION_TYPE_PREFIX), from_text(item["create-time"]["S"]), active,
-            item.get("kms-arn", {}).get("S", ""),
+            item[BRANCH_KEY_ID]["S"], version_of(version), from_text(item[CREATE_TIME]["S"]), active, text_of(item, KMS_ARN),
         )
 
     def active_keys(self) -> list[StoredVersion]:
@@ -312,7 +320,7 @@ class BranchKeyStore:
         for page in dynamodb.get_paginator("scan").paginate(
             TableName=self.table_name,
             FilterExpression="#type = :active",
-            ExpressionAttributeNames={"#type": "type"},
+            ExpressionAttributeNames={"#type": TYPE},
             ExpressionAttributeValues={":active": {"S": ACTIVE_TYPE}},
             ConsistentRead=True,
         ):
@@ -326,7 +334,7 @@ class BranchKeyStore:
         try:
             item = self.key_store_ddb.get_item(
                 TableName=self.table_name,
-                Key={"branch-key-id": {"S": branch_key_id}, "type": {"S": ACTIVE_TYPE}},
+                Key=item_key(branch_key_id, ACTIVE_TYPE),
                 ConsistentRead=True,
             ).get("Item")
         finally:
@@ -340,7 +348,7 @@ class BranchKeyStore:
         for page in self.key_store_ddb.get_paginator("query").paginate(
             TableName=self.table_name,
             KeyConditionExpression="#id = :id AND begins_with(#type, :prefix)",
-            ExpressionAttributeNames={"#id": "branch-key-id", "#type": "type"},
+            ExpressionAttributeNames={"#id": BRANCH_KEY_ID, "#type": TYPE},
             ExpressionAttributeValues={":id": {"S": branch_key_id}, ":prefix": {"S": VERSION_TYPE_PREFIX}},
             ConsistentRead=True,
         ):
@@ -381,7 +389,7 @@ class BranchKeyStore:
                 f"{branch_key_id} version {version} is the active version; rotate first "
                 f"(`atrest keys rotate {branch_key_id}`) or forget the instance (`atrest forget-instance`)"
             )
-        deleted = self._delete(branch_key_id, VERSION_TYPE_PREFIX + version)
+        deleted = self._delete(branch_key_id, version_type(version))
         self._keyrings.pop(branch_key_id, None)
         return deleted
 
@@ -393,7 +401,7 @@ class BranchKeyStore:
         if active is not None and active.version not in versions:
             versions.append(active.version)
         for version in versions:
-            self._delete(branch_key_id, VERSION_TYPE_PREFIX + version)
+            self._delete(branch_key_id, version_type(version))
         # The ACTIVE item holds a copy of the active version's key: it goes too.
         self._delete(branch_key_id, ACTIVE_TYPE)
         self._delete(branch_key_id, BEACON_TYPE)
@@ -409,7 +417,7 @@ class BranchKeyStore:
     def _delete(self, branch_key_id: str, item_type: str) -> bool:
         response = self.key_store_ddb.delete_item(
             TableName=self.table_name,
-            Key={"branch-key-id": {"S": branch_key_id}, "type": {"S": item_type}},
+            Key=item_key(branch_key_id, item_type),
             ReturnValues="ALL_OLD",
         )
         return "Attributes" in response

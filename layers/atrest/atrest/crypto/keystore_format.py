@@ -18,6 +18,9 @@ item's `enc` attribute, so it depends on two things the MPL's specification fixe
 hierarchy version other than 1), and `check_library_version` refuses an MPL other than
 the one this format was verified against: a rekey must fail loudly, before any change,
 rather than re-wrap an item into something the MPL cannot read.
+
+The names and item types below are the only spelling of the format in atrest: the key store
+wrapper (`atrest.crypto.keystore`), the rekey and the tests read items through them.
 """
 
 from __future__ import annotations
@@ -31,30 +34,63 @@ from atrest.core.errors import AtrestError
 VERIFIED_MPL_VERSION = "1.11.3"
 MPL_DISTRIBUTION = "aws-cryptographic-material-providers"
 
+# Item types (the table's sort key).
 ACTIVE_TYPE = "branch:ACTIVE"
 BEACON_TYPE = "beacon:ACTIVE"
 VERSION_TYPE_PREFIX = "branch:version:"
 
-ENC = "enc"
+# Attributes.
+BRANCH_KEY_ID = "branch-key-id"  # the table's partition key
+TYPE = "type"  # the table's sort key
+CREATE_TIME = "create-time"
 KMS_ARN = "kms-arn"
-TABLE_NAME_CONTEXT = "tablename"
+HIERARCHY_VERSION_ATTRIBUTE = "hierarchy-version"
+ENC = "enc"
+VERSION = "version"  # ACTIVE items only: the type of the version item it copies
 CUSTOM_CONTEXT_PREFIX = "aws-crypto-ec:"
+
+TABLE_NAME_CONTEXT = "tablename"
 HIERARCHY_VERSION = "1"
 
 # attribute -> DynamoDB type, for every item type; ACTIVE items also carry `version`.
 COMMON_ATTRIBUTES = {
-    "branch-key-id": "S",
-    "type": "S",
-    "create-time": "S",
+    BRANCH_KEY_ID: "S",
+    TYPE: "S",
+    CREATE_TIME: "S",
     KMS_ARN: "S",
-    "hierarchy-version": "N",
+    HIERARCHY_VERSION_ATTRIBUTE: "N",
     ENC: "B",
 }
-ACTIVE_ONLY_ATTRIBUTES = {"version": "S"}
+ACTIVE_ONLY_ATTRIBUTES = {VERSION: "S"}
 
 
 class KeyStoreFormatError(AtrestError):
     """A key store item is not in the format atrest was built against: nothing was changed."""
+
+
+def item_key(branch_key_id: str, item_type: str) -> dict[str, Any]:
+    return {BRANCH_KEY_ID: {"S": branch_key_id}, TYPE: {"S": item_type}}
+
+
+def version_type(version: str) -> str:
+    """The item type of one version's item."""
+    return VERSION_TYPE_PREFIX + version
+
+
+def version_of(item_type: str) -> str:
+    """The version a version item's type (or an ACTIVE item's `version`) names."""
+    return item_type.removeprefix(VERSION_TYPE_PREFIX)
+
+
+def items_of(branch_key_id: str) -> dict[str, Any]:
+    """Query arguments for every item of one branch key (its versions, ACTIVE and beacon)."""
+    return {"KeyConditionExpression": "#id = :id", "ExpressionAttributeNames": {"#id": BRANCH_KEY_ID},
+            "ExpressionAttributeValues": {":id": {"S": branch_key_id}}}
+
+
+def text_of(item: Mapping[str, Any], name: str, default: str = "") -> str:
+    """A string attribute of a raw item, `default` when it has none."""
+    return str(item.get(name, {}).get("S", default))
 
 
 def item_kind(item_type: str) -> str:
@@ -72,9 +108,9 @@ def item_kind(item_type: str) -> str:
 def check_item(item: Mapping[str, Any]) -> None:
     """Raise `KeyStoreFormatError` unless `item` (a raw DynamoDB item) has exactly the
     attributes and types of the MPL key store format described in this module."""
-    where = f"key store item {item.get('branch-key-id', {}).get('S', '?')} / {item.get('type', {}).get('S', '?')}"
+    where = f"key store item {text_of(item, BRANCH_KEY_ID, '?')} / {text_of(item, TYPE, '?')}"
     expected = dict(COMMON_ATTRIBUTES)
-    if "type" in item and item_kind(item["type"]["S"]) == "active":
+    if TYPE in item and item_kind(item[TYPE]["S"]) == "active":
         expected.update(ACTIVE_ONLY_ATTRIBUTES)
     problems = []
     for name, kind in expected.items():
@@ -89,7 +125,7 @@ def check_item(item: Mapping[str, Any]) -> None:
             problems.append(f"unknown attribute {name!r}")
         elif "S" not in value:
             problems.append(f"custom context {name!r} is not a string")
-    version = item.get("hierarchy-version", {}).get("N")
+    version = item.get(HIERARCHY_VERSION_ATTRIBUTE, {}).get("N")
     if version is not None and version != HIERARCHY_VERSION:
         problems.append(f"hierarchy-version {version} (only {HIERARCHY_VERSION} is known)")
     if problems:

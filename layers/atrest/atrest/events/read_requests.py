@@ -14,6 +14,7 @@ from typing import Any
 
 from atrest.core.errors import AtrestError
 from atrest.storage.audit import check_reason
+from atrest.storage.vault_keys import VaultKey
 
 MAX_BODY_BYTES = 16 * 1024
 FORBIDDEN: dict[str, Any] = {"message": "Forbidden"}
@@ -68,7 +69,7 @@ def parse_read_request(body: str | None, is_base64: bool = False) -> ReadRequest
         if data_class is not None:
             raise BadReadRequest('"data_class" narrows a "contact_id" request; an object has its own class')
         if not isinstance(key, str) or not 0 < len(key.encode("utf-8")) <= 1024 or key.startswith(("s3://", "/")):
-            raise BadReadRequest('"object" must be a vault key as the metadata names it, e.g. "call-recording/<hash>.esdk"')
+            raise BadReadRequest(f'"object" must be a vault key as the metadata names it, e.g. "{VaultKey.example("call-recording")}"')
         return ReadRequest(reason, object_key=key)
     if not isinstance(contact_id, str) or not _CONTACT_ID.match(contact_id):
         raise BadReadRequest('"contact_id" must be an Amazon Connect contact id (letters, digits and -)')

@@ -35,7 +35,7 @@ from atrest.core.settings import Settings
 from atrest.crypto.keystore import BranchKeyStore, KeyStores
 from atrest.crypto.object_metadata import ObjectMetadata, bounded_content_type, open_metadata
 from atrest.storage.records import KeyVersionRecord, KeyVersionState, MetadataTable, ObjectRecord
-from atrest.storage.vault import vault_key_for
+from atrest.storage.vault_keys import VaultKey
 
 CHUNK = 1024 * 1024
 
@@ -281,8 +281,8 @@ def record_disagreements(record: ObjectRecord, truth: HeaderTruth) -> list[str]:
         ("contact_id", record.contact_id or None, truth.contact_id or None),
     ) if recorded != proven]
     # The vault key is a hash of class, bucket, key and version: it proves the recorded version.
-    if not found and record.vault_key != vault_key_for(truth.data_class, truth.source_bucket, truth.source_key,
-                                                       record.source_version_id):
+    if not found and record.vault_key != str(VaultKey.of_source(truth.data_class, truth.source_bucket, truth.source_key,
+                                                                record.source_version_id)):
         found.append("source_version_id")
     return found
 
@@ -352,7 +352,7 @@ def source_record(records: MetadataTable, s3: Any, classifier: Any, vault_bucket
     if not isinstance(classification, Exclusion):
         candidates = [version_id] if version_id else _listed_versions(s3, bucket, key) + [None]
         for candidate in candidates:
-            record = records.get_object(vault_key_for(classification.data_class, bucket, key, candidate))
+            record = records.get_object(VaultKey.of_source(classification.data_class, bucket, key, candidate))
             if record is not None and record.vault_bucket == vault_bucket:
                 found[record.vault_key] = record
     if version_id is None or not found:

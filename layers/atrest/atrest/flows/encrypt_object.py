@@ -35,7 +35,8 @@ from atrest.crypto.verification import LARGEST_FRAME_LENGTH, Verdict, verify_mes
 from atrest.storage.instances import InstanceDirectory
 from atrest.storage.intake import PlaintextStream, SourceObject
 from atrest.storage.records import MetadataTable, ObjectRecord, ObjectStatus, utc_now
-from atrest.storage.vault import MultipartWriter, abort_open_uploads, other_versions, part_size_for, vault_key_for
+from atrest.storage.vault import MultipartWriter, abort_open_uploads, other_versions, part_size_for
+from atrest.storage.vault_keys import VaultKey
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class EncryptPipeline:
             except ClientError as error:
                 return self._skip_unavailable(source, error)
 
-        vault_key = vault_key_for(classification.data_class, source.bucket, source.key, source.version_id)
+        vault_key = str(VaultKey.of_source(classification.data_class, source.bucket, source.key, source.version_id))
         existing = self.records.get_object(vault_key)
         if existing is not None:
             # An earlier delivery got as far as the record: only the source step can be missing.

@@ -1,17 +1,16 @@
 """Contact records: Amazon Connect contacts with their PII encrypted under the
 instance's time-limited branch key (`instance/<instance-id>`).
 
-One item per contact (`CONTACT#<instance id>`, `C#<contact id>`) gathers what its
+One item per contact (`atrest.storage.contact_records`) gathers what its
 events say. Only the fields atrest needs in the clear (`Settings.contact_clear_fields`:
 ids, channel, timestamps, queue, agent, initiation method, the instance) stay readable;
 every other field, including ones Amazon Connect adds later, is an ESDK message whose
 encryption context binds account, instance, contact and field name, so a ciphertext
 moved to another contact or field does not decrypt. Each sealed field records the branch
-key version its own message header names (`pii:<name>@version`): the keyring's cache may
-refresh between two fields of one event (a rotation in the last TTL), so one event can
-seal under two versions. For each key version a contact's PII uses, an index item
-(`K#<contact id>#<version>`) puts the contact in the `by-key-version` index, so shredding
-a version can say how many contacts it makes unreadable.
+key version its own message header names: the keyring's cache may refresh between two
+fields of one event (a rotation in the last TTL), so one event can seal under two
+versions. For each key version a contact's PII uses, an index item puts the contact in the
+`by-key-version` index, so shredding a version can say how many contacts it makes unreadable.
 
 The write that stores sealed fields requires, in the same transaction, that each of their
 key versions is not SHREDDED. A shred or `forget-instance` marks the version first and
@@ -25,10 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Callable, Mapping
-
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from atrest.catalog.scopes import BranchKeyScope
 from atrest.core.clients import AwsClients
@@ -37,8 +33,14 @@ from atrest.core.settings import Settings
 from atrest.crypto.envelope import SUITE, context_differences, encryption_client, message_key, read_header
 from atrest.crypto.keystore import BranchKeyStore, KeyStores
 from atrest.events.shapes import ContactEvent
+from atrest.storage.contact_records import (
+    ContactEventFields,
+    KeyVersionShreddedError,
+    read_contact,
+    store_contact_event,
+)
 from atrest.storage.instances import InstanceDirectory
-from atrest.storage.records import KeyVersionState, MetadataTable, key_version_gsi, utc_now
+from atrest.storage.records import KeyVersionState, MetadataTable
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +50,12 @@ CTX_DATA_CLASS = "atrest:data-class"
 CTX_INSTANCE_ID = "atrest:instance-id"
 CTX_CONTACT = "atrest:contact"
 CTX_FIELD = "atrest:field"
-PII_PREFIX = "pii:"  # item attribute holding a field's ESDK message; "<prefix><name>@version" its key version
 # Fields that identify the contact: stored as the item's own attributes, never as PII.
 IDENTITY_FIELDS = {"contactId", "instanceArn", "instanceARN", "eventType"}
 # How often one event is sealed again after its key version was shredded under it. A
 # forget marks every version before deleting the key, so a second seal can meet the old
 # key once more (still the store's active one); by the third the key is gone or new.
 SEAL_ATTEMPTS = 3
-
-
-class KeyVersionShreddedError(AtrestError):
-    """The key version a contact's fields were sealed under was shredded before they were stored."""
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 @dataclass(frozen=True)
@@ -85,15 +79,6 @@ class ProtectedContact:
 def pii_context(account_id: str, instance_id: str, contact_id: str, field_name: str) -> dict[str, str]:
     return {CTX_ACCOUNT: account_id, CTX_DATA_CLASS: DATA_CLASS, CTX_INSTANCE_ID: instance_id,
             CTX_CONTACT: contact_id, CTX_FIELD: field_name}
-
-
-def contact_key(instance_id: str, contact_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"CONTACT#{instance_id}"}, "sk": {"S": f"C#{contact_id}"}}
-
-
-def _dynamo_value(value: Any) -> dict[str, Any]:
-    # DynamoDB has no floats: JSON numbers become Decimals.
-    return _serializer.serialize(json.loads(json.dumps(value), parse_float=Decimal))
 
 
 class ContactProtector:
@@ -170,59 +155,8 @@ class ContactProtector:
 
     def _write(self, event: ContactEvent, alias: str | None, public: Mapping[str, Any], sealed: Mapping[str, bytes],
                scope: BranchKeyScope, versions: Mapping[str, str]) -> None:
-        now = utc_now()
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        sets: list[str] = []
-
-        def assign(attribute: str, value: dict[str, Any]) -> None:
-            n = len(sets)
-            names[f"#a{n}"], values[f":v{n}"] = attribute, value
-            sets.append(f"#a{n} = :v{n}")
-
-        assign("instance_id", {"S": event.instance_id})
-        assign("contact_id", {"S": event.contact_id})
-        assign("last_event_type", {"S": event.event_type})
-        assign("updated_at", {"S": now})
-        assign(f"event:{event.event_type}", {"S": event.time or now})
-        if alias:
-            assign("instance_alias", {"S": alias})
-        for name, value in public.items():
-            assign(name, _dynamo_value(value))
-        for name, ciphertext in sealed.items():
-            assign(PII_PREFIX + name, {"B": ciphertext})
-            assign(f"{PII_PREFIX}{name}@version", {"S": versions[name]})
-        update = {
-            "TableName": self.records.table_name,
-            "Key": contact_key(event.instance_id, event.contact_id),
-            "UpdateExpression": "SET " + ", ".join(sets),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-        if not versions:
-            self.records.dynamodb.update_item(**update)
-            return
-        used = sorted(set(versions.values()))
-        items: list[dict[str, Any]] = [{"Update": update}]
-        for version in used:  # one index item per version, so each version's shred counts the contact
-            items.append({"Put": {"TableName": self.records.table_name, "Item": {
-                "pk": {"S": f"CONTACT#{event.instance_id}"}, "sk": {"S": f"K#{event.contact_id}#{version}"},
-                "gsi1pk": {"S": key_version_gsi(scope.branch_key_id, version)},
-                "gsi1sk": {"S": f"{now}#contact/{event.contact_id}"},
-            }}})
-        checks = len(items)
-        items += [self.records.version_not_shredded(scope.branch_key_id, version) for version in used]
-        try:
-            self.records.dynamodb.transact_write_items(TransactItems=items)
-        except self.records.dynamodb.exceptions.TransactionCanceledException as error:
-            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-            shredded = [version for version, reason in zip(used, reasons[checks:]) if reason == "ConditionalCheckFailed"]
-            if len(reasons) == len(items) and shredded:
-                raise KeyVersionShreddedError(
-                    f"{scope.branch_key_id} version {', '.join(shredded)} was shredded") from None
-            raise
-        for version in used:
-            self.records.record_key_version(scope.branch_key_id, version)
+        store_contact_event(self.records, scope.branch_key_id, ContactEventFields(
+            event.instance_id, event.contact_id, event.event_type, event.time, alias, public, sealed, versions))
 
 
 def _sealed_under(ciphertext: bytes) -> str | None:
@@ -265,25 +199,18 @@ class ContactReader:
         return cls(settings.account_id, keystore, MetadataTable(clients.dynamodb, settings.metadata_table))
 
     def reveal(self, instance_id: str, contact_id: str, fields: Callable[[str], bool] = lambda _name: True) -> ContactView:
-        item = self.records.dynamodb.get_item(
-            TableName=self.records.table_name, Key=contact_key(instance_id, contact_id), ConsistentRead=True
-        ).get("Item")
-        if not item:
+        stored = read_contact(self.records, instance_id, contact_id)
+        if stored is None:
             raise RecordNotFoundError(f"no contact {contact_id} of instance {instance_id}; check both ids "
                                       "(the instance id is the last part of the instance ARN)")
         branch_key_id = BranchKeyScope.instance(instance_id).branch_key_id
-        public, pii, versions = {}, {}, {}
-        for attribute, value in item.items():
-            if attribute.startswith(PII_PREFIX) and not attribute.endswith("@version"):
-                name = attribute[len(PII_PREFIX):]
-                if fields(name):
-                    ciphertext = bytes(value["B"])
-                    version = _sealed_under(ciphertext) or item[f"{attribute}@version"]["S"]
-                    versions[name] = version
-                    pii[name] = self._open(branch_key_id, version, instance_id, contact_id, name, ciphertext)
-            elif attribute not in ("pk", "sk") and not attribute.startswith(PII_PREFIX):
-                public[attribute] = _deserializer.deserialize(value)
-        return ContactView(instance_id, contact_id, public, pii, versions)
+        pii, versions = {}, {}
+        for name, ciphertext in stored.sealed.items():
+            if fields(name):
+                version = _sealed_under(ciphertext) or stored.recorded_versions[name]
+                versions[name] = version
+                pii[name] = self._open(branch_key_id, version, instance_id, contact_id, name, ciphertext)
+        return ContactView(instance_id, contact_id, stored.public, pii, versions)
 
     def _open(self, branch_key_id: str, version: str, instance_id: str, contact_id: str, name: str, ciphertext: bytes) -> Any:
         what = f"contact {contact_id} field {name}"

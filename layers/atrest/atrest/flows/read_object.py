@@ -46,6 +46,7 @@ from atrest.flows.decrypt_object import VaultReader
 from atrest.storage.audit import AuditOutcome, AuditRecord, AuditTrail, Channel
 from atrest.storage.records import MetadataTable, ObjectRecord
 from atrest.storage.retrieval import Retrieval, RetrievalStore, file_name
+from atrest.storage.vault_keys import VaultKey
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +145,9 @@ class ReadObjectService:
         record = self.records.get_object(key)
         if record is not None and record.vault_bucket != self.settings.vault_bucket:
             record = None
-        # The class of a missing object is read from its key (vault keys are <class>/<hash>.esdk), so
-        # that a caller gets the same answer for a missing object as for an existing one it may not read.
-        data_class = record.data_class if record is not None else key.split("/", 1)[0]
+        # The class of a missing object is read from its key, so that a caller gets the same
+        # answer for a missing object as for an existing one it may not read.
+        data_class = record.data_class if record is not None else VaultKey.parse(key).data_class
         known_class = self.catalog.get(data_class) is not None
         authorized = data_class in readable if (record is not None or known_class) else bool(readable)
         if not authorized:

@@ -16,12 +16,10 @@ from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from atrest.storage.record_keys import alias_key, instance_key
 from atrest.storage.records import utc_now
 
 log = logging.getLogger(__name__)
-
-ITEM_SK = "INSTANCE"
-
 
 @dataclass(frozen=True)
 class ConnectInstance:
@@ -53,12 +51,12 @@ class InstanceDirectory:
             return self._remember(known)
         alias = self._describe_alias(instance_id)
         instance = ConnectInstance(instance_id, arn, alias)
-        item = {"pk": {"S": f"INSTANCE#{instance_id}"}, "sk": {"S": ITEM_SK}, "instance_id": {"S": instance_id},
-                "arn": {"S": arn}, "learned_at": {"S": utc_now()}}
+        item = {**instance_key(instance_id), "instance_id": {"S": instance_id}, "arn": {"S": arn},
+                "learned_at": {"S": utc_now()}}
         if alias:
             item["alias"] = {"S": alias}
             self.dynamodb.put_item(TableName=self.table_name, Item={
-                "pk": {"S": f"ALIAS#{alias}"}, "sk": {"S": ITEM_SK}, "alias": {"S": alias}, "instance_id": {"S": instance_id}})
+                **alias_key(alias), "alias": {"S": alias}, "instance_id": {"S": instance_id}})
         self.dynamodb.put_item(TableName=self.table_name, Item=item)
         return self._remember(instance) if alias else instance
 
@@ -67,9 +65,7 @@ class InstanceDirectory:
             return self._by_alias[alias]
         if self._unknown_until.get(alias, 0.0) > time.monotonic():
             return None
-        item = self.dynamodb.get_item(
-            TableName=self.table_name, Key={"pk": {"S": f"ALIAS#{alias}"}, "sk": {"S": ITEM_SK}}
-        ).get("Item")
+        item = self.dynamodb.get_item(TableName=self.table_name, Key=alias_key(alias)).get("Item")
         if not item:
             self._unknown_until[alias] = time.monotonic() + self.UNKNOWN_ALIAS_SECONDS
             return None
@@ -77,9 +73,7 @@ class InstanceDirectory:
         return self._by_alias[alias]
 
     def _read(self, instance_id: str) -> ConnectInstance | None:
-        item = self.dynamodb.get_item(
-            TableName=self.table_name, Key={"pk": {"S": f"INSTANCE#{instance_id}"}, "sk": {"S": ITEM_SK}}
-        ).get("Item")
+        item = self.dynamodb.get_item(TableName=self.table_name, Key=instance_key(instance_id)).get("Item")
         if not item:
             return None
         return ConnectInstance(instance_id, item["arn"]["S"], item.get("alias", {}).get("S"))

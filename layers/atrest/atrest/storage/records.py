@@ -3,25 +3,38 @@
 One item per encrypted object (`ObjectRecord`) and one per branch key version
 (`KeyVersionRecord`); the `by-key-version` index lists the objects under a version, the
 `by-contact` index a contact's objects, the `by-source` index what one intake key became.
+Their keys and index entries: `atrest.storage.record_keys`; contact records:
+`atrest.storage.contact_records`.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
-BY_KEY_VERSION_INDEX = "by-key-version"
-# Objects of one Amazon Connect contact (ReadObject reads "by contact id", docs/audit.md).
-BY_CONTACT_INDEX = "by-contact"
-# Objects from one intake bucket and key, every version (`atrest decrypt s3://<intake>/<key>`
-# without a version: the encrypted version is gone from the intake, so it cannot be listed).
-# KEYS_ONLY: the index finds vault keys; records are then read with a consistent GetItem.
-BY_SOURCE_INDEX = "by-source"
+from atrest.storage.record_keys import (
+    KEY_VERSION_INDEX_ATTRIBUTES,
+    PARTITION,
+    from_source,
+    is_object_item,
+    key_version_key,
+    key_versions_of,
+    object_index_entries,
+    object_key,
+    object_pk,
+    of_contact,
+    shred_due_by,
+    shred_due_entry,
+    under_key_version,
+    vault_key_of,
+)
+from atrest.storage.vault_keys import VaultKey
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -84,22 +97,15 @@ class ObjectRecord:
     metadata_ciphertext: bytes | None = None
 
     @property
-    def pk(self) -> str:
-        return object_pk(self.vault_key)
+    def key(self) -> dict[str, Any]:
+        """The item's key, for GetItem, UpdateItem and DeleteItem."""
+        return object_key(self.vault_key)
 
     def to_item(self) -> dict[str, Any]:
         plain = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items() if v is not None}
-        plain.update(
-            pk=self.pk,
-            sk="OBJECT",
-            gsi1pk=key_version_gsi(self.branch_key_id, self.branch_key_version),
-            gsi1sk=f"{self.encrypted_at}#{self.vault_key}",
-        )
-        if self.contact_id:
-            plain.update(gsi2pk=contact_objects_gsi(self.contact_id), gsi2sk=f"{self.encrypted_at}#{self.vault_key}")
-        plain.update(gsi3pk=source_objects_gsi(self.source_bucket, self.source_key),
-                     gsi3sk=f"{self.encrypted_at}#{self.vault_key}")
-        return {k: _serializer.serialize(v) for k, v in plain.items()}
+        plain.update(object_index_entries(self.vault_key, self.encrypted_at, self.branch_key_id,
+                                          self.branch_key_version, self.contact_id, self.source_bucket, self.source_key))
+        return {**self.key, **{k: _serializer.serialize(v) for k, v in plain.items()}}
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "ObjectRecord":
@@ -138,8 +144,8 @@ class KeyVersionRecord:
 
     def to_item(self) -> dict[str, Any]:
         plain = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items() if v is not None}
-        plain.update(pk=key_version_pk(self.branch_key_id), sk=key_version_sk(self.version))
-        return {k: _serializer.serialize(v) for k, v in plain.items()}
+        return {**key_version_key(self.branch_key_id, self.version),
+                **{k: _serializer.serialize(v) for k, v in plain.items()}}
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "KeyVersionRecord":
@@ -147,36 +153,6 @@ class KeyVersionRecord:
         record = cls(**{f.name: plain[f.name] for f in fields(cls) if f.name in plain})
         record.state = KeyVersionState(record.state)
         return record
-
-
-# Retired versions that will be shredded sit in the by-key-version index under one
-# partition, sorted by when they may be shredded, so an expiry run finds the due ones
-# with one range query. (Versions are few: one per scope per rotation period.)
-SHRED_DUE_GSI = "SHRED-DUE"
-
-
-def key_version_pk(branch_key_id: str) -> str:
-    return f"KEY#{branch_key_id}"
-
-
-def key_version_sk(version: str) -> str:
-    return f"V#{version}"
-
-
-def object_pk(vault_key: str) -> str:
-    return f"OBJ#{vault_key}"
-
-
-def key_version_gsi(branch_key_id: str, version: str) -> str:
-    return f"BKV#{branch_key_id}#{version}"
-
-
-def contact_objects_gsi(contact_id: str) -> str:
-    return f"CONTACT#{contact_id}"
-
-
-def source_objects_gsi(bucket: str, key: str) -> str:
-    return f"SRC#{bucket}#{key}"
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
@@ -192,6 +168,9 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return {k: convert(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
+_SHRED_DUE_ENTRY = ", ".join(KEY_VERSION_INDEX_ATTRIBUTES)
+
+
 class MetadataTable:
     """Reads and writes the metadata table. Writes are conditional so retries cannot clobber."""
 
@@ -199,28 +178,43 @@ class MetadataTable:
         self.dynamodb = dynamodb
         self.table_name = table_name
 
-    def get_object(self, vault_key: str) -> ObjectRecord | None:
-        item = self.dynamodb.get_item(
-            TableName=self.table_name, Key={"pk": {"S": object_pk(vault_key)}, "sk": {"S": "OBJECT"}}, ConsistentRead=True
-        ).get("Item")
+    def get_object(self, vault_key: str | VaultKey) -> ObjectRecord | None:
+        item = self.dynamodb.get_item(TableName=self.table_name, Key=object_key(vault_key), ConsistentRead=True).get("Item")
         return ObjectRecord.from_item(item) if item else None
 
     def put_object(self, record: ObjectRecord) -> bool:
         """Store a new object record. False when one already exists for that vault key."""
         try:
             self.dynamodb.put_item(
-                TableName=self.table_name, Item=record.to_item(), ConditionExpression="attribute_not_exists(pk)"
+                TableName=self.table_name, Item=record.to_item(), ConditionExpression=f"attribute_not_exists({PARTITION})"
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
+    def object_statuses(self, vault_keys: Iterable[str | VaultKey]) -> dict[str, ObjectStatus]:
+        """Vault key -> status of the object records that exist among `vault_keys` (at most 100:
+        one BatchGetItem, asked again for what DynamoDB left unprocessed)."""
+        wanted = {object_pk(vault_key): str(vault_key) for vault_key in vault_keys}
+        found: dict[str, ObjectStatus] = {}
+        request: dict[str, Any] = {self.table_name: {
+            "Keys": [object_key(vault_key) for vault_key in wanted.values()],
+            "ProjectionExpression": f"{PARTITION}, #status", "ExpressionAttributeNames": {"#status": "status"}}}
+        while wanted and request:
+            response = self.dynamodb.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self.table_name, []):
+                found[wanted[item[PARTITION]["S"]]] = ObjectStatus(item["status"]["S"])
+            request = response.get("UnprocessedKeys") or {}
+            if request:
+                time.sleep(0.1)  # throttled: back off briefly, then ask for the rest
+        return found
+
     def mark_source(self, vault_key: str, status: ObjectStatus, at: str | None = None) -> None:
         self.dynamodb.update_item(
             TableName=self.table_name,
-            Key={"pk": {"S": object_pk(vault_key)}, "sk": {"S": "OBJECT"}},
+            Key=object_key(vault_key),
             UpdateExpression="SET #status = :status, source_removed_at = :at",
-            ConditionExpression="attribute_exists(pk)",
+            ConditionExpression=f"attribute_exists({PARTITION})",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={":status": {"S": status.value}, ":at": {"S": at or utc_now()}},
         )
@@ -231,7 +225,7 @@ class MetadataTable:
         record = KeyVersionRecord(branch_key_id, version, created_at=created_at or utc_now(), expires_at=expires_at)
         try:
             self.dynamodb.put_item(
-                TableName=self.table_name, Item=record.to_item(), ConditionExpression="attribute_not_exists(pk)"
+                TableName=self.table_name, Item=record.to_item(), ConditionExpression=f"attribute_not_exists({PARTITION})"
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return False
@@ -239,18 +233,12 @@ class MetadataTable:
 
     def key_version(self, branch_key_id: str, version: str) -> KeyVersionRecord | None:
         item = self.dynamodb.get_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": key_version_pk(branch_key_id)}, "sk": {"S": key_version_sk(version)}},
-            ConsistentRead=True,
+            TableName=self.table_name, Key=key_version_key(branch_key_id, version), ConsistentRead=True,
         ).get("Item")
         return KeyVersionRecord.from_item(item) if item else None
 
     def key_versions(self, branch_key_id: str) -> list[KeyVersionRecord]:
-        items = self._query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
-            ExpressionAttributeValues={":pk": {"S": key_version_pk(branch_key_id)}, ":v": {"S": "V#"}},
-            ConsistentRead=True,
-        )
+        items = self._query(**key_versions_of(branch_key_id), ConsistentRead=True)
         return [KeyVersionRecord.from_item(item) for item in items]
 
     def claim_rotation(self, branch_key_id: str, version: str, run_id: str, now: str, lease_until: str,
@@ -290,11 +278,11 @@ class MetadataTable:
         }
         update = "SET #state = :retired, retired_at = :at, writers_stop_by = :stop"
         if shred_after:
-            update += ", shred_after = :shred, gsi1pk = :due, gsi1sk = :sort"
-            values.update({
-                ":shred": {"S": shred_after}, ":due": {"S": SHRED_DUE_GSI},
-                ":sort": {"S": f"{shred_after}#{branch_key_id}#{version}"},
-            })
+            update += ", shred_after = :shred"
+            values[":shred"] = {"S": shred_after}
+            for n, (name, value) in enumerate(shred_due_entry(shred_after, branch_key_id, version).items()):
+                update += f", {name} = :due{n}"
+                values[f":due{n}"] = {"S": value}
         try:
             self.dynamodb.update_item(
                 TableName=self.table_name,
@@ -347,15 +335,15 @@ class MetadataTable:
             self.dynamodb.update_item(
                 TableName=self.table_name,
                 Key=self._version_key(branch_key_id, version),
-                UpdateExpression="SET objects_unreadable = :n REMOVE gsi1pk, gsi1sk",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(objects_unreadable)",
+                UpdateExpression=f"SET objects_unreadable = :n REMOVE {_SHRED_DUE_ENTRY}",
+                ConditionExpression=f"attribute_exists({PARTITION}) AND attribute_not_exists(objects_unreadable)",
                 ExpressionAttributeValues={":n": {"N": str(objects_unreadable)}},
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             # Counted by an earlier attempt; only its index entry may be left.
             self.dynamodb.update_item(TableName=self.table_name, Key=self._version_key(branch_key_id, version),
-                                      UpdateExpression="REMOVE gsi1pk, gsi1sk",
-                                      ConditionExpression="attribute_exists(pk)")
+                                      UpdateExpression=f"REMOVE {_SHRED_DUE_ENTRY}",
+                                      ConditionExpression=f"attribute_exists({PARTITION})")
 
     def version_not_shredded(self, branch_key_id: str, version: str) -> dict[str, Any]:
         """A TransactWriteItems ConditionCheck: the version is not SHREDDED (or not recorded
@@ -370,11 +358,7 @@ class MetadataTable:
 
     def shred_due(self, now: str) -> list[KeyVersionRecord]:
         """RETIRED versions whose `shred_after` is at or before `now`, oldest first."""
-        items = self._query(
-            IndexName=BY_KEY_VERSION_INDEX,
-            KeyConditionExpression="gsi1pk = :due AND gsi1sk <= :now",
-            ExpressionAttributeValues={":due": {"S": SHRED_DUE_GSI}, ":now": {"S": now + "#\uffff"}},
-        )
+        items = self._query(**shred_due_by(now))
         return [KeyVersionRecord.from_item(item) for item in items]
 
     def count_under(self, branch_key_id: str, version: str) -> int:
@@ -383,52 +367,31 @@ class MetadataTable:
         return sum(
             page["Count"]
             for page in paginator.paginate(
-                TableName=self.table_name,
-                IndexName=BY_KEY_VERSION_INDEX,
-                KeyConditionExpression="gsi1pk = :v",
-                ExpressionAttributeValues={":v": {"S": key_version_gsi(branch_key_id, version)}},
-                Select="COUNT",
+                TableName=self.table_name, **under_key_version(branch_key_id, version), Select="COUNT"
             )
         )
 
     def objects_under(self, branch_key_id: str, version: str) -> Iterator[ObjectRecord]:
         """Every object encrypted under one branch key version, oldest first."""
-        items = self._query(
-            IndexName=BY_KEY_VERSION_INDEX,
-            KeyConditionExpression="gsi1pk = :v",
-            ExpressionAttributeValues={":v": {"S": key_version_gsi(branch_key_id, version)}},
-        )
-        for item in items:
-            if item.get("sk", {}).get("S") == "OBJECT":  # contact records share the index
+        for item in self._query(**under_key_version(branch_key_id, version)):
+            if is_object_item(item):  # contact records share the index
                 yield ObjectRecord.from_item(item)
 
     def objects_of_contact(self, contact_id: str) -> list[ObjectRecord]:
         """Every vault object recorded for one Amazon Connect contact, oldest first (the
         `by-contact` index; objects recorded before the index existed are not in it)."""
-        items = self._query(
-            IndexName=BY_CONTACT_INDEX,
-            KeyConditionExpression="gsi2pk = :c",
-            ExpressionAttributeValues={":c": {"S": contact_objects_gsi(contact_id)}},
-        )
-        return [ObjectRecord.from_item(item) for item in items if item.get("sk", {}).get("S") == "OBJECT"]
+        return [ObjectRecord.from_item(item) for item in self._query(**of_contact(contact_id)) if is_object_item(item)]
 
     def objects_from_source(self, bucket: str, key: str) -> list[ObjectRecord]:
         """Every vault object recorded for one source bucket and key (any version), oldest
         first. The `by-source` index holds keys only, and an index is eventually consistent:
         each record is then read with a consistent GetItem, and one deleted since is left out.
         Objects recorded before the index existed are not in it."""
-        items = self._query(
-            IndexName=BY_SOURCE_INDEX,
-            KeyConditionExpression="gsi3pk = :s",
-            ExpressionAttributeValues={":s": {"S": source_objects_gsi(bucket, key)}},
-        )
-        prefix = object_pk("")
-        vault_keys = [item["pk"]["S"][len(prefix):] for item in items
-                      if item.get("sk", {}).get("S") == "OBJECT" and item["pk"]["S"].startswith(prefix)]
+        vault_keys = [vault_key for item in self._query(**from_source(bucket, key)) if (vault_key := vault_key_of(item))]
         return [record for record in map(self.get_object, vault_keys) if record is not None]
 
     def _version_key(self, branch_key_id: str, version: str) -> dict[str, Any]:
-        return {"pk": {"S": key_version_pk(branch_key_id)}, "sk": {"S": key_version_sk(version)}}
+        return key_version_key(branch_key_id, version)
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         paginator = self.dynamodb.get_paginator("query")

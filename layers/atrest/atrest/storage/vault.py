@@ -1,4 +1,4 @@
-"""Where ciphertext lives: vault keys, and a streamed, checksummed, verified S3 writer."""
+"""Where ciphertext lives: a streamed, checksummed, verified S3 writer (keys: `atrest.storage.vault_keys`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from atrest.core.errors import StorageVerificationError
 
 log = logging.getLogger(__name__)
 
-VAULT_SUFFIX = ".esdk"
 MIB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
 MAX_PART_SIZE = 5 * 1024 * MIB  # S3's largest part
@@ -29,16 +28,6 @@ def part_size_for(expected_size: int | None, configured: int) -> int:
         return configured
     needed = -(-expected_size // MAX_PARTS)
     return min(MAX_PART_SIZE, -(-needed // MIB) * MIB)
-
-
-def vault_key_for(data_class: str, bucket: str, key: str, version_id: str | None) -> str:
-    """The vault key of a source version: stable across retries, short whatever the source key.
-
-    Hashing (rather than embedding) the source key keeps vault keys under S3's 1024-byte
-    limit and keeps contact identifiers out of the vault's listing.
-    """
-    digest = hashlib.sha256("\0".join((bucket, key, version_id or "")).encode("utf-8")).hexdigest()
-    return f"{data_class}/{digest[:2]}/{digest}{VAULT_SUFFIX}"
 
 
 @dataclass(frozen=True)
