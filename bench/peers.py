@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 from collections import Counter
 from typing import Any
 

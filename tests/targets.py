@@ -28,6 +28,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from atrest.core.settings import Settings
+from atrest.crypto.keystore_format import BRANCH_KEY_ID
 from atrest_cli.operations.deployment import OUTPUT_VARIABLES, deployment_from_cloudformation, settings_from_outputs
 
 STACK_VARIABLE = "ATREST_STACK"  # names the deployed stack to test; unset or empty: the local stack
@@ -191,7 +192,7 @@ class CreatedResources:
             attempt(f"{table} {key}", lambda: self.client("dynamodb").delete_item(TableName=table, Key=key))
         for table, branch_key_id in reversed(self.branch_keys):
             attempt(f"{table} {branch_key_id}",
-                    lambda: _delete_partition(self.client("dynamodb"), table, "branch-key-id", branch_key_id))
+                    lambda: _delete_partition(self.client("dynamodb"), table, BRANCH_KEY_ID, branch_key_id))
         for url in reversed(self.queues):
             attempt(url, lambda: self.client("sqs").delete_queue(QueueUrl=url))
         for table in reversed(self.tables):

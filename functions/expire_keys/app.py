@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atrest.core.clients import AwsClients
 from atrest.core.settings import Settings
-from atrest.flows.expire_keys import KeyExpiry
+from atrest.flows.expire_keys import KeyLifecycle
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})
@@ -19,7 +19,7 @@ tracer = Tracer()
 metrics = Metrics()
 
 settings = Settings.for_function("ExpireKeysFunction")
-expiry = KeyExpiry.from_settings(settings, AwsClients())
+expiry = KeyLifecycle.from_settings(settings, AwsClients())
 
 
 @logger.inject_lambda_context

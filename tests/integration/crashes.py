@@ -1,4 +1,4 @@
-"""A process dying at a named step of a key expiry run (`KeyExpiry(after_step=...)`)."""
+"""A process dying at a named step of a key expiry run (`KeyLifecycle(after_step=...)`)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from atrest.core.errors import DecryptRefusedError
 from atrest.crypto.envelope import message_key, read_header
 from atrest.crypto.keystore import BranchKeyStore
 from atrest.events.shapes import contact_event_from_eventbridge
-from atrest.flows.expire_keys import KeyExpiry
+from atrest.flows.expire_keys import KeyLifecycle
 from atrest.flows.protect_contact import ContactProtector, ContactReader
 from atrest.storage.contact_records import read_contact, version_attribute
 from atrest.storage.instances import InstanceDirectory
@@ -58,7 +58,7 @@ def event_sealed_across_a_rotation(settings, clean_stack):
                                  InstanceDirectory(clients.dynamodb, settings.metadata_table,
                                                    lambda: clients.client("connect")))
     clock = ManualClock()
-    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    expiry = KeyLifecycle.from_settings(settings, clock=clock)
     rotations = []
     protector.esdk = RotationAfterTheFirstField(protector.esdk, lambda: rotations.append(expiry.rotate(branch_key_id)))
     raw = contact_event(settings.account_id, "us-east-1", instance, contact_id, phone="+12065550100",

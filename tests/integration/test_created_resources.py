@@ -11,6 +11,7 @@ import boto3
 from atrest.catalog.scopes import BranchKeyScope
 from atrest.core.clients import AwsClients
 from atrest.crypto.keystore import BranchKeyStore
+from atrest.crypto.keystore_format import items_of
 
 from targets import CreatedResources, recording
 
@@ -59,10 +60,8 @@ def test_a_branch_key_is_removed_with_every_item_it_has_and_no_other(settings):
     made.branch_key(settings.keystore_table, named.branch_key_id)  # named after the fact: every item it has
 
     def items(scope: BranchKeyScope) -> list[dict]:
-        return boto3.client("dynamodb").query(
-            TableName=settings.keystore_table, KeyConditionExpression="#id = :id", ConsistentRead=True,
-            ExpressionAttributeNames={"#id": "branch-key-id"},
-            ExpressionAttributeValues={":id": {"S": scope.branch_key_id}})["Items"]
+        return boto3.client("dynamodb").query(TableName=settings.keystore_table, ConsistentRead=True,
+                                              **items_of(scope.branch_key_id))["Items"]
 
     try:
         assert made.remove() == []

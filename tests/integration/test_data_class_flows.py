@@ -245,12 +245,12 @@ def test_each_class_key_expires_on_its_own_lifetime_including_the_service_key(ow
     """Integration configuration rotates after 30 days (its own key), the account key after
     the stack's 365, and the service key is rotated by the same run from its own store."""
     from atrest.core.clock import ManualClock
-    from atrest.flows.expire_keys import KeyExpiry
+    from atrest.flows.expire_keys import KeyLifecycle
 
     settings = own_key_stores
     _encrypt_in_process(settings, "knowledge-document", "integration-configuration", "voiceprint")
     clock = ManualClock()
-    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    expiry = KeyLifecycle.from_settings(settings, clock=clock)
     account, integration = f"account/{settings.account_id}", f"account/{settings.account_id}/integration-configuration"
 
     clock.advance(days=31)
@@ -271,7 +271,7 @@ def test_a_key_that_cannot_be_rotated_does_not_stop_the_others_and_fails_the_run
     anyway, and the run fails loudly naming the keys it could not settle."""
     from atrest.core.clock import ManualClock
     from atrest.core.errors import AtrestError
-    from atrest.flows.expire_keys import KeyExpiry
+    from atrest.flows.expire_keys import KeyLifecycle
 
     settings = own_key_stores
     _encrypt_in_process(settings, "knowledge-document", "voiceprint")
@@ -280,7 +280,7 @@ def test_a_key_that_cannot_be_rotated_does_not_stop_the_others_and_fails_the_run
     rekey.execute(rekey.plan_rekey(clients.dynamodb, settings, new_key), clients.kms, clients.dynamodb, settings)
     clock = ManualClock()
     clock.advance(days=400)
-    expiry = KeyExpiry.from_settings(settings, clock=clock)  # still configured with the old key
+    expiry = KeyLifecycle.from_settings(settings, clock=clock)  # still configured with the old key
 
     with pytest.raises(AtrestError, match=rf"1 key\(s\) not settled \(account/{settings.account_id}: "):
         expiry.run()

@@ -21,7 +21,7 @@ from atrest.core.clients import AwsClients
 from atrest.core.errors import AtrestError
 from atrest.crypto.keystore_format import TYPE, items_of
 from atrest.events.shapes import contact_event_from_eventbridge
-from atrest.flows.expire_keys import KeyExpiry, RotationInProgressError
+from atrest.flows.expire_keys import KeyLifecycle, RotationInProgressError
 from atrest.flows.protect_contact import ContactProtector
 from atrest.storage.records import KeyVersionState, MetadataTable
 from atrest_cli.demos.samples import contact_event
@@ -63,7 +63,7 @@ def test_a_forget_during_a_rotation_refuses_and_changes_nothing_then_leaves_no_v
             assert go_on.wait(60)
 
     rotation = threading.Thread(target=lambda: rotated.append(
-        KeyExpiry.from_settings(settings, after_step=pause_after_claim).rotate(branch_key_id)))
+        KeyLifecycle.from_settings(settings, after_step=pause_after_claim).rotate(branch_key_id)))
     rotation.start()
     assert claimed.wait(60)
 
@@ -78,7 +78,7 @@ def test_a_forget_during_a_rotation_refuses_and_changes_nothing_then_leaves_no_v
     forget_clients.dynamodb.meta.events.register("before-call.dynamodb.DeleteItem", rotation_lands_now)
     try:
         with pytest.raises(RotationInProgressError, match="being rotated") as refused:
-            KeyExpiry.from_settings(settings, clients=forget_clients).forget(branch_key_id)
+            KeyLifecycle.from_settings(settings, clients=forget_clients).forget(branch_key_id)
         assert "nothing was shredded" in str(refused.value) and branch_key_id in str(refused.value)
         assert key_store_items(settings, branch_key_id) == before
         assert recorded_states(settings, branch_key_id) == {v1: KeyVersionState.ACTIVE}
@@ -90,7 +90,7 @@ def test_a_forget_during_a_rotation_refuses_and_changes_nothing_then_leaves_no_v
     (rotation_done,) = report.rotated
     v2 = rotation_done.active_version
 
-    shreds = KeyExpiry.from_settings(settings).forget(branch_key_id)  # the operator runs it again
+    shreds = KeyLifecycle.from_settings(settings).forget(branch_key_id)  # the operator runs it again
 
     assert sorted(s.version for s in shreds) == sorted([v1, v2])
     assert key_store_items(settings, branch_key_id) == [], "a version item survived the forget"
@@ -109,12 +109,12 @@ def test_a_rotation_during_a_forget_refuses_and_the_forget_leaves_nothing_behind
             return
         # `atrest keys rotate` and a scheduled ExpireKeys run, each from a process of its own.
         with pytest.raises(AtrestError, match="being forgotten") as refused:
-            KeyExpiry.from_settings(settings).rotate(branch_key_id)
+            KeyLifecycle.from_settings(settings).rotate(branch_key_id)
         refusals.append(str(refused.value))
-        report = KeyExpiry.from_settings(settings).run()
+        report = KeyLifecycle.from_settings(settings).run()
         assert report.rotated == [] and report.failed == []
 
-    shreds = KeyExpiry.from_settings(settings, after_step=rotate_now).forget(branch_key_id)
+    shreds = KeyLifecycle.from_settings(settings, after_step=rotate_now).forget(branch_key_id)
 
     assert len(refusals) == 1 and "nothing rotated" in refusals[0]
     assert [s.version for s in shreds] == [v1]
@@ -128,11 +128,11 @@ def test_a_forget_interrupted_while_holding_the_rotation_lease_can_be_run_again_
     v1 = protect(settings, instance)
 
     with pytest.raises(Crash):
-        KeyExpiry.from_settings(settings, after_step=crash_at("held")).forget(branch_key_id)
+        KeyLifecycle.from_settings(settings, after_step=crash_at("held")).forget(branch_key_id)
     with pytest.raises(AtrestError, match="being forgotten"):  # the dead forget's lease still stops rotations
-        KeyExpiry.from_settings(settings).rotate(branch_key_id)
+        KeyLifecycle.from_settings(settings).rotate(branch_key_id)
 
-    shreds = KeyExpiry.from_settings(settings).forget(branch_key_id)  # no 20-minute wait for its own lease
+    shreds = KeyLifecycle.from_settings(settings).forget(branch_key_id)  # no 20-minute wait for its own lease
 
     assert [s.version for s in shreds] == [v1]
     assert key_store_items(settings, branch_key_id) == []
@@ -145,7 +145,7 @@ def test_forget_instance_on_a_key_whose_rotation_died_mid_way_says_when_to_run_i
     before = key_store_items(settings, branch_key_id)
 
     with pytest.raises(Crash):  # dies holding the lease
-        KeyExpiry.from_settings(settings, after_step=crash_at("claimed")).rotate(branch_key_id)
+        KeyLifecycle.from_settings(settings, after_step=crash_at("claimed")).rotate(branch_key_id)
     code, out, err = atrest("forget-instance", instance, "--yes")
 
     assert code == 1 and "being rotated right now" in err and "nothing was shredded" in err

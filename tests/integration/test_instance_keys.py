@@ -17,7 +17,7 @@ from atrest.crypto.envelope import encryption_client
 from atrest.crypto.keystore import BranchKeyStore
 from atrest.events.shapes import contact_event_from_eventbridge
 from atrest.flows.decrypt_object import VaultReader
-from atrest.flows.expire_keys import KeyExpiry
+from atrest.flows.expire_keys import KeyLifecycle
 from atrest.flows.protect_contact import ContactProtector, ContactReader, pii_context
 from atrest.storage.contact_records import sealed_attribute
 from atrest.storage.record_keys import contact_key
@@ -50,7 +50,7 @@ def test_pii_after_a_rotation_uses_the_new_version_and_older_pii_still_decrypts(
     instance = str(uuid.uuid4())
     before, v1 = protect(settings, instance, "+12065550001")
     clock.advance(hours=25)
-    (rotation,) = KeyExpiry.from_settings(settings, clock=clock).run().rotated
+    (rotation,) = KeyLifecycle.from_settings(settings, clock=clock).run().rotated
 
     after, v2 = protect(settings, instance, "+12065550002")
 
@@ -63,11 +63,11 @@ def test_pii_under_a_shredded_version_is_refused_with_the_shred_date_and_nothing
     instance, other_instance = str(uuid.uuid4()), str(uuid.uuid4())
     old, _ = protect(settings, instance, "+12065550001")
     clock.advance(hours=25)
-    KeyExpiry.from_settings(settings, clock=clock).run()
+    KeyLifecycle.from_settings(settings, clock=clock).run()
     newer, _ = protect(settings, instance, "+12065550002")
     elsewhere, _ = protect(settings, other_instance, "+12065550003")
     clock.advance(days=91)
-    report = KeyExpiry.from_settings(settings, clock=clock).run()
+    report = KeyLifecycle.from_settings(settings, clock=clock).run()
     (shred,) = [s for s in report.shredded if s.branch_key_id == f"instance/{instance}"]
     assert shred.objects_unreadable == 1
 
@@ -89,7 +89,7 @@ def test_a_vault_object_under_a_shredded_version_is_refused_before_the_key_store
     local_runner.drain(timeout=30)
     record = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(
         VaultKey.of_source("call-recording", settings.intake_bucket, key, version))
-    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    expiry = KeyLifecycle.from_settings(settings, clock=clock)
     expiry.rotate(record.branch_key_id)
     clock.advance(seconds=settings.cache_ttl_seconds, minutes=5)  # every writer's cache has let it go
     assert [s.objects_unreadable for s in expiry.shred(record.branch_key_id, record.branch_key_version)] == [1]
@@ -124,7 +124,7 @@ def test_a_process_that_cached_a_version_stops_decrypting_it_within_the_cache_tt
 
     assert decrypts()
     fetched = time.monotonic()
-    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    expiry = KeyLifecycle.from_settings(settings, clock=clock)
     expiry.rotate(f"instance/{instance}")
     clock.advance(seconds=settings.cache_ttl_seconds, minutes=5)  # the stack's writers have let it go; `warm` reads only
     expiry.shred(f"instance/{instance}", version)
@@ -145,10 +145,10 @@ def test_forgetting_an_instance_makes_all_its_pii_unreadable_and_its_next_contac
     instance = str(uuid.uuid4())
     old, v1 = protect(settings, instance, "+12065550001")
     clock.advance(hours=25)
-    KeyExpiry.from_settings(settings, clock=clock).run()
+    KeyLifecycle.from_settings(settings, clock=clock).run()
     older_too, v2 = protect(settings, instance, "+12065550002")
 
-    shreds = KeyExpiry.from_settings(settings, clock=clock).forget(f"instance/{instance}")
+    shreds = KeyLifecycle.from_settings(settings, clock=clock).forget(f"instance/{instance}")
 
     assert sorted(s.version for s in shreds) == sorted([v1, v2])
     for contact in (old, older_too):
@@ -179,7 +179,7 @@ def test_a_warm_function_never_stores_contact_pii_under_a_key_being_forgotten(se
             raise Stop
 
     with pytest.raises(Stop):  # versions marked SHREDDED, the key still in the store
-        KeyExpiry.from_settings(settings, after_step=stop_after).forget(f"instance/{instance}")
+        KeyLifecycle.from_settings(settings, after_step=stop_after).forget(f"instance/{instance}")
     during_contact, during = event("+12065550002")
     with pytest.raises(AtrestError, match="being forgotten") as refused:
         warm.protect(during)
@@ -188,7 +188,7 @@ def test_a_warm_function_never_stores_contact_pii_under_a_key_being_forgotten(se
                                                Key=contact_key(instance, during_contact)).get("Item")
     assert stored is None, "nothing may be stored under a version being shredded"
 
-    KeyExpiry.from_settings(settings).forget(f"instance/{instance}")  # the operator re-runs it: finished
+    KeyLifecycle.from_settings(settings).forget(f"instance/{instance}")  # the operator re-runs it: finished
     v2 = warm.protect(during).branch_key_version  # the event's retry, same warm process
     after_contact, after = event("+12065550003")
     v3 = warm.protect(after).branch_key_version

@@ -9,7 +9,7 @@ import pytest
 
 from atrest.core.clock import ManualClock
 from atrest.events.shapes import contact_event_from_eventbridge
-from atrest.flows.expire_keys import KeyExpiry
+from atrest.flows.expire_keys import KeyLifecycle
 from atrest.flows.protect_contact import ContactProtector
 from atrest_cli.demos.samples import contact_event
 
@@ -24,7 +24,7 @@ def instance_with_two_versions(settings, clean_stack):
     event = contact_event(settings.account_id, "us-east-1", instance, str(uuid.uuid4()))
     first = ContactProtector.from_settings(settings).protect(contact_event_from_eventbridge(event)).branch_key_version
     an_hour_ago = ManualClock(datetime.now(timezone.utc) - timedelta(hours=1))
-    KeyExpiry.from_settings(settings, clock=an_hour_ago).rotate(f"instance/{instance}")
+    KeyLifecycle.from_settings(settings, clock=an_hour_ago).rotate(f"instance/{instance}")
     return instance, first
 
 
@@ -33,7 +33,7 @@ def instance_rotated_just_now(settings, clean_stack):
     instance = str(uuid.uuid4())
     event = contact_event(settings.account_id, "us-east-1", instance, str(uuid.uuid4()))
     first = ContactProtector.from_settings(settings).protect(contact_event_from_eventbridge(event)).branch_key_version
-    KeyExpiry.from_settings(settings).rotate(f"instance/{instance}")
+    KeyLifecycle.from_settings(settings).rotate(f"instance/{instance}")
     return instance, first
 
 
@@ -92,7 +92,7 @@ def test_keys_shred_refuses_a_version_retired_within_the_writers_cache_ttl_and_s
 @FAKES_TIME_ON_AN_EMPTIED_STACK
 def test_keys_shred_refuses_the_active_version_and_says_to_rotate_first(atrest, settings, instance_with_two_versions):
     instance, _ = instance_with_two_versions
-    active = KeyExpiry.from_settings(settings).keystore.describe_active(f"instance/{instance}").version
+    active = KeyLifecycle.from_settings(settings).keystore.describe_active(f"instance/{instance}").version
 
     code, _, err = atrest("keys", "shred", f"instance/{instance}", "--version", active, "--yes")
 

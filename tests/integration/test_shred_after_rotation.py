@@ -18,7 +18,7 @@ import pytest
 
 from atrest.core.clock import ManualClock, from_text
 from atrest.flows.decrypt_object import VaultReader
-from atrest.flows.expire_keys import KeyExpiry
+from atrest.flows.expire_keys import KeyLifecycle
 from atrest.storage.records import MetadataTable
 from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.samples import call_recording_wav, connect_key
@@ -72,5 +72,5 @@ def test_a_shred_right_after_a_rotation_is_refused_and_nothing_readable_is_lost(
     retired = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).key_version(
         scope, before.branch_key_version)
     later = ManualClock(from_text(retired.writers_stop_by))
-    (plan,) = KeyExpiry.from_settings(settings, clock=later).plan_shred(scope)
+    (plan,) = KeyLifecycle.from_settings(settings, clock=later).plan_shred(scope)
     assert plan.shreddable and plan.version == before.branch_key_version and plan.objects == 2

@@ -4,7 +4,6 @@ from datetime import timedelta
 import pytest
 
 from atrest.catalog.data_classes import Classification, DataClassCatalog, DataClassifier, Exclusion, deployment_lifetimes
-from atrest.catalog.lifetimes import KeyLifetimes
 from atrest.catalog.scopes import BranchKeyScope
 from atrest.core.errors import ConfigurationError
 from atrest.core.settings import Settings

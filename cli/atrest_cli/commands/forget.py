@@ -20,10 +20,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atrest.catalog.scopes import BranchKeyScope
-    from atrest.flows.expire_keys import KeyExpiry
+    from atrest.flows.expire_keys import KeyLifecycle
     from atrest_cli.operations.deployment import resolve
 
-    expiry = KeyExpiry.from_settings(resolve(args.stack_name, args.state_file))
+    expiry = KeyLifecycle.from_settings(resolve(args.stack_name, args.state_file))
     scope = BranchKeyScope.instance(args.instance_id).branch_key_id
     plan = expiry.plan_forget(scope)
     if not plan:

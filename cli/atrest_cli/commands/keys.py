@@ -60,10 +60,10 @@ def register(subparsers: Any) -> None:
 
 
 def _expiry(args: argparse.Namespace) -> Any:
-    from atrest.flows.expire_keys import KeyExpiry
+    from atrest.flows.expire_keys import KeyLifecycle
     from atrest_cli.operations.deployment import resolve
 
-    return KeyExpiry.from_settings(resolve(args.stack_name, args.state_file))
+    return KeyLifecycle.from_settings(resolve(args.stack_name, args.state_file))
 
 
 def _scope(text: str) -> str:
@@ -87,7 +87,9 @@ def render_versions(views: list[Any]) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    views = _expiry(args).inventory(_scope(args.scope) if args.scope else None)
+    from atrest_cli.operations.key_inventory import key_inventory
+
+    views = key_inventory(_expiry(args), _scope(args.scope) if args.scope else None)
     if not views and args.scope:
         from atrest.flows.expire_keys import UnknownBranchKeyError
 

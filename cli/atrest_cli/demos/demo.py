@@ -230,11 +230,12 @@ def show_instance_key_lifetimes(state: Any, settings: Settings, instance_id: str
     """Rotation and shredding of the instance key, on a manual clock (hours and days in no time)."""
     from atrest.core.clock import ManualClock
     from atrest.core.errors import DecryptRefusedError
-    from atrest.flows.expire_keys import KeyExpiry
+    from atrest.flows.expire_keys import KeyLifecycle
     from atrest.flows.protect_contact import ContactReader
     from atrest_cli.commands.keys import render_versions
     from atrest_cli.demos.samples import contact_event
     from atrest_cli.local.runner import Runner
+    from atrest_cli.operations.key_inventory import key_inventory
 
     print()
     print(f"contact PII under the time-limited key instance/{instance_id}:")
@@ -246,7 +247,7 @@ def show_instance_key_lifetimes(state: Any, settings: Settings, instance_id: str
     _say("revealed", f"customer {first.pii['customerEndpoint']['address']} (decrypted on request, never logged)")
 
     clock = ManualClock()
-    expiry = KeyExpiry.from_settings(settings, clock=clock)
+    expiry = KeyLifecycle.from_settings(settings, clock=clock)
     clock.advance(hours=25)
     rotated = [r for r in expiry.run().rotated if r.branch_key_id == f"instance/{instance_id}"]
     if not rotated:
@@ -277,5 +278,5 @@ def show_instance_key_lifetimes(state: Any, settings: Settings, instance_id: str
     _say("unaffected", f"contact {later[:8]} (newer version) still decrypts to what was sent")
     print()
     print("$ atrest keys list")
-    print(render_versions(expiry.inventory()))
+    print(render_versions(key_inventory(expiry)))
     return 0

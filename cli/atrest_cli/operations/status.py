@@ -15,7 +15,7 @@ versions: encrypted counts wherever the plaintext was, and whether it was delete
 kept), a listing of the intake bucket with one BatchGetItem per 100 objects (which of
 them are recorded), the key store's active items (which KMS key wraps each scope), and
 the dead-letter queues (which objects failed). Key versions come from the same
-inventory as `atrest keys list` (`KeyExpiry.inventory`), so the two never disagree. An
+inventory as `atrest keys list` (`operations.key_inventory`), so the two never disagree. An
 unrecorded object's first bytes are read (one ranged GET, at most `VAULT_COPY_PEEKS` per
 run) to tell a vault copy from a pending object: its header names the source it was
 made from and the branch key version, under which the record it copies is found. Status
@@ -43,12 +43,13 @@ from atrest.core.clients import AwsClients
 from atrest.core.settings import Settings
 from atrest.crypto.envelope import CTX_DATA_CLASS, CTX_SOURCE_BUCKET, CTX_SOURCE_KEY, message_key, read_header
 from atrest.crypto.keystore import KeyStores
-from atrest.flows.expire_keys import KeyExpiry, KeyVersionView
+from atrest.flows.expire_keys import KeyLifecycle
 from atrest.storage.intake import SourceObject
 from atrest.storage.record_keys import filtered, is_object_item, object_key, under_key_version
 from atrest.storage.records import MetadataTable, ObjectStatus, _plain
 from atrest.storage.vault_keys import VaultKey
 from atrest_cli.operations.dead_letters import DeadLetterQueue
+from atrest_cli.operations.key_inventory import KeyVersionView, key_inventory
 
 ENCRYPT_DEAD_LETTER_QUEUE = "EncryptDeadLetterQueue"
 _BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem's maximum keys per request
@@ -235,7 +236,7 @@ def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], cl
         entry.oldest_pending = min(entry.oldest_pending or modified, modified)
 
     kms_keys = _active_kms_keys(clients, settings)
-    versions = KeyExpiry.from_settings(settings, clients).inventory()
+    versions = key_inventory(KeyLifecycle.from_settings(settings, clients))
     overwritten, overwritten_checked = overwritten_vault_objects(settings, clients, progress)
     return StatusReport(
         bucket=settings.intake_bucket,

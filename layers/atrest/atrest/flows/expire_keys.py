@@ -1,5 +1,9 @@
-"""`KeyExpiry`: the ExpireKeys work. Rotates branch keys whose active version has
+"""`KeyLifecycle`: what happens to a branch key version over its life. `run()` is the
+ExpireKeys function's scheduled work: it rotates branch keys whose active version has
 expired, retires the old version, and shreds retired versions whose retention is over.
+`rotate`, `shred` and `forget` are the same steps on an operator's demand (`atrest keys`,
+`atrest forget-instance`), under the same lease and the same rules; what the versions are
+now (`atrest keys list`) is read by the CLI's `operations.key_inventory`.
 
 Safe to run twice at once, and resumable after a crash at any step:
 - **One rotation per expiry.** Before VersionKey a run takes a lease on the ACTIVE
@@ -114,7 +118,7 @@ class ExpiryReport:
         return asdict(self)
 
 
-class KeyExpiry:
+class KeyLifecycle:
     """`after_step(step, branch_key_id)` is called after each durable step ("claimed",
     "rotated", "recorded", "retired", "deleted", "marked"; "held": a forget took the
     rotation lease): tests stop a run there to show that the next run finishes it."""
@@ -135,7 +139,7 @@ class KeyExpiry:
 
     @classmethod
     def from_settings(cls, settings: Settings, clients: AwsClients | None = None, clock: Clock | None = None,
-                      after_step: Callable[[str, str], None] | None = None) -> "KeyExpiry":
+                      after_step: Callable[[str, str], None] | None = None) -> "KeyLifecycle":
         clients = clients or AwsClients()
         keystore = KeyStores.from_settings(settings, clients)
         return cls(keystore, MetadataTable(clients.dynamodb, settings.metadata_table), deployment_lifetimes(settings),
@@ -429,36 +433,6 @@ class KeyExpiry:
             f"after {until} if that run died"
         )
 
-    # -- what `atrest keys list` shows ----------------------------------------------------
-
-    def inventory(self, branch_key_id: str | None = None) -> list["KeyVersionView"]:
-        """Every version of one branch key (or of every key in the store), oldest first per key."""
-        keys = [branch_key_id] if branch_key_id else [k.branch_key_id for k in self.keystore.active_keys()]
-        views: list[KeyVersionView] = []
-        for key in keys:
-            policy = self.lifetimes.for_branch_key(key)
-            recorded = {r.version: r for r in self.records.key_versions(key)}
-            stored = {v.version: v for v in self.keystore.versions(key)}
-            for version in set(recorded) | set(stored):
-                record, store = recorded.get(version), stored.get(version)
-                if record is not None:
-                    state, created = record.state.value, from_text(record.created_at)
-                    if record.state is KeyVersionState.ACTIVE and store is not None and not store.active:
-                        state = "RETIRING"  # rotated; the next expiry run records the retirement
-                elif store is not None:
-                    state, created = ("ACTIVE" if store.active else "RETIRED"), store.created
-                else:
-                    continue
-                if state == "ACTIVE":
-                    expires: str | None = to_text(policy.expires_at(created))
-                elif state == "SHREDDED":
-                    expires = record.shredded_at if record else None
-                else:
-                    expires = record.shred_after if record and record.shred_after else None
-                views.append(KeyVersionView(key, version, state, to_text(created), expires,
-                                            self.records.count_under(key, version)))
-        return sorted(views, key=lambda v: (v.branch_key_id, v.created))
-
 
 @dataclass(frozen=True)
 class ShredPlan:
@@ -466,13 +440,3 @@ class ShredPlan:
     objects: int  # objects and contact records under the version now
     shreddable_from: str
     shreddable: bool
-
-
-@dataclass(frozen=True)
-class KeyVersionView:
-    branch_key_id: str
-    version: str
-    state: str
-    created: str
-    expires: str | None  # ACTIVE: rotation due; RETIRED: shred due (None: kept); SHREDDED: when it was shredded
-    objects: int
