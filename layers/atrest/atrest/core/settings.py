@@ -187,20 +187,17 @@ SETTING = "atrest.setting"  # the dataclass field metadata key of a setting's de
 
 @dataclass(frozen=True)
 class Declaration:
-    """How one setting reaches the code. `output` / `parameter`: the stack output or parameter
-    whose value the template (and the operator CLI, from a deployed stack) gives it.
-    `falls_back_to`: the setting whose value it takes when unset. `deployed`: False for an
-    operator's override no template sets (read when set). `cli`: False for a setting only a
-    function reads, which the operator CLI has no use for."""
+    """How one setting reaches the code: its variable, how its text is read and checked,
+    what it is for, and where a stack's value for it comes from."""
 
     variable: str
     read: Reader
     doc: str
-    output: str | None = None
-    parameter: str | None = None
-    falls_back_to: str | None = None
-    deployed: bool = True
-    cli: bool = True
+    output: str | None = None  # the stack output the template (and the CLI, from a deployed stack) gives it
+    parameter: str | None = None  # ... or the stack parameter
+    falls_back_to: str | None = None  # the setting whose value it takes when unset
+    deployed: bool = True  # False: an operator's override no template sets (read when set)
+    cli: bool = True  # False: only a function reads it; the operator CLI has no use for it
 
 
 def setting(variable: str, read: Reader, default: Any = None, *, doc: str, output: str | None = None,
