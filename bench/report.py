@@ -136,7 +136,7 @@ def _cold_start_why(row: dict[str, Any], load: Any) -> str:
     loaded = (f"measured while other test runs loaded the 2 cores (load average {_load(load)} during this phase), "
               "which stretches every import; " if load and load[0] > 2 else "")
     return (loaded + "the imports are the cost (see the cold start table): the ESDK and the MPL's generated code, "
-            "the X-Ray SDK (Tracing: Active), Powertools idempotency/batch and boto3; all are needed by the first event, "
+            "the X-Ray SDK (Tracing: Active), Powertools batch and boto3; all are needed by the first event, "
             "so deferring them would move the time, not remove it")
 
 

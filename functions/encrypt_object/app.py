@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -10,7 +9,6 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atrest.core.clients import AwsClients
@@ -34,14 +32,12 @@ settings = Settings.for_function("EncryptObjectFunction")
 clients = AwsClients()
 pipeline = EncryptPipeline.from_settings(settings, clients)
 processor = BatchProcessor(event_type=EventType.SQS)
-# One source object version is one piece of work, however often S3/EventBridge/SQS deliver it.
-idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, version_id, etag]", expires_after_seconds=24 * 3600)
-persistence = DynamoDBPersistenceLayer(
-    table_name=settings.idempotency_table or os.environ["ATREST_IDEMPOTENCY_TABLE"], boto3_client=clients.dynamodb
-)
 
 
-@idempotent_function(data_keyword_argument="source", persistence_store=persistence, config=idempotency)
+# One source object version is one piece of work, however often S3/EventBridge/SQS deliver
+# it: the pipeline's conditional record write decides which delivery did the work (a
+# duplicate finds the record, or loses the write and discards its copy), so no separate
+# idempotency record is kept (docs/reliability.md, "Duplicates").
 def encrypt(source: dict[str, Any]) -> dict[str, Any]:
     kms_before = clients.calls["kms"]
     outcome = pipeline.encrypt(SourceObject(**source))
@@ -102,7 +98,6 @@ class BackfillBatchError(Exception):
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    idempotency.register_lambda_context(context)
     if is_eventbridge_event(event):
         return _encrypt_source(source_from_object_created(event))
     if is_backfill_batch(event):

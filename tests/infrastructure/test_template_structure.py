@@ -22,7 +22,6 @@ CONTRACT_RESOURCES = {
     "VaultBucket": "AWS::S3::Bucket",
     "KeyStoreTable": "AWS::DynamoDB::Table",
     "MetadataTable": "AWS::DynamoDB::Table",
-    "IdempotencyTable": "AWS::DynamoDB::Table",
     "EncryptQueue": "AWS::SQS::Queue",
     "EncryptDeadLetterQueue": "AWS::SQS::Queue",
     "ObjectCreatedRule": "AWS::Events::Rule",
@@ -97,7 +96,7 @@ def test_names_derive_from_stack_account_and_region(stack, resources):
     token = stack.parameters["AWS::StackId"].split("/")[2].split("-")[0]
     assert stack.resolve({"Ref": "IntakeBucket"}) == f"atrest-intake-{token}-123456789012-us-east-1"
     assert stack.resolve({"Ref": "VaultBucket"}) == f"atrest-vault-{token}-123456789012-us-east-1"
-    for table in ("KeyStoreTable", "MetadataTable", "IdempotencyTable"):
+    for table in ("KeyStoreTable", "MetadataTable"):
         name = stack.resolve(resources[table]["Properties"]["TableName"])
         assert name.startswith("atrest-"), name
 
@@ -344,7 +343,7 @@ def test_key_policy_grants_decryptors_only_when_given(resources, template):
 # --------------------------------------------------------------------------- tables
 
 
-@pytest.mark.parametrize("table", ["KeyStoreTable", "MetadataTable", "IdempotencyTable"])
+@pytest.mark.parametrize("table", ["KeyStoreTable", "MetadataTable"])
 def test_tables_have_point_in_time_recovery_and_encryption(resources, table):
     props = resources[table]["Properties"]
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
@@ -383,10 +382,11 @@ def test_metadata_table_schema_and_by_key_version_index(resources):
     assert types["gsi1pk"] == types["gsi1sk"] == "S"
 
 
-def test_idempotency_table_has_powertools_schema_and_ttl(resources):
-    props = resources["IdempotencyTable"]["Properties"]
-    assert _keys(props) == {"HASH": ("id", "S")}
-    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+def test_no_idempotency_table_the_metadata_record_s_condition_guards_duplicates(resources):
+    # docs/reliability.md, "Duplicates": the pipeline's conditional record write makes a
+    # redelivery idempotent, so the stack keeps no second (expiring) record per object.
+    tables = {name for name, resource in resources.items() if resource["Type"] == "AWS::DynamoDB::Table"}
+    assert not any("idempotency" in name.lower() for name in tables), tables
 
 
 # --------------------------------------------------------------------------- events, queues, function
@@ -513,7 +513,7 @@ def test_layer_builds_the_atrest_package_for_python312(resources):
 
 def test_outputs_name_every_resource_an_operator_needs(template):
     assert set(template["Outputs"]) >= {
-        "IntakeBucketName", "VaultBucketName", "KeyStoreTableName", "MetadataTableName", "IdempotencyTableName",
+        "IntakeBucketName", "VaultBucketName", "KeyStoreTableName", "MetadataTableName",
         "EncryptQueueUrl", "EncryptDeadLetterQueueUrl", "KmsKeyArn", "EncryptObjectFunctionArn",
     }
 

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import boto3
@@ -66,6 +67,33 @@ def test_the_same_event_delivered_twice_encrypts_once(settings, encrypt_handler)
     bare = encrypt_handler(event)
     listing = boto3.client("s3").list_object_versions(Bucket=settings.vault_bucket, Prefix=bare["vault_key"])
     assert len(listing["Versions"]) == 1
+
+
+# Issue 17: per service at most the S3 Encryption Client's requests per object plus 2
+# (S3EC: kms 1, s3 2, dynamodb 0). Counts are behaviour, not timing.
+AT_MOST_PER_OBJECT = {"dynamodb": 2, "s3": 4, "kms": 3}
+
+
+@pytest.mark.parametrize("keep_source", [False, True], ids=["source-deleted", "source-kept"])
+def test_one_small_object_through_the_handler_costs_at_most_the_s3ec_requests_plus_two_per_service(
+    settings, encrypt_function, encrypt_handler, monkeypatch, keep_source
+):
+    function = encrypt_function()
+    encrypt_handler(sqs_batch(object_created(settings.intake_bucket, key := transcript_key(settings),
+                                             put(settings, key, b"{}"))))  # cold start: branch key, key version
+    pipeline = function.module.pipeline
+    monkeypatch.setattr(pipeline, "settings", replace(pipeline.settings, keep_source=keep_source))
+    calls = function.module.clients.calls
+    before = dict(calls)
+    key = transcript_key(settings)
+    response = encrypt_handler(sqs_batch(object_created(settings.intake_bucket, key, put(settings, key, b'{"a": 1}'))))
+
+    assert response == {"batchItemFailures": []}
+    used = {service: calls[service] - before.get(service, 0) for service in calls if calls[service] - before.get(service, 0)}
+    print(f"requests per object ({'kept' if keep_source else 'deleted'} source): {used}")
+    assert {service: n for service, n in used.items() if n > AT_MOST_PER_OBJECT.get(service, 0)} == {}, used
+    kept = boto3.client("s3").list_object_versions(Bucket=settings.intake_bucket, Prefix=key).get("Versions", [])
+    assert bool(kept) is keep_source
 
 
 def test_url_encoded_keys_with_unicode_and_plus_are_found_and_encrypted(settings, encrypt_handler):

@@ -151,6 +151,23 @@ def encrypt_at(settings: Settings, source: SourceObject, start_at: float) -> dic
     return pipeline.encrypt(source).as_dict()
 
 
+def invoke_handler_at(function: Any, aws_environment: dict[str, str], event: dict[str, Any], start_at: float) -> Any:
+    """Invoke EncryptObjectFunction's handler (as Lambda runs it: its module, its template
+    environment, its role) with `event` in this process at wall-clock `start_at`, like one
+    warm Lambda instance of its own. Warmed first with an event for another bucket (skipped
+    without touching anything), so the instances really start the delivery together."""
+    from atrest_cli.local.lambda_runtime import InProcessFunction
+
+    instance = InProcessFunction(function, aws_environment)
+    warm_up = instance.invoke(object_created("not-the-intake-bucket", "warm-up", "v"))
+    assert warm_up.succeeded, warm_up.error
+    while time.time() < start_at:
+        time.sleep(0.001)
+    invocation = instance.invoke(event)
+    assert invocation.succeeded, invocation.error
+    return invocation.response
+
+
 CRASH_EXIT = 137  # what a killed Lambda process reports (SIGKILL)
 
 # Where a delivery dies: (client, botocore event, which matching call). The process exits at

@@ -18,8 +18,8 @@ from atrest.storage.records import ObjectStatus
 from atrest_cli.demos.samples import call_recording_wav, chat_transcript
 
 from probes import (
-    decrypt, encrypt_at, object_records, queue_bodies, record_of, recording_key, source_versions, transcript_key,
-    upload, vault_headers, vault_key_of, vault_versions,
+    decrypt, encrypt_at, invoke_handler_at, object_created, object_records, queue_bodies, record_of, recording_key,
+    source_versions, transcript_key, upload, vault_headers, vault_key_of, vault_versions,
 )
 
 pytestmark = pytest.mark.local_only("delivers messages again with the local runner on an emptied stack")
@@ -63,8 +63,8 @@ def test_every_event_delivered_three_times_through_the_queue_yields_one_vault_ob
 def test_three_processes_encrypting_the_same_versions_at_once_leave_one_vault_object_and_one_record_each(
     settings, worker_processes, tmp_path
 ):
-    """The domain's own guarantee, without the handler's idempotency layer (whose records
-    expire after 24 hours, and which lets a delivery through when its record is in doubt)."""
+    """The domain's own guarantee, at the pipeline: the handler adds no idempotency layer
+    of its own (the handler-level twin is the test after this one)."""
     bodies = [f"call {n} ".encode() * 5000 for n in range(4)]
     sources = [upload(settings, recording_key(settings), body) for body in bodies]
     start_at = time.time() + 1.5
@@ -77,6 +77,32 @@ def test_three_processes_encrypting_the_same_versions_at_once_leave_one_vault_ob
         assert sorted(o["repeated"] for o in outcomes) == [False, True, True], "exactly one delivery did the work"
         vault_key = vault_key_of(source)
         assert vault_versions(settings, vault_key) == [record_of(settings, vault_key).vault_version_id]
+        assert source_versions(settings, source.key) == []
+        assert decrypt(settings, vault_key, tmp_path) == body
+
+
+def test_two_handler_instances_given_the_same_event_at_once_leave_one_vault_object_and_one_record(
+    settings, worker_processes, local_stack, emulator, tmp_path
+):
+    """The handler keeps no idempotency record of its own: two Lambda instances handed the
+    same event at the same instant both run the pipeline, and its conditional record write
+    picks one (the other discards its copy and reports the object encrypted, repeated)."""
+    bodies = [f"call {n} ".encode() * 5000 for n in range(3)]
+    sources = [upload(settings, recording_key(settings), body) for body in bodies]
+    function = local_stack.function("EncryptObjectFunction")
+    start_at = time.time() + 3  # after both instances' cold start and warm-up
+    futures = {source: [worker_processes.submit(invoke_handler_at, function, emulator.environment(),
+                                                object_created(settings.intake_bucket, source.key, source.version_id),
+                                                start_at) for _ in range(2)]
+               for source in sources}
+
+    for source, body in zip(sources, bodies):
+        outcomes = [future.result(timeout=120) for future in futures[source]]
+        assert [o["outcome"] for o in outcomes] == ["encrypted"] * 2, outcomes
+        assert sorted(o["repeated"] for o in outcomes) == [False, True], "exactly one delivery did the work"
+        vault_key = vault_key_of(source)
+        assert vault_versions(settings, vault_key) == [record_of(settings, vault_key).vault_version_id]
+        assert record_of(settings, vault_key).status is ObjectStatus.SOURCE_DELETED
         assert source_versions(settings, source.key) == []
         assert decrypt(settings, vault_key, tmp_path) == body
 

@@ -42,7 +42,6 @@ SUMMARY_RESOURCES = {
     "vault_bucket": "VaultBucket",
     "keystore_table": "KeyStoreTable",
     "metadata_table": "MetadataTable",
-    "idempotency_table": "IdempotencyTable",
     "encrypt_queue_url": "EncryptQueue",
     "dead_letter_queue_url": "EncryptDeadLetterQueue",
 }

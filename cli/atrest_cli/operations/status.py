@@ -390,8 +390,7 @@ def _queue_depths(clients: AwsClients, dead_letter_queues: Mapping[str, str]) ->
 def _failed_sources(clients: AwsClients, settings: Settings, dead_letter_queues: Mapping[str, str],
                     depths: Mapping[str, int]) -> FailedSources | None:
     """What EncryptDeadLetterQueue names: the only record of a failed encryption the stack
-    keeps (the function's log has the exception; its idempotency record is removed on
-    failure). The messages stay in the queue."""
+    keeps (the function's log has the exception). The messages stay in the queue."""
     url = dead_letter_queues.get(ENCRYPT_DEAD_LETTER_QUEUE)
     if not url:
         return None

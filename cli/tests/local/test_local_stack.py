@@ -27,7 +27,7 @@ def by_name(items: list[dict], key: str) -> dict:
     return {item[key]: item for item in items}
 
 
-@pytest.mark.parametrize("logical_id", ["KeyStoreTable", "MetadataTable", "IdempotencyTable"])
+@pytest.mark.parametrize("logical_id", ["KeyStoreTable", "MetadataTable"])
 def test_tables_have_the_key_schema_and_indexes_the_template_declares(local_stack, logical_id):
     declared = template_properties(logical_id)
     table = boto3.client("dynamodb").describe_table(TableName=local_stack.physical_id(logical_id))["Table"]
@@ -49,7 +49,6 @@ def test_tables_match_the_contract_in_the_architecture_doc(local_stack):
     dynamodb = boto3.client("dynamodb")
     keystore = dynamodb.describe_table(TableName=local_stack.physical_id("KeyStoreTable"))["Table"]
     metadata = dynamodb.describe_table(TableName=local_stack.physical_id("MetadataTable"))["Table"]
-    idempotency_name = local_stack.physical_id("IdempotencyTable")
 
     assert [(k["AttributeName"], k["KeyType"]) for k in keystore["KeySchema"]] == [(BRANCH_KEY_ID, "HASH"), (TYPE, "RANGE")]
     assert [(k["AttributeName"], k["KeyType"]) for k in metadata["KeySchema"]] == [("pk", "HASH"), ("sk", "RANGE")]
@@ -57,10 +56,8 @@ def test_tables_match_the_contract_in_the_architecture_doc(local_stack):
                for index in metadata["GlobalSecondaryIndexes"]}
     assert indexes == {"by-key-version": (["gsi1pk", "gsi1sk"], "ALL"), "by-contact": (["gsi2pk", "gsi2sk"], "ALL"),
                        "by-source": (["gsi3pk", "gsi3sk"], "KEYS_ONLY")}
-    ttl = dynamodb.describe_time_to_live(TableName=idempotency_name)["TimeToLiveDescription"]
-    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expiration")
-    backups = dynamodb.describe_continuous_backups(TableName=idempotency_name)["ContinuousBackupsDescription"]
-    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    backups = dynamodb.describe_continuous_backups(TableName=local_stack.physical_id("MetadataTable"))
+    assert backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
 
 
 def test_the_encrypt_queue_dead_letters_after_max_receive_count(local_stack):
@@ -131,7 +128,7 @@ def test_the_encrypt_function_gets_the_contract_environment_and_its_queue(local_
     assert function.environment["ATREST_VAULT_BUCKET"] == local_stack.physical_id("VaultBucket")
     assert function.environment["ATREST_KEYSTORE_TABLE"] == local_stack.physical_id("KeyStoreTable")
     assert function.environment["ATREST_METADATA_TABLE"] == local_stack.physical_id("MetadataTable")
-    assert function.environment["ATREST_IDEMPOTENCY_TABLE"] == local_stack.physical_id("IdempotencyTable")
+    assert "ATREST_IDEMPOTENCY_TABLE" not in function.environment  # the record's condition guards duplicates
     assert function.environment["ATREST_KMS_KEY_ARN"] == local_stack.attribute("AtrestKmsKey", "Arn")
     assert function.environment["ATREST_ACCOUNT_ID"] == "123456789012"
     assert function.environment["POWERTOOLS_METRICS_NAMESPACE"] == "Atrest"

@@ -234,8 +234,6 @@ class Settings:
                                   doc="the metadata table")
     kms_key_arn: str = setting("ATREST_KMS_KEY_ARN", KeyArn(required=True), "", output="KmsKeyArn",
                                doc="the KMS key that wraps branch keys (the stack's own or CustomerManagedKeyArn)")
-    idempotency_table: str | None = setting("ATREST_IDEMPOTENCY_TABLE", Text(), output="IdempotencyTableName",
-                                            doc="the Powertools idempotency table (EncryptObject)")
     connect_prefix: str = setting("ATREST_CONNECT_PREFIX", Prefix(), "connect/", parameter="ConnectPrefix",
                                   doc="where Amazon Connect writes in the intake bucket (${connect_prefix})")
     knowledge_prefix: str = setting("ATREST_KNOWLEDGE_PREFIX", Prefix(), "knowledge/",
@@ -374,8 +372,7 @@ _RETRIEVALS = frozenset({"retrieval_bucket", "retrieval_lifetime_minutes"})
 # The template's function logical id -> the settings its handler reads (`Settings.for_function`).
 FUNCTION_SETTINGS: Mapping[str, frozenset[str]] = MappingProxyType({
     "EncryptObjectFunction": _KEY_STORE | _CLASS_KEYS | {"intake_bucket", "vault_bucket", "metadata_table",
-                                                         "idempotency_table", "frame_length", "part_size",
-                                                         "keep_source"},
+                                                         "frame_length", "part_size", "keep_source"},
     "ProtectContactFunction": _KEY_STORE | {"metadata_table", "contact_clear_fields"},
     "ExpireKeysFunction": _KEY_STORE | _CLASS_KEYS | _LIFETIMES | {"metadata_table"},
     "ReadObjectFunction": _KEY_STORE | _CLASS_KEYS | _RETRIEVALS | {"vault_bucket", "metadata_table", "audit_table"},

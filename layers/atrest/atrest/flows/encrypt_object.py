@@ -5,8 +5,10 @@ Order of work, and why:
 2. stream the source version through the ESDK into a multipart upload to the vault (its
    Content-Type kept for the record, its user metadata sealed: atrest.crypto.object_metadata);
 3. confirm S3's checksum of the ciphertext;
-4. commit the metadata record (conditional: a retry finds it and moves on);
-5. only then delete the plaintext, and only the version that was encrypted.
+4. commit the metadata record (conditional: a retry finds it and moves on; a concurrent
+   delivery that loses the write discards its ciphertext); a kept source's record is
+   written final here, in one write;
+5. only then delete the plaintext, and only the version that was encrypted, and mark the record.
 A crash anywhere before 5 leaves the plaintext in place; the retried event repeats the
 missing steps and writes the same vault key, so nothing is lost or duplicated.
 """
@@ -129,8 +131,12 @@ class EncryptPipeline:
                 return self._skip_unavailable(source, error)
 
         vault_key = str(VaultKey.of_source(classification.data_class, source.bucket, source.key, source.version_id))
-        existing = self.records.get_object(vault_key)
-        if existing is not None:
+        # Ciphertext already at our vault key: an earlier delivery uploaded it. The record is
+        # written only after its upload, so only then can one exist: without ciphertext at the
+        # key there is no record to look for (a first delivery reads no record: one DynamoDB
+        # request fewer per object; docs/cost.md).
+        earlier_write = self._vault_object_exists(vault_key)
+        if earlier_write and (existing := self.records.get_object(vault_key)) is not None:
             # An earlier delivery got as far as the record: only the source step can be missing.
             return self._finish_source(existing, source, started, repeated=True)
 
@@ -166,13 +172,17 @@ class EncryptPipeline:
                     return self._skip_unavailable(source, error)
                 body, prefix = response["Body"], b""
             version_id = source.version_id or _real_version(response.get("VersionId"))
-            # Ciphertext already at our vault key without a record: an attempt died after its upload.
-            earlier_write = self._vault_object_exists(vault_key)
+            # earlier_write without a record: an attempt died after its upload (or a concurrent
+            # one has not recorded yet); its copy is removed once a record exists.
             record = self._encrypt_stream(source, version_id, classification, vault_key, PlaintextStream(prefix, body),
                                           started, _described(response))
         finally:
             body.close()
 
+        if self._keeps_source(record):
+            # Nothing more will happen to the source: the record is written once, final
+            # (a write and an update before; a crash can only come before or after this write).
+            record = replace(record, status=ObjectStatus.SOURCE_KEPT, source_removed_at=record.encrypted_at)
         if not self.records.put_object(record):
             # A concurrent delivery recorded first; ours is a redundant copy of the same bytes.
             self._discard_duplicate(record)
@@ -295,11 +305,7 @@ class EncryptPipeline:
                        earlier_write: bool = False) -> EncryptOutcome:
         self._remove_unrecorded_ciphertext(record, look_for_versions=repeated or earlier_write)
         if record.status is ObjectStatus.ENCRYPTED:
-            spec = self.classifier.catalog.get(record.data_class)
-            if self.settings.keep_source or (spec is not None and spec.keeps_source) or not record.source_version_id:
-                # Kept by configuration (the stack's KeepSourceObjects or the class's
-                # source_removal), or without a version id we cannot name the exact bytes
-                # we encrypted, so we keep them.
+            if self._keeps_source(record):  # a record written ENCRYPTED before sources were recorded kept at once
                 self.records.mark_source(record.vault_key, ObjectStatus.SOURCE_KEPT)
                 record.status = ObjectStatus.SOURCE_KEPT
             else:
@@ -321,6 +327,12 @@ class EncryptPipeline:
         )
         log.info("object encrypted", extra={"outcome": outcome.as_dict()})
         return outcome
+
+    def _keeps_source(self, record: ObjectRecord) -> bool:
+        """Kept by configuration (the stack's KeepSourceObjects or the class's source_removal),
+        or without a version id we cannot name the exact bytes we encrypted, so we keep them."""
+        spec = self.classifier.catalog.get(record.data_class)
+        return self.settings.keep_source or (spec is not None and spec.keeps_source) or not record.source_version_id
 
     def _delete_source_version(self, record: ObjectRecord) -> None:
         # Deleting by version id removes exactly the bytes we encrypted; a newer version of
