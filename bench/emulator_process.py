@@ -14,6 +14,11 @@ find leftover ciphertext versions of its vault key), so on the stock emulator ea
 costs time in proportion to everything in the vault, and a 1,000-object batch grew the
 emulator to 20 GiB until the kernel killed it. The patch lists the same versions (filtered
 by prefix first, as S3 does) from copies that share the stored bytes.
+
+Profiles (`PROFILES`): "emulator" serves every request as fast as moto can; "region" adds,
+on the server thread that handles the request, the latency `latency.RegionLatency` models on
+AWS's published typical in-region figures, so requests per object weigh as they would in a
+region while concurrent clients still overlap (the server is threaded, as AWS is parallel).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from latency import PROFILES, install_latency
 from measure import ROOT, rss_mib
 
 # Keys the benchmark writes are under connect/ (what atrest's default settings classify);
@@ -37,7 +43,10 @@ RULE_PREFIXES = ("ConnectPrefix=bench-off/", "KnowledgeDocumentPrefix=bench-off-
 class EmulatorProcess:
     """`with EmulatorProcess() as emulator:` starts the emulator process and reads its JSON line."""
 
-    def __init__(self) -> None:
+    def __init__(self, profile: str = "emulator") -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown bench profile {profile!r}; one of {', '.join(PROFILES)}")
+        self.profile = profile
         self._workdir = tempfile.TemporaryDirectory(prefix="atrest-bench-")
         self.log_path = Path(self._workdir.name) / "emulator.log"
         self._process: subprocess.Popen[str] | None = None
@@ -46,7 +55,8 @@ class EmulatorProcess:
     def __enter__(self) -> "EmulatorProcess":
         log = self.log_path.open("w")
         self._process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), str(Path(self._workdir.name) / "state.json")],
+            [sys.executable, str(Path(__file__).resolve()), str(Path(self._workdir.name) / "state.json"),
+             self.profile],
             stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
         )
         line = self._process.stdout.readline()
@@ -126,7 +136,7 @@ def patch_list_object_versions() -> None:
     models.S3Backend.list_object_versions = namespace["list_object_versions"]
 
 
-def serve(state_file: Path) -> None:
+def serve(state_file: Path, profile: str) -> None:
     """The emulator process: emulator, stack, one JSON line on stdout, then wait for SIGTERM."""
     import signal
     import threading
@@ -142,6 +152,8 @@ def serve(state_file: Path) -> None:
     with Emulator() as emulator:
         parameters = dict(override.split("=", 1) for override in RULE_PREFIXES)
         state = provision(ROOT / "template.yaml", emulator, parameters=parameters)
+        # After provisioning: the stack's set-up is not what the profile models.
+        install_latency(emulator._server, profile)
         state.write(state_file)
         print(json.dumps(stack_summary(state, state_file)), flush=True)
         while not stop.wait(0.5):
@@ -149,4 +161,4 @@ def serve(state_file: Path) -> None:
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]))
+    serve(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "emulator")

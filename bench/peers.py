@@ -5,9 +5,12 @@ ciphertext in the vault bucket; `calls` counts every AWS call the peer makes, pe
 service (botocore `before-call` hooks). `core(data) -> int` is the same encryption in
 memory only (no S3), returning the ciphertext length.
 
-- `Atrest`: the real domain code, `EncryptPipeline.encrypt(SourceObject)` with its own
-  `AwsClients` (hierarchical keyring, cached branch keys, 1 MiB frames, committing suite,
-  checksummed multipart upload, metadata record). Sources are kept (ATREST_KEEP_SOURCE).
+- `Atrest`: EncryptObjectFunction's handler itself (`functions/encrypt_object/app.py`,
+  imported as Lambda imports it), invoked with the S3 "Object Created" event of each object:
+  Powertools idempotency record (DynamoDB), then `EncryptPipeline.encrypt` (hierarchical
+  keyring, cached branch keys, 1 MiB frames, committing suite, checksummed multipart upload,
+  metadata record). Every AWS call the handler makes, idempotency writes included, goes
+  through its `AwsClients` and is counted there. Sources are kept (ATREST_KEEP_SOURCE).
 - `S3Ec`: peer (a), the Amazon S3 Encryption Client for Python v4 with a KMS keyring, used
   as its README shows: `put_object` below its 8 MiB multipart threshold, else
   `upload_fileobj` (streamed, 8 MiB parts).
@@ -21,14 +24,17 @@ memory only (no S3), returning the ciphertext length.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
+import time
+import uuid
 from collections import Counter
 from typing import Any
 
 import boto3
 
-from measure import MiB, count_calls
+from measure import ROOT, MiB, count_calls
 
 DEST_PREFIX = "bench-out"
 
@@ -82,16 +88,18 @@ class Atrest(Peer):
     name = "atrest"
     label = "atrest"
 
-    def __init__(self) -> None:
-        from atrest.core.clients import AwsClients
-        from atrest.core.settings import Settings
-        from atrest.flows.encrypt_object import EncryptPipeline
+    FUNCTION_DIR = ROOT / "functions" / "encrypt_object"
 
+    def __init__(self) -> None:
         super().__init__()
-        self.settings = Settings.from_env()
-        self.clients = AwsClients()
-        self.calls = self.clients.calls  # atrest counts its own calls, per service
-        self.pipeline = EncryptPipeline.from_settings(self.settings, self.clients)
+        # The handler module, initialised as Lambda's init phase does (settings, clients,
+        # pipeline, the idempotency persistence layer on the same DynamoDB client).
+        spec = importlib.util.spec_from_file_location("encrypt_object_app", self.FUNCTION_DIR / "app.py")
+        self.app = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.app)
+        self.settings = self.app.settings
+        self.calls = self.app.clients.calls  # the handler counts its own calls, per service
+        self.pipeline = self.app.pipeline
         self._versions: dict[str, str | None] = {}
         # Uncounted clients: set-up and clean-up only.
         self._setup_s3 = self.session.client("s3")
@@ -103,13 +111,14 @@ class Atrest(Peer):
         return key
 
     def encrypt(self, bucket: str, key: str) -> str:
-        from atrest.flows.encrypt_object import Outcome
-        from atrest.storage.intake import SourceObject
-
-        outcome = self.pipeline.encrypt(SourceObject(bucket, key, self._versions.get(key)))
-        if outcome.outcome is not Outcome.ENCRYPTED or outcome.repeated:
-            raise RuntimeError(f"atrest did not encrypt {key}: {outcome.as_dict()}")
-        return outcome.vault_key
+        # The EventBridge shape: the handler's SQS path adds no AWS call (SQS deletes the
+        # message on the handler's answer), and this one returns the outcome to check.
+        event = {"source": "aws.s3", "detail-type": "Object Created",
+                 "detail": {"bucket": {"name": bucket}, "object": {"key": key, "version-id": self._versions.get(key)}}}
+        outcome = self.app.lambda_handler(event, _lambda_context())
+        if outcome.get("outcome") != "encrypted" or outcome.get("repeated"):
+            raise RuntimeError(f"atrest did not encrypt {key}: {outcome}")
+        return outcome["vault_key"]
 
     def cleanup(self, bucket: str, done: list[tuple[str, str]], objects: bool) -> None:
         # The source is kept (ATREST_KEEP_SOURCE=true), so the next run can encrypt the same
@@ -117,11 +126,13 @@ class Atrest(Peer):
         # treat it as a repeated delivery and do nothing.
         from atrest.storage.record_keys import object_key
 
-        deletes = [{"DeleteRequest": {"Key": object_key(dest)}} for _, dest in done]
-        for start in range(0, len(deletes), 25):
-            pending = {self.settings.metadata_table: deletes[start:start + 25]}
-            while pending:
-                pending = self._setup.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        self._delete_items(self.settings.metadata_table, [object_key(dest) for _, dest in done])
+        # And the idempotency records: with one, the handler would rightly answer the stored
+        # result of the earlier run without encrypting.
+        table = self.settings.idempotency_table or os.environ["ATREST_IDEMPOTENCY_TABLE"]
+        keys = [item for page in self._setup.get_paginator("scan").paginate(TableName=table, ProjectionExpression="id")
+                for item in page["Items"]]
+        self._delete_items(table, keys)
         # Every ciphertext version goes too, small ones included: a version left from an earlier
         # run would look to atrest like a leftover of a failed attempt, and it would (rightly)
         # spend calls reading and deleting it. The vault holds nothing else of atrest's.
@@ -133,6 +144,13 @@ class Atrest(Peer):
         for start in range(0, len(versions), 1000):
             self._setup_s3.delete_objects(Bucket=self.settings.vault_bucket,
                                           Delete={"Objects": versions[start:start + 1000], "Quiet": True})
+
+    def _delete_items(self, table: str, keys: list[dict[str, Any]]) -> None:
+        deletes = [{"DeleteRequest": {"Key": key}} for key in keys]
+        for start in range(0, len(deletes), 25):
+            pending = {table: deletes[start:start + 25]}
+            while pending:
+                pending = self._setup.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
 
     def decrypt(self, bucket: str, key: str, dest: str) -> bytes:
         from atrest.catalog.scopes import BranchKeyScope
@@ -241,6 +259,18 @@ class Copy(Peer):
         self.s3.upload_fileobj(body, self.out_bucket, dest)
         body.close()
         return dest
+
+
+def _lambda_context() -> Any:
+    """What Lambda passes the handler (the local runtime's context class), 15 minutes to run."""
+    from atrest_cli.local.lambda_runtime import LocalLambdaContext
+
+    return LocalLambdaContext(
+        function_name="EncryptObjectFunction", function_version="$LATEST",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:EncryptObjectFunction",
+        memory_limit_in_mb=1024, aws_request_id=str(uuid.uuid4()), log_group_name="/aws/lambda/bench",
+        log_stream_name="bench", deadline=time.monotonic() + 900,
+    )
 
 
 PEERS: dict[str, type[Peer]] = {cls.name: cls for cls in (Atrest, S3Ec, Esdk, Copy)}

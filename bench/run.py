@@ -1,13 +1,17 @@
 """`make bench`: atrest side by side with the peers a user would pick instead.
 
-    python bench/run.py [--quick] [--big] [--runs N] [--out DIR]
+    python bench/run.py [--quick] [--big] [--runs N] [--profiles emulator region] [--out DIR]
 
-One run measures, on one emulator (moto, in its own process via `atrest local up`):
+One run measures, under each profile (bench/latency.py: "emulator", moto as fast as it answers;
+"region", every request given the latency modelled on AWS's published in-region figures), on
+an emulator of that profile (moto, in its own process via `atrest local up`):
 - throughput S3 -> S3 for 10 KiB, 5 MiB and 256 MiB objects and a batch of 1,000 small
   objects: the median of `--runs` runs, the peers taking turns run by run;
 - AWS calls per object (KMS, DynamoDB, S3), counted with botocore event hooks;
 - peak RSS per object size, each peer in a fresh process (and 1 GiB with --big);
-- the crypto core alone (memory to memory, 256 MiB) against raw AES-256-GCM;
+and once (they do not depend on the emulator's latency), under the first profile:
+- the crypto core alone (memory to memory, 256 MiB) against raw AES-256-GCM, and a cProfile
+  of atrest's (where the time of the ESDK's 1 MiB framing goes);
 - cold start of every handler module in template.yaml (fresh process, median of 5);
 and writes bench/results.md and bench/results.png (--quick: into bench/out/quick/).
 Each peer runs in a process of its own (bench/worker.py); see bench/peers.py for what
@@ -31,6 +35,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from emulator_process import EmulatorProcess, child_environment  # noqa: E402
+from latency import PROFILES  # noqa: E402
 from measure import MiB, ROOT, cold_start, machine, median, versions  # noqa: E402
 
 KiB = 1024
@@ -122,9 +127,8 @@ class Bench:
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(), "versions": versions(), "peers": self.peers,
             "settings": {"runs": args.runs, "batch": args.batch, "sizes": args.sizes, "big": args.big,
-                         "core_size": args.core_size, "quick": args.quick},
-            "throughput": {}, "first_object": {}, "batch": {}, "rss": {}, "core": {}, "cold_start": [],
-            "phases": {}, "errors": [], "emulator_rss_mib": {},
+                         "core_size": args.core_size, "quick": args.quick, "profiles": args.profiles},
+            "profiles": {}, "core": {}, "cold_start": [], "phases": {}, "errors": [],
         }
         self.out = Path(args.out)
         self.scratch = scratch_dir(self.out)
@@ -135,6 +139,7 @@ class Bench:
 
     def phase(self, name: str, action: Callable[[], None]) -> None:
         started = time.monotonic()
+        name = f"{self.profile}: {name}"
         self.say(f"{name} ...")
         try:
             action()
@@ -142,22 +147,28 @@ class Bench:
             self.results["errors"].append(f"{name}: {error}")
             self.say(f"{name} failed: {str(error).splitlines()[0]}")
         self.results["phases"][name] = {"seconds": time.monotonic() - started, "load_average": os.getloadavg()}
-        self.results["emulator_rss_mib"][name] = self.emulator.rss_mib()
+        self.measured["emulator_rss_mib"][name] = self.emulator.rss_mib()
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
-        with EmulatorProcess() as emulator:
-            self.emulator = emulator
-            self.env = child_environment(emulator)
-            self.bucket = emulator.stack["intake_bucket"]
-            self.s3 = self._client("s3")
-            self.phase("upload sources", self.upload_sources)
-            self.phase("throughput", self.throughput)
-            self.phase("batch", self.batch)
-            if self.args.big:
-                self.phase(f"peak RSS {human(self.args.big_size)}", self.peak_rss)
-            self.phase("crypto core", self.crypto_core)
-            self.phase("cold start", self.cold_start)
+        for index, profile in enumerate(self.args.profiles):
+            # What each profile measures; the shape the report reads per profile.
+            self.profile = profile
+            self.measured = self.results["profiles"][profile] = {
+                "throughput": {}, "first_object": {}, "batch": {}, "rss": {}, "emulator_rss_mib": {}}
+            with EmulatorProcess(profile) as emulator:
+                self.emulator = emulator
+                self.env = child_environment(emulator)
+                self.bucket = emulator.stack["intake_bucket"]
+                self.s3 = self._client("s3")
+                self.phase("upload sources", self.upload_sources)
+                self.phase("throughput", self.throughput)
+                self.phase("batch", self.batch)
+                if index == 0:  # memory and CPU only: the emulator's latency does not enter them
+                    if self.args.big:
+                        self.phase(f"peak RSS {human(self.args.big_size)}", self.peak_rss)
+                    self.phase("crypto core", self.crypto_core)
+                    self.phase("cold start", self.cold_start)
         self.results["seconds"] = time.monotonic() - started
         self.results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.results["machine"]["load_average_end"] = os.getloadavg()
@@ -230,11 +241,11 @@ class Bench:
                 try:
                     first = self.encrypt(worker, warm_key, min(self.keys), verify=True)
                 except BenchError as error:
-                    self.results["errors"].append(f"throughput, first object, {worker.peer}: {error}")
+                    self.results["errors"].append(f"{self.profile}: throughput, first object, {worker.peer}: {error}")
                     workers.remove(worker)
                     worker.close()
                     continue
-                self.results["first_object"][worker.peer] = {"calls": first["calls"], "seconds": first["seconds"],
+                self.measured["first_object"][worker.peer] = {"calls": first["calls"], "seconds": first["seconds"],
                                                              "init_seconds": worker.ready["init_seconds"],
                                                              "peak_rss_mib": first["peak_rss_mib"]}
             for size in self.args.sizes:
@@ -244,15 +255,15 @@ class Bench:
                         try:
                             rows[worker.peer].append(self.encrypt(worker, self.keys[size], size, verify=run == 0))
                         except BenchError as error:
-                            self.results["errors"].append(f"throughput {human(size)} {worker.peer}: {error}")
-                self.results["throughput"][str(size)] = {peer: summarise(runs) for peer, runs in rows.items() if runs}
+                            self.results["errors"].append(f"{self.profile}: throughput {human(size)} {worker.peer}: {error}")
+                self.measured["throughput"][str(size)] = {peer: summarise(runs) for peer, runs in rows.items() if runs}
                 for peer, runs in rows.items():
                     if runs:  # VmHWM after this size's runs: sizes go up, so this is the peak for this size
-                        self.results["rss"].setdefault(peer, {})[str(size)] = {
-                            "baseline_mib": self.results["first_object"][peer]["peak_rss_mib"],
+                        self.measured["rss"].setdefault(peer, {})[str(size)] = {
+                            "baseline_mib": self.measured["first_object"][peer]["peak_rss_mib"],
                             "peak_mib": max(r["peak_rss_mib"] for r in runs), "process": "throughput"}
                 self.say("  " + human(size) + ": " + ", ".join(
-                    f"{peer} {row['mb_per_s']:.1f} MB/s" for peer, row in self.results["throughput"][str(size)].items()))
+                    f"{peer} {row['mb_per_s']:.1f} MB/s" for peer, row in self.measured["throughput"][str(size)].items()))
         finally:
             for worker in workers:
                 worker.close()
@@ -268,7 +279,7 @@ class Bench:
                     try:
                         rows[worker.peer].append(self.encrypt(worker, self.batch_keys, SMALL))
                     except BenchError as error:
-                        self.results["errors"].append(f"batch {worker.peer}: {error}")
+                        self.results["errors"].append(f"{self.profile}: batch {worker.peer}: {error}")
             for peer, runs in rows.items():
                 if not runs:
                     continue
@@ -277,8 +288,8 @@ class Bench:
                 warm = runs[1:] or runs
                 summary["kms_per_object_warm"] = sum(r["calls"].get("kms", 0) for r in warm) / sum(r["objects"] for r in warm)
                 summary["kms_per_object_cold_run"] = runs[0]["calls"].get("kms", 0) / runs[0]["objects"]
-                self.results["batch"][peer] = summary
-            self.say("  batch: " + ", ".join(f"{p} {r['objects_per_s']:.0f} obj/s" for p, r in self.results["batch"].items()))
+                self.measured["batch"][peer] = summary
+            self.say("  batch: " + ", ".join(f"{p} {r['objects_per_s']:.0f} obj/s" for p, r in self.measured["batch"].items()))
         finally:
             for worker in workers:
                 worker.close()
@@ -298,7 +309,7 @@ class Bench:
                 except BenchError as error:
                     self.results["errors"].append(f"peak RSS {human(size)} {peer}: {error}")
                     continue
-                self.results["rss"].setdefault(peer, {})[str(size)] = {
+                self.measured["rss"].setdefault(peer, {})[str(size)] = {
                     "baseline_mib": warm["peak_rss_mib"], "peak_mib": large["peak_rss_mib"], "process": "fresh",
                     "mb_per_s": size / large["seconds"] / 1e6,
                 }
@@ -327,8 +338,10 @@ class Bench:
                 core["raw"] = {"mb_per_s": median(size / r["raw_seconds"] / 1e6 for r in rows["atrest"])}
                 core["raw_one_shot"] = {"mb_per_s": median(size / r["raw_one_shot_seconds"] / 1e6 for r in rows["atrest"])}
             core["size"] = size
+            if "atrest" in peers:  # after the timed runs, so its overhead touches none of them
+                core["profile"] = workers[peers.index("atrest")].call(op="profile_core", size=size, seed=0)
             self.results["core"] = core
-            self.say("  " + ", ".join(f"{k} {v['mb_per_s']:.0f} MB/s" for k, v in core.items() if isinstance(v, dict)))
+            self.say("  " + ", ".join(f"{k} {v['mb_per_s']:.0f} MB/s" for k, v in core.items() if isinstance(v, dict) and "mb_per_s" in v))
         finally:
             for worker in workers:
                 worker.close()
@@ -382,12 +395,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers", nargs="+", default=list(PEER_ORDER), choices=PEER_ORDER)
     parser.add_argument("--big-peers", nargs="+", default=["atrest", "s3ec", "copy"], choices=PEER_ORDER,
                         help="peers measured at 1 GiB with --big (default: all but (b), which takes minutes at 1 GiB)")
+    parser.add_argument("--core-size", type=int, metavar="MIB",
+                        help="crypto core size in MiB (default 256; --quick 16: the fixed cost per message then weighs more)")
+    parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=PROFILES,
+                        help="emulator profiles, each a full pass (default: both; bench/latency.py)")
     parser.add_argument("--out", help="where results.md and results.png go (default bench/; --quick bench/out/quick)")
     parser.add_argument("--report-from", metavar="RESULTS_JSON", help="only write the report from a run's results.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes = [SMALL, 5 * MiB, 16 * MiB]
-        args.core_size = 16 * MiB
         args.big_size = 64 * MiB
         args.runs = args.runs or 1
         args.batch = args.batch or 20
@@ -395,12 +411,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.out = args.out or str(BENCH / "out" / "quick")
     else:
         args.sizes = [SMALL, 5 * MiB, 256 * MiB]
-        args.core_size = 256 * MiB
         args.big_size = GiB
         args.runs = args.runs or 3
         args.batch = args.batch or 1000
         args.cold_runs = 5
         args.out = args.out or str(BENCH)
+    if args.core_size:  # given in MiB
+        args.core_size *= MiB
+    else:
+        args.core_size = 16 * MiB if args.quick else 256 * MiB
     return args
 
 

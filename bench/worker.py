@@ -10,6 +10,8 @@ Prints {"ready": ...} once the peer is built, then answers each command with one
          object), peak_rss_mib, rss_mib
   {"op": "core", "size": N, "seed": S, "raw": bool}
       -> seconds for the peer's in-memory encryption of N bytes (and raw AES-GCM if asked)
+  {"op": "profile_core", "size": N, "seed": S}
+      -> the same under cProfile: total seconds and the top functions by own time
   {"op": "exit"}
 A failure answers {"error": ...} and the worker carries on.
 """
@@ -67,11 +69,59 @@ def core(peer: Peer, size: int, seed: int, raw: bool) -> dict[str, Any]:
     return result
 
 
+def profile_core(peer: Peer, size: int, seed: int, top: int = 12) -> dict[str, Any]:
+    """`core` under cProfile: the functions the time goes to (own time, and share of the total).
+    Few calls at 1 MiB frames, so cProfile's per-call overhead distorts little."""
+    import cProfile
+    import pstats
+
+    block = random.Random(seed).randbytes(MiB)
+    data = (block * (size // MiB + 1))[:size]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    peer.core(data)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = sum(row[2] for row in stats.stats.values())  # own time over every function
+    groups: dict[str, float] = {}
+    for function, row in stats.stats.items():
+        group = _group(pstats.func_std_string(function))
+        groups[group] = groups.get(group, 0.0) + row[2]
+    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:top]
+    return {"bytes": size, "total_seconds": total,
+            "groups": {group: seconds / total for group, seconds in sorted(groups.items(), key=lambda item: -item[1])},
+            "functions": [
+        {"function": pstats.func_std_string(function), "calls": row[1], "own_seconds": row[2],
+         "cumulative_seconds": row[3], "share": row[2] / total if total else 0.0}
+        for function, row in rows]}
+
+
+# Where a function's own time belongs, by what its cProfile name says (first match wins).
+_GROUPS = (
+    ("AES-256-GCM itself (cryptography's OpenSSL calls)", ("cryptography",)),
+    ("buffer copies (BytesIO read/write, joins, slices)", ("_io.BytesIO", "method 'join'", "bytearray", "memoryview")),
+    ("ESDK framing in Python (aws_encryption_sdk, struct)", ("aws_encryption_sdk", "_struct")),
+    ("MPL and its Dafny runtime (materials, keyring)", ("_dafny", "aws_cryptographic_material", "smithy", "aws_cryptography")),
+)
+
+
+def _group(name: str) -> str:
+    for group, needles in _GROUPS:
+        if any(needle in name for needle in needles):
+            return group
+    return "other (Python built-ins, hashing, atrest)"
+
+
 def main() -> None:
     name = sys.argv[1]
+    # stdout is the protocol to run.py; what the peer prints (the handler's Powertools logs and
+    # EMF metrics go to stdout, as in Lambda) goes to stderr, the workers' log.
+    protocol = sys.stdout
+    sys.stdout = sys.stderr
     started = time.perf_counter()
     peer = PEERS[name]()
-    print(json.dumps({"ready": name, "init_seconds": time.perf_counter() - started, "rss_mib": rss_mib()}), flush=True)
+    print(json.dumps({"ready": name, "init_seconds": time.perf_counter() - started, "rss_mib": rss_mib()}),
+          file=protocol, flush=True)
     for line in sys.stdin:
         command = json.loads(line)
         op = command.pop("op")
@@ -81,13 +131,15 @@ def main() -> None:
             if op == "encrypt":
                 answer = encrypt(peer, command["bucket"], command["keys"], command.get("versions", {}),
                                  command["size"], command.get("verify", False))
+            elif op == "profile_core":
+                answer = profile_core(peer, command["size"], command.get("seed", 0))
             elif op == "core":
                 answer = core(peer, command["size"], command.get("seed", 0), command.get("raw", False))
             else:
                 answer = {"error": f"unknown op {op!r}"}
         except Exception as error:  # report, keep the worker alive for the other measurements
             answer = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
-        print(json.dumps(answer, default=str), flush=True)
+        print(json.dumps(answer, default=str), file=protocol, flush=True)
 
 
 if __name__ == "__main__":
