@@ -7,9 +7,9 @@ memory only (no S3), returning the ciphertext length.
 
 - `Atrest`: EncryptObjectFunction's handler itself (`functions/encrypt_object/app.py`,
   imported as Lambda imports it), invoked with the S3 "Object Created" event of each object:
-  Powertools idempotency record (DynamoDB), then `EncryptPipeline.encrypt` (hierarchical
-  keyring, cached branch keys, 1 MiB frames, committing suite, checksummed multipart upload,
-  metadata record). Every AWS call the handler makes, idempotency writes included, goes
+  `EncryptPipeline.encrypt` (hierarchical keyring, cached branch keys, 1 MiB frames,
+  committing suite, checksummed multipart upload, metadata record: its conditional write is
+  also what makes a repeated delivery idempotent). Every AWS call the handler makes goes
   through its `AwsClients` and is counted there. Sources are kept (ATREST_KEEP_SOURCE).
 - `S3Ec`: peer (a), the Amazon S3 Encryption Client for Python v4 with a KMS keyring, used
   as its README shows: `put_object` below its 8 MiB multipart threshold, else
@@ -93,7 +93,7 @@ class Atrest(Peer):
     def __init__(self) -> None:
         super().__init__()
         # The handler module, initialised as Lambda's init phase does (settings, clients,
-        # pipeline, the idempotency persistence layer on the same DynamoDB client).
+        # pipeline).
         spec = importlib.util.spec_from_file_location("encrypt_object_app", self.FUNCTION_DIR / "app.py")
         self.app = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.app)
@@ -127,12 +127,6 @@ class Atrest(Peer):
         from atrest.storage.record_keys import object_key
 
         self._delete_items(self.settings.metadata_table, [object_key(dest) for _, dest in done])
-        # And the idempotency records: with one, the handler would rightly answer the stored
-        # result of the earlier run without encrypting.
-        table = self.settings.idempotency_table or os.environ["ATREST_IDEMPOTENCY_TABLE"]
-        keys = [item for page in self._setup.get_paginator("scan").paginate(TableName=table, ProjectionExpression="id")
-                for item in page["Items"]]
-        self._delete_items(table, keys)
         # Every ciphertext version goes too, small ones included: a version left from an earlier
         # run would look to atrest like a leftover of a failed attempt, and it would (rightly)
         # spend calls reading and deleting it. The vault holds nothing else of atrest's.

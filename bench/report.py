@@ -16,7 +16,7 @@ LABELS = {
 }
 WHAT = {
     "atrest": "EncryptObjectFunction's handler (`functions/encrypt_object/app.py`, an S3 \"Object Created\" event per "
-              "object): Powertools idempotency record, then `EncryptPipeline.encrypt`: hierarchical keyring with branch keys cached 300 s, "
+              "object): `EncryptPipeline.encrypt`: hierarchical keyring with branch keys cached 300 s, "
               "committing non-signing suite, 1 MiB frames, SHA-256-checksummed multipart upload (8 MiB parts) confirmed "
               "against S3, metadata record in DynamoDB. Sources kept.",
     "s3ec": "`amazon-s3-encryption-client-python` 4.0.0, `KmsKeyring` (one GenerateDataKey per object), default suite "
@@ -96,7 +96,7 @@ def evaluate_profile(profile: str, view: dict[str, Any]) -> list[dict[str, str]]
                 ratio >= 1.0, "" if ratio >= 1.0 else
                 ("each small object is a chain of requests, each a round trip: " if profile == "region" else
                  "on the emulator each request costs moto's Python time, and atrest's handler also runs Powertools "
-                 "(idempotency, logging, metrics) and hashes what it stores: ") + _gap(view, "s3ec", batch))
+                 "(logging, metrics) and hashes what it stores: ") + _gap(view, "s3ec", batch))
     else:
         add("KMS calls per object at steady state <= 0.01", "no batch result", None)
 
@@ -110,7 +110,7 @@ def evaluate_profile(profile: str, view: dict[str, Any]) -> list[dict[str, str]]
                         "encryption costs atrest."))
     extra_work = ("both upload parts one at a time, but atrest also hashes plaintext and ciphertext (SHA-256), "
                   "has S3 verify a SHA-256 per part (peer (a) sends CRC32), reads S3's checksum back (HEAD), "
-                  "writes its idempotency and metadata records (DynamoDB)")
+                  "writes its metadata record (DynamoDB)")
     for size in sorted((int(size) for size in throughput if int(size) >= MiB)):
         row = throughput[str(size)]
         atrest = row.get("atrest", {}).get("mb_per_s")
@@ -136,8 +136,8 @@ def evaluate_profile(profile: str, view: dict[str, Any]) -> list[dict[str, str]]
         add(f"requests per object ({name}) <= peer (a)'s + 2, per service",
             f"atrest {_requests(ours)}; peer (a) {_requests(theirs)}", not worst,
             "" if not worst else f"over by more than 2: {', '.join(worst)} (atrest's DynamoDB requests are the "
-                                 "handler's idempotency record, put then update, and the metadata record with its "
-                                 "bookkeeping; peer (a) keeps no record)")
+                                 "metadata record (one write with sources kept, as here; a write and an update "
+                                 "when the source is deleted) and its bookkeeping; peer (a) keeps no record)")
     return rows
 
 
@@ -259,8 +259,7 @@ def _profile_sections(w: Callable[[str], None], profile: str, view: dict[str, An
           + f" | {_num(own and _modelled_ms(own['calls_per_object']), 0)} ms |")
     w("")
     w("Counted over every run of that size (batch: steady state and the first run). atrest's DynamoDB requests "
-      "are the handler's idempotency record (a conditional put, then an update to COMPLETED) and the pipeline's "
-      "metadata record and bookkeeping; a branch key fetch costs one DynamoDB read and one KMS Decrypt per process "
+      "are the pipeline's metadata record (its conditional write is also the duplicate guard) and bookkeeping; a branch key fetch costs one DynamoDB read and one KMS Decrypt per process "
       "per cache TTL (300 s). The last column prices the batch's requests at the region profile's figures, one "
       "after another, transfers excluded.")
     w("")
@@ -299,7 +298,7 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
     w(f"- **Method**: each peer in a process of its own (`bench/worker.py`), started fresh; medians of {settings['runs']} "
       "runs, the peers taking turns run by run. Only the encryption is timed (set-up and clean-up are not). "
       "AWS calls are counted per service with botocore `before-call` hooks; atrest's are its handler's own count "
-      "(`AwsClients.calls`), Powertools idempotency writes included. MB = 10^6 bytes.")
+      "(`AwsClients.calls`). MB = 10^6 bytes.")
     w("")
     w("| peer | what runs |")
     w("|---|---|")
