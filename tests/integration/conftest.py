@@ -9,6 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from atrest.core.settings import Settings
+from atrest.storage.audit import AuditTrail
 
 from targets import Target
 
@@ -125,3 +126,11 @@ def cli_environment(target: Target) -> dict[str, str]:
     stack) plus the stack's ATREST_* settings (every output the CLI maps to a variable,
     as `atrest` itself reads a stack)."""
     return target.cli_environment()
+
+
+@pytest.fixture(scope="session")
+def trail(settings: Settings) -> AuditTrail:
+    """The stack's audit trail, read and appended to as the administrator."""
+    import boto3
+
+    return AuditTrail(boto3.client("dynamodb"), settings.audit_table)

@@ -14,24 +14,20 @@ import json
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from atrest.storage.audit import AuditOutcome, AuditRecord, AuditTrail, Channel
-from atrest_cli.local.iam_enforcement import assumed_role_environment
 from atrest_cli.local.runner import Runner
+
+from roles import role_clients
 
 pytestmark = pytest.mark.local_only("runs WatchAuditTrailFunction in this process (local runner) and writes with a role's credentials minted by the emulator")
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-
-
-@pytest.fixture(scope="module")
-def trail(settings: Any) -> AuditTrail:
-    return AuditTrail(boto3.client("dynamodb"), settings.audit_table)
 
 
 @pytest.fixture
@@ -51,18 +47,13 @@ def watch(local_stack: Any, function_log: io.StringIO) -> Runner:
 
 def reader_role_dynamodb(state: Any) -> Any:
     """DynamoDB with the ReadObject role's credentials (the emulator enforces its policies)."""
-    credentials = assumed_role_environment(state.endpoint, state.region, state.outputs["ReadObjectFunctionRoleArn"], "tamper")
-    return boto3.client("dynamodb", aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-                        aws_session_token=credentials["AWS_SESSION_TOKEN"], region_name=state.region)
+    return role_clients(state, "ReadObjectFunctionRoleArn", "tamper").dynamodb
 
 
 def concluded_read(trail: AuditTrail, reason: str) -> AuditRecord:
     start = AuditRecord(principal="arn:aws:sts::123456789012:assumed-role/QaReviewer/jane", channel=Channel.API,
                         outcome=AuditOutcome.REQUESTED, reason=reason, requested="contact:x",
                         contact_id=f"changed-{uuid.uuid4()}")
-    from datetime import timedelta
-
     return trail.conclude(trail.begin(start, timedelta(minutes=15)), AuditOutcome.RELEASED)
 
 

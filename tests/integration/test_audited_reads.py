@@ -30,7 +30,7 @@ import pytest
 
 from atrest.core.clock import ManualClock
 from atrest.flows.encrypt_object import EncryptPipeline
-from atrest.storage.audit import AuditOutcome, AuditRecord, AuditTrail, AuditWriteError, Channel
+from atrest.storage.audit import AuditOutcome, AuditRecord, AuditWriteError, Channel
 from atrest.storage.intake import SourceObject
 from atrest.storage.record_keys import key_version_key, object_key
 from atrest.storage.records import MetadataTable
@@ -91,11 +91,6 @@ def read(read_object: Any, local_stack: Any):
         return response["statusCode"], json.loads(response["body"]), response["headers"]
 
     return call
-
-
-@pytest.fixture(scope="module")
-def trail(settings: Any) -> AuditTrail:
-    return AuditTrail(boto3.client("dynamodb"), settings.audit_table)
 
 
 def encrypt(settings: Any, key: str, body: bytes) -> str:

@@ -33,9 +33,10 @@ from atrest.crypto.keystore_format import (
     VERSION,
     version_type,
 )
-from atrest_cli.local.iam_enforcement import assumed_role_environment
 from atrest_cli.operations import rekey
 from atrest_cli.operations.deployment import settings_from_outputs
+
+from roles import role_clients
 
 pytestmark = pytest.mark.local_only("provisions stacks of its own with KMS keys of the emulator")
 
@@ -85,14 +86,6 @@ def _kms_keys_by_branch_key(settings: Any) -> dict[str, set[str]]:
     return found
 
 
-def _role_clients(state: Any, role_output: str) -> AwsClients:
-    """Clients with a function role's credentials: the emulator holds them to its policies and grants."""
-    credentials = assumed_role_environment(state.endpoint, state.region, state.outputs[role_output], "class-key-test")
-    return AwsClients(session=boto3.session.Session(
-        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"], aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=credentials["AWS_SESSION_TOKEN"], region_name=state.region))
-
-
 def _vault_versions(settings: Any) -> set[tuple[str, str, str]]:
     s3 = boto3.client("s3")
     return {(v["Key"], v["VersionId"], v["ETag"]) for page in s3.get_paginator("list_object_versions").paginate(
@@ -120,7 +113,7 @@ def test_expire_keys_rotates_a_class_branch_key_under_the_class_key(class_stack)
     settings = class_stack.settings
     before = len([t for b, t in _items(settings) if b == class_stack.branch_key_id])
 
-    stores = KeyStores.from_settings(settings, _role_clients(class_stack.state, "ExpireKeysFunctionRoleArn"))
+    stores = KeyStores.from_settings(settings, role_clients(class_stack.state, "ExpireKeysFunctionRoleArn"))
     version = stores.rotate(class_stack.branch_key_id)
 
     items = {t: i for (b, t), i in _items(settings).items() if b == class_stack.branch_key_id}
@@ -138,12 +131,12 @@ def test_the_deploy_grants_each_role_its_key_store_operations_on_the_class_key_a
     assert all(g["Name"].startswith(f"atrest-{STACK}-") for g in grants)
 
     store_context = {TABLE_NAME_CONTEXT: settings.keystore_name}
-    encrypt_role = _role_clients(state, "EncryptObjectFunctionRoleArn").kms
+    encrypt_role = role_clients(state, "EncryptObjectFunctionRoleArn").kms
     encrypt_role.generate_data_key_without_plaintext(KeyId=class_stack.class_key, NumberOfBytes=32,
                                                      EncryptionContext=store_context)
     refused = {
         "outside the key store's context": (encrypt_role, class_stack.class_key, {TABLE_NAME_CONTEXT: "another-key-store"}),
-        "an operation its grant lacks": (_role_clients(state, "ReadObjectFunctionRoleArn").kms, class_stack.class_key,
+        "an operation its grant lacks": (role_clients(state, "ReadObjectFunctionRoleArn").kms, class_stack.class_key,
                                          store_context),
         "a key of the account without grants": (encrypt_role, kms.create_key()["KeyMetadata"]["Arn"], store_context),
     }
@@ -219,7 +212,7 @@ def test_rekey_of_one_data_class_moves_only_its_branch_key_and_rewrites_no_vault
         assert state["functions"]["EncryptObjectFunction"]["environment"]["ATREST_REKEY_KMS_KEY_ARN"] == class_stack.class_key
         # Functions not redeployed yet (configured with the old class key) read the class's object
         # through the bridge grant on the new key, with their own role.
-        reader = KeyStores.from_settings(settings, _role_clients(class_stack.state, "ReadObjectFunctionRoleArn"))
+        reader = KeyStores.from_settings(settings, role_clients(class_stack.state, "ReadObjectFunctionRoleArn"))
         plaintext, _ = encryption_client().decrypt(source=_vault_object(settings, CLASS),
                                                    keyring=reader.keyring(class_stack.branch_key_id))
         assert plaintext == OBJECTS["integrations/crm/connection.json"]

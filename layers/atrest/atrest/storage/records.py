@@ -184,10 +184,13 @@ class MetadataTable:
 
     def put_object(self, record: ObjectRecord) -> bool:
         """Store a new object record. False when one already exists for that vault key."""
+        return self._put_new(record.to_item())
+
+    def _put_new(self, item: dict[str, Any]) -> bool:
+        """Put `item` only if no item has its key: True when this call added it."""
         try:
-            self.dynamodb.put_item(
-                TableName=self.table_name, Item=record.to_item(), ConditionExpression=f"attribute_not_exists({PARTITION})"
-            )
+            self.dynamodb.put_item(TableName=self.table_name, Item=item,
+                                   ConditionExpression=f"attribute_not_exists({PARTITION})")
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return False
         return True
@@ -223,13 +226,7 @@ class MetadataTable:
                            expires_at: str | None = None) -> bool:
         """Record a branch key version the first time it is seen. True when this call added it."""
         record = KeyVersionRecord(branch_key_id, version, created_at=created_at or utc_now(), expires_at=expires_at)
-        try:
-            self.dynamodb.put_item(
-                TableName=self.table_name, Item=record.to_item(), ConditionExpression=f"attribute_not_exists({PARTITION})"
-            )
-        except self.dynamodb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._put_new(record.to_item())
 
     def key_version(self, branch_key_id: str, version: str) -> KeyVersionRecord | None:
         item = self.dynamodb.get_item(
