@@ -88,6 +88,9 @@ from atrest.crypto.keystore_format import (
 
 log = logging.getLogger(__name__)
 
+# How long a process that lost a branch key's creation waits for the winner's items.
+CONCURRENT_CREATE_WAIT_SECONDS = 10.0
+
 # The token the metric filters count (template.yaml, *KeyStoreItemRefusedFilter): keep it in the log message.
 REFUSED_ITEM_LOG_TOKEN = "KeyStoreItemRefused"
 
@@ -255,8 +258,36 @@ class BranchKeyStore:
                     raise
                 # Another process created it between our read and our write: use theirs.
                 log.info("branch key created concurrently", extra={"branch_key_id": scope.branch_key_id})
+                self._await_items_of(scope.branch_key_id)
         self._known.add(scope.branch_key_id)
         return created
+
+    def _await_items_of(self, branch_key_id: str) -> None:
+        """Return once the branch key another process created can be used: its ACTIVE item,
+        the version item that one names and its beacon item are readable. Our CreateKey can
+        fail while the winner's transaction is still committing (DynamoDB cancels a
+        transaction that conflicts with one in flight; the local emulator applies a
+        transaction's items one after another), so "it exists" does not yet mean "it can be
+        read". Consistent GetItems, as the key store's readers make, with a short backoff;
+        after CONCURRENT_CREATE_WAIT_SECONDS the winner is taken to have failed."""
+        deadline = time.monotonic() + CONCURRENT_CREATE_WAIT_SECONDS
+        delay = 0.02
+        while True:
+            active = self._item(branch_key_id, ACTIVE_TYPE)
+            if (active is not None and VERSION in active and self._item(branch_key_id, text_of(active, VERSION)) is not None
+                    and self._item(branch_key_id, BEACON_TYPE) is not None):
+                return
+            if time.monotonic() >= deadline:
+                raise AtrestError(
+                    f"branch key {branch_key_id} was created by another process at the same moment, and its items "
+                    f"were still not readable after {CONCURRENT_CREATE_WAIT_SECONDS:.0f} s (that creation failed?); "
+                    "the delivery will be retried")
+            time.sleep(delay)  # the other transaction is committing: a few milliseconds on DynamoDB
+            delay = min(delay * 2, 0.5)
+
+    def _item(self, branch_key_id: str, item_type: str) -> dict[str, Any] | None:
+        return self.key_store_ddb.get_item(TableName=self.table_name, Key=item_key(branch_key_id, item_type),
+                                           ConsistentRead=True).get("Item")
 
     def keyring(self, branch_key_id: str) -> Any:
         """A hierarchical keyring bound to one branch key, cached for this process.
