@@ -305,3 +305,37 @@ def test_bytes_overwritten_since_the_listing_are_skipped_and_the_replacement_is_
     outcome = pipeline.encrypt(SourceObject(settings.intake_bucket, key, None, first.etag))
     assert outcome.reason == SkipReason.SOURCE_REPLACED.value
     assert versions_of(settings.intake_bucket, key) == [second.version_id, first.version_id]
+
+
+def test_a_first_delivery_asks_s3_only_what_it_must(settings):
+    """Small ciphertext: one PutObject made only if the vault key is free (no HEAD before it,
+    none after). Parts: a HEAD first (an earlier delivery's whole upload is not repeated);
+    open uploads are looked for only when the delivery may be a retry."""
+    part = 5 * 1024 * 1024
+    pipeline = EncryptPipeline.from_settings(replace(settings, part_size=part))
+    made: list[str] = []
+    pipeline.clients.s3.meta.events.register("before-call.s3", lambda model, **_: made.append(model.name))
+
+    pipeline.encrypt(upload(settings, recording_key(settings), os.urandom(64 * 1024)), may_be_retry=False)
+    small, made[:] = list(made), []
+    pipeline.encrypt(upload(settings, recording_key(settings), os.urandom(2 * part + 1024)), may_be_retry=False)
+    large, made[:] = list(made), []
+    pipeline.encrypt(upload(settings, recording_key(settings), os.urandom(2 * part + 1024)))
+    maybe_retried = list(made)
+
+    assert small == ["GetObject", "PutObject", "DeleteObject"]
+    assert large == ["HeadObject", "GetObject", "CreateMultipartUpload", "UploadPart", "UploadPart", "UploadPart",
+                     "CompleteMultipartUpload", "DeleteObject"]
+    assert maybe_retried == large[:-1] + ["ListMultipartUploads", "DeleteObject"]
+
+
+def test_a_repeated_delivery_of_a_small_object_finds_the_record_through_its_conditional_write(settings, tmp_path):
+    pipeline = EncryptPipeline.from_settings(replace(settings, keep_source=True))
+    source = upload(settings, recording_key(settings), b"a short transcript")
+    first = pipeline.encrypt(source)
+
+    again = pipeline.encrypt(source)
+
+    assert (first.repeated, again.repeated) == (False, True)
+    assert len(versions_of(settings.vault_bucket, first.vault_key)) == 1
+    assert decrypt(settings, first.vault_key, tmp_path) == b"a short transcript"

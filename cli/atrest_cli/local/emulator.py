@@ -26,7 +26,7 @@ from typing import Any
 from botocore.config import Config
 
 from atrest.core.clients import new_session
-from atrest_cli.local import event_fidelity, iam_enforcement
+from atrest_cli.local import event_fidelity, iam_enforcement, s3_fidelity
 
 DEFAULT_REGION = "us-east-1"
 # The credentials moto accepts for its default account (123456789012).
@@ -78,6 +78,7 @@ class Emulator:
             self._werkzeug_level = werkzeug_logger.level
             werkzeug_logger.setLevel(logging.WARNING)
             event_fidelity.install()
+            s3_fidelity.install()
             server = ThreadedMotoServer(ip_address=self.host, port=self.requested_port, verbose=False)
             server.start()
             # Before anyone learns the port (port 0) every request goes through the check.
@@ -96,6 +97,7 @@ class Emulator:
             self._server.stop()
             self._server = None
             event_fidelity.uninstall()
+            s3_fidelity.uninstall()
             if self._werkzeug_level is not None:
                 logging.getLogger("werkzeug").setLevel(self._werkzeug_level)
             if _running is self:

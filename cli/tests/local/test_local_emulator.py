@@ -91,6 +91,29 @@ def test_copy_and_multipart_uploads_say_which_call_created_the_object(watched_bu
     assert reasons == {"watched/copy": "CopyObject", "watched/multipart": "CompleteMultipartUpload"}
 
 
+def test_a_completed_multipart_upload_answers_with_its_composite_checksum_as_s3_does(watched_bucket):
+    bucket, _ = watched_bucket
+    s3 = boto3.client("s3")
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="elsewhere/parts", ChecksumAlgorithm="SHA256")
+    parts = []
+    for number, body in enumerate([b"a" * (5 * 1024 * 1024), b"b" * 10], start=1):
+        part = s3.upload_part(Bucket=bucket, Key="elsewhere/parts", UploadId=upload["UploadId"], PartNumber=number,
+                              Body=body, ChecksumAlgorithm="SHA256")
+        parts.append({"PartNumber": number, "ETag": part["ETag"], "ChecksumSHA256": part["ChecksumSHA256"]})
+    plain = s3.create_multipart_upload(Bucket=bucket, Key="elsewhere/plain")
+    part = s3.upload_part(Bucket=bucket, Key="elsewhere/plain", UploadId=plain["UploadId"], PartNumber=1, Body=b"c")
+
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="elsewhere/parts", UploadId=upload["UploadId"],
+                                        MultipartUpload={"Parts": parts})
+    without = s3.complete_multipart_upload(Bucket=bucket, Key="elsewhere/plain", UploadId=plain["UploadId"],
+                                           MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+
+    head = s3.head_object(Bucket=bucket, Key="elsewhere/parts", ChecksumMode="ENABLED")
+    assert done["ChecksumSHA256"].endswith("-2") and done["ChecksumType"] == "COMPOSITE"
+    assert done["ChecksumSHA256"].split("-")[0] == head["ChecksumSHA256"].split("-")[0]
+    assert "ChecksumSHA256" not in without  # no checksum asked for, none answered (as on S3)
+
+
 def test_a_permanent_deletion_says_so(watched_bucket):
     bucket, queue_url = watched_bucket
     s3, sqs, events = boto3.client("s3"), boto3.client("sqs"), boto3.client("events")

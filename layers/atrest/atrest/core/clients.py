@@ -68,7 +68,8 @@ class AwsClients:
 
     def _count(self, model: Any = None, **_: Any) -> None:
         service = model.service_model.service_name if model is not None else "unknown"
-        self.calls[service] += 1
+        with self._lock:  # the vault writer uploads parts from worker threads: keep the count exact
+            self.calls[service] += 1
 
     @property
     def s3(self) -> Any:

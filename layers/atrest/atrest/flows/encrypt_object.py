@@ -2,8 +2,10 @@
 
 Order of work, and why:
 1. classify the key (every object is encrypted unless the catalog excludes it by name);
-2. stream the source version through the ESDK into a multipart upload to the vault (its
-   Content-Type kept for the record, its user metadata sealed: atrest.crypto.object_metadata);
+2. stream the source version through the ESDK into the vault (its Content-Type kept for the
+   record, its user metadata sealed: atrest.crypto.object_metadata): one PutObject, made only
+   if nothing is at the vault key yet (an S3 conditional write tells a repeated delivery), or
+   parts uploading while the next ones are encrypted (atrest.storage.vault);
 3. confirm S3's checksum of the ciphertext;
 4. commit the metadata record (conditional: a retry finds it and moves on; a concurrent
    delivery that loses the write discards its ciphertext); a kept source's record is
@@ -37,7 +39,7 @@ from atrest.crypto.verification import LARGEST_FRAME_LENGTH, Verdict, verify_mes
 from atrest.storage.instances import InstanceDirectory
 from atrest.storage.intake import PlaintextStream, SourceObject
 from atrest.storage.records import MetadataTable, ObjectRecord, ObjectStatus, utc_now
-from atrest.storage.vault import MultipartWriter, abort_open_uploads, other_versions, part_size_for
+from atrest.storage.vault import MultipartWriter, VaultKeyTaken, abort_open_uploads, other_versions, part_size_for
 from atrest.storage.vault_keys import VaultKey
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,12 @@ class EncryptPipeline:
         return cls(settings, clients, keystore, MetadataTable(clients.dynamodb, settings.metadata_table),
                    DataClassifier.from_settings(settings, catalog))
 
-    def encrypt(self, source: SourceObject) -> EncryptOutcome:
+    def encrypt(self, source: SourceObject, may_be_retry: bool = True) -> EncryptOutcome:
+        """Encrypt one source object version (see the module's docstring for the order of work).
+
+        `may_be_retry`: False only when the caller knows this is the event's first delivery
+        (SQS's receive count is 1); a killed earlier attempt may then not have left an open
+        multipart upload to look for (a LIST request per large object, saved)."""
         started = time.monotonic()
         if source.bucket != self.settings.intake_bucket:
             return self._skip(source, SkipReason.NOT_INTAKE_BUCKET)
@@ -131,14 +138,18 @@ class EncryptPipeline:
                 return self._skip_unavailable(source, error)
 
         vault_key = str(VaultKey.of_source(classification.data_class, source.bucket, source.key, source.version_id))
-        # Ciphertext already at our vault key: an earlier delivery uploaded it. The record is
-        # written only after its upload, so only then can one exist: without ciphertext at the
-        # key there is no record to look for (a first delivery reads no record: one DynamoDB
-        # request fewer per object; docs/cost.md).
-        earlier_write = self._vault_object_exists(vault_key)
-        if earlier_write and (existing := self.records.get_object(vault_key)) is not None:
-            # An earlier delivery got as far as the record: only the source step can be missing.
-            return self._finish_source(existing, source, started, repeated=True)
+        # Has an earlier delivery written ciphertext at our vault key? The record is written
+        # only after its upload, so only then can one exist (a first delivery reads no record).
+        # Ciphertext that fits one PutObject is written only if the key is free (an S3
+        # conditional write): S3 answers the question, no HEAD is needed. Parts are worth a
+        # HEAD first: an earlier delivery's whole upload is not repeated.
+        conditional = self._fits_one_put(source.size)
+        earlier_write = False
+        if not conditional:
+            earlier_write = self._vault_object_exists(vault_key)
+            if earlier_write and (existing := self.records.get_object(vault_key)) is not None:
+                # An earlier delivery got as far as the record: only the source step can be missing.
+                return self._finish_source(existing, source, started, repeated=True)
 
         try:
             response = self._open(source)
@@ -151,6 +162,12 @@ class EncryptPipeline:
         source = replace(source, size=response.get("ContentLength", source.size))
         body = response["Body"]
         try:
+            if conditional and not self._fits_one_put(source.size):
+                # The event understated the size: this goes up in parts after all, unconditionally.
+                conditional = False
+                earlier_write = self._vault_object_exists(vault_key)
+                if earlier_write and (existing := self.records.get_object(vault_key)) is not None:
+                    return self._finish_source(existing, source, started, repeated=True)
             prefix = body.read(PEEK_BYTES)
             if is_atrest_message(prefix):
                 # A vault object copied into the intake: encrypting it again would hide it
@@ -174,8 +191,15 @@ class EncryptPipeline:
             version_id = source.version_id or _real_version(response.get("VersionId"))
             # earlier_write without a record: an attempt died after its upload (or a concurrent
             # one has not recorded yet); its copy is removed once a record exists.
-            record = self._encrypt_stream(source, version_id, classification, vault_key, PlaintextStream(prefix, body),
-                                          started, _described(response))
+            try:
+                record, overwrote = self._encrypt_stream(source, version_id, classification, vault_key,
+                                                         PlaintextStream(prefix, body), started, _described(response),
+                                                         conditional)
+            except _RecordedMeanwhile as recorded:
+                # Our conditional write found an earlier delivery's ciphertext, and its record:
+                # nothing of ours was stored; only the source step can be missing.
+                return self._finish_source(recorded.record, source, started, repeated=True)
+            earlier_write = earlier_write or overwrote
         finally:
             body.close()
 
@@ -191,7 +215,13 @@ class EncryptPipeline:
         if version not in self._recorded_versions:  # one conditional write per version per process, not per object
             self.records.record_key_version(*version)
             self._recorded_versions.add(version)
-        return self._finish_source(record, source, started, repeated=False, earlier_write=earlier_write)
+        return self._finish_source(record, source, started, repeated=False, earlier_write=earlier_write,
+                                   may_be_retry=may_be_retry)
+
+    def _fits_one_put(self, size: int | None) -> bool:
+        """Whether the ciphertext of `size` plaintext bytes goes up in one PutObject."""
+        expected = _ciphertext_bound(size, self.settings.frame_length)
+        return expected is not None and expected < self.settings.part_size
 
     def _pin_version(self, source: SourceObject) -> SourceObject:
         kwargs: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
@@ -218,7 +248,10 @@ class EncryptPipeline:
         plaintext: PlaintextStream,
         started: float,
         described: ObjectMetadata,
-    ) -> ObjectRecord:
+        conditional: bool,
+    ) -> tuple[ObjectRecord, bool]:
+        """The record of the ciphertext written at `vault_key`, and whether it was written over
+        an earlier delivery's unrecorded ciphertext (its conditional write found one)."""
         context = encryption_context(
             self.settings.account_id, classification.instance, classification.data_class, source.bucket, source.key
         )
@@ -231,10 +264,10 @@ class EncryptPipeline:
         # Sealed before the object, under the same keyring: see _check_metadata_version.
         sealed = seal_metadata(self.esdk, keyring, context, described.metadata)
         metadata = {"atrest-data-class": classification.data_class, "atrest-format": "esdk"}
-        # Ciphertext = header (< PEEK_BYTES) + per frame at most 36 bytes (sequence, IV, tag, final length).
-        expected = None if source.size is None else source.size + (source.size // self.settings.frame_length + 1) * 36 + PEEK_BYTES
-        part_size = part_size_for(expected, self.settings.part_size)
-        with MultipartWriter(self.clients.s3, self.settings.vault_bucket, vault_key, part_size, metadata) as writer:
+        part_size = part_size_for(_ciphertext_bound(source.size, self.settings.frame_length), self.settings.part_size)
+        overwrote = False
+        with MultipartWriter(self.clients.s3, self.settings.vault_bucket, vault_key, part_size, metadata,
+                             if_absent=conditional) as writer:
             with self.esdk.stream(
                 mode="e",
                 source=ChecksummedStream(plaintext, checksum),
@@ -249,7 +282,16 @@ class EncryptPipeline:
                 while chunk := encryptor.read(self.settings.frame_length):
                     writer.write(chunk)
                 header = encryptor.header
-            stored = writer.close()
+            try:
+                stored = writer.close()
+            except VaultKeyTaken:
+                if (recorded := self.records.get_object(vault_key)) is not None:
+                    raise _RecordedMeanwhile(recorded) from None
+                # An attempt died after its upload, before its record (or a concurrent one has
+                # not recorded yet): ours goes up as a new version; the other is removed once
+                # a record exists (_remove_unrecorded_ciphertext).
+                stored = writer.overwrite()
+                overwrote = True
         key = message_key(header)
         if sealed is not None:
             sealed = self._check_metadata_version(sealed, key.branch_key_version, keyring, context, described.metadata)
@@ -280,7 +322,7 @@ class EncryptPipeline:
             duration_ms=int((time.monotonic() - started) * 1000),
             content_type=described.content_type,
             metadata_ciphertext=sealed[0] if sealed is not None else None,
-        )
+        ), overwrote
 
     def _check_metadata_version(self, sealed: tuple[bytes, str], object_version: str, keyring: Any,
                                 context: dict[str, str], metadata: Mapping[str, str]) -> tuple[bytes, str]:
@@ -302,8 +344,9 @@ class EncryptPipeline:
         return again
 
     def _finish_source(self, record: ObjectRecord, source: SourceObject, started: float, repeated: bool,
-                       earlier_write: bool = False) -> EncryptOutcome:
-        self._remove_unrecorded_ciphertext(record, look_for_versions=repeated or earlier_write)
+                       earlier_write: bool = False, may_be_retry: bool = True) -> EncryptOutcome:
+        self._remove_unrecorded_ciphertext(record, look_for_versions=repeated or earlier_write,
+                                           look_for_uploads=repeated or earlier_write or may_be_retry)
         if record.status is ObjectStatus.ENCRYPTED:
             if self._keeps_source(record):  # a record written ENCRYPTED before sources were recorded kept at once
                 self.records.mark_source(record.vault_key, ObjectStatus.SOURCE_KEPT)
@@ -362,7 +405,7 @@ class EncryptPipeline:
             raise
         return True
 
-    def _remove_unrecorded_ciphertext(self, record: ObjectRecord, look_for_versions: bool) -> None:
+    def _remove_unrecorded_ciphertext(self, record: ObjectRecord, look_for_versions: bool, look_for_uploads: bool) -> None:
         """Leave exactly one ciphertext at the vault key: the version the record names.
 
         An attempt that died after its upload but before its record (or mid-upload) left
@@ -378,10 +421,14 @@ class EncryptPipeline:
         delivery, or a first one that found ciphertext at its key before uploading. A
         first delivery that found none has nothing to list (ListObjectVersions is a LIST
         request on AWS, and costs the local emulator a copy of the whole bucket).
+
+        Open multipart uploads are listed (a LIST request too) only when an earlier attempt
+        may have died mid-upload (`look_for_uploads`): not on an event's first delivery. One
+        missed anyway is aborted by the vault bucket's lifecycle rule a day later.
         """
         s3, bucket, key = self.clients.s3, record.vault_bucket, record.vault_key
         # Smaller ciphertext goes up in one PutObject: no attempt at it opened a multipart upload.
-        if record.ciphertext_size >= self.settings.part_size and abort_open_uploads(s3, bucket, key):
+        if look_for_uploads and record.ciphertext_size >= self.settings.part_size and abort_open_uploads(s3, bucket, key):
             log.info("aborted unfinished uploads of an earlier attempt", extra={"vault_key": key})
         if not look_for_versions or not record.vault_version_id or record.vault_version_id == "null":
             return  # nothing else was written here, or an unversioned vault keeps one object per key anyway
@@ -423,6 +470,20 @@ def _described(response: dict[str, Any]) -> ObjectMetadata:
         # Its length only: a hostile value is not for the log either.
         log.warning("source Content-Type is not a plausible header; not kept", extra={"content_type_length": len(given)})
     return ObjectMetadata(content_type, response.get("Metadata") or {})
+
+
+class _RecordedMeanwhile(Exception):
+    """A conditional vault write found an earlier delivery's ciphertext, and its record."""
+
+    def __init__(self, record: ObjectRecord) -> None:
+        super().__init__(record.vault_key)
+        self.record = record
+
+
+def _ciphertext_bound(size: int | None, frame_length: int) -> int | None:
+    """At most how many bytes the message of `size` plaintext bytes takes: header (< PEEK_BYTES)
+    + per frame at most 36 bytes (sequence number, IV, tag, final frame's length)."""
+    return None if size is None else size + (size // frame_length + 1) * 36 + PEEK_BYTES
 
 
 def _real_version(version_id: str | None) -> str | None:

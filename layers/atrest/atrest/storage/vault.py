@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from botocore.exceptions import ClientError
 
 from atrest.core.errors import StorageVerificationError
 
@@ -15,6 +19,10 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
 MAX_PART_SIZE = 5 * 1024 * MIB  # S3's largest part
+# Parts uploading while the next one fills. Two keep the upload busy while the ESDK encrypts
+# (bench/results.md); each costs one part of memory, and the 1 GiB peak-RSS target leaves
+# room for about two 8 MiB parts above what the loaded code takes.
+PARTS_IN_FLIGHT = 2
 
 
 def part_size_for(expected_size: int | None, configured: int) -> int:
@@ -46,26 +54,48 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+class VaultKeyTaken(Exception):
+    """A write made only if nothing was stored at the key found something there (S3's 412).
+
+    Not an error by itself: an earlier delivery got there first. The writer still holds the
+    body, so `MultipartWriter.overwrite()` can store it after all."""
+
+
 class MultipartWriter:
-    """Writes a stream to S3 in parts of `part_size`, holding at most one part in memory.
+    """Writes a stream to S3 in parts of `part_size`, at most `parts_in_flight` of them
+    uploading while the next one fills.
 
     Small results go in one PutObject; larger ones in a multipart upload with a SHA-256
     checksum per part. `close()` confirms S3's checksum equals the one computed while
     writing; any failure aborts the multipart upload, so no orphaned parts are left.
+
+    Uploading a part takes a round trip and the part's transfer; encrypting the next one
+    needs only the CPU. Overlapping them (boto3 clients are thread-safe; hashlib and the
+    socket release the GIL) is what the transfer manager does for a plain copy. Memory: the
+    filling part plus the parts in flight, each handed over without a copy.
+
+    `if_absent`: a single PutObject is made only if no object is at the key (S3 conditional
+    write, `If-None-Match: *`); `close()` then raises `VaultKeyTaken` instead of writing over it.
     """
 
-    def __init__(self, s3: Any, bucket: str, key: str, part_size: int, metadata: Mapping[str, str] | None = None):
+    def __init__(self, s3: Any, bucket: str, key: str, part_size: int, metadata: Mapping[str, str] | None = None,
+                 *, if_absent: bool = False, parts_in_flight: int = PARTS_IN_FLIGHT):
         self.s3 = s3
         self.bucket = bucket
         self.key = key
         self.part_size = part_size
         self.metadata = dict(metadata or {})
+        self.if_absent = if_absent
+        self.parts_in_flight = max(1, parts_in_flight)
         self._buffer = bytearray()
         self._upload_id: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: deque[Future[dict[str, Any]]] = deque()
         self._parts: list[dict[str, Any]] = []
         self._part_digests: list[bytes] = []
         self._whole = hashlib.sha256()
         self._size = 0
+        self.multipart = False  # True once the result went up in parts
 
     def __enter__(self) -> "MultipartWriter":
         return self
@@ -73,57 +103,93 @@ class MultipartWriter:
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is not None:
             self.abort()
+        self._shutdown()
 
     def write(self, data: bytes) -> None:
         self._whole.update(data)
         self._size += len(data)
         self._buffer += data
         while len(self._buffer) >= self.part_size:
-            part = bytes(self._buffer[: self.part_size])
-            del self._buffer[: self.part_size]
-            self._upload_part(part)
+            # Hand the filled buffer over as the part (no copy of it); what ran past the
+            # part size (less than one write) starts the next one.
+            part, rest = self._buffer, self._buffer[self.part_size:]
+            del part[self.part_size:]
+            self._buffer = rest
+            self._send_part(part)
 
-    def _upload_part(self, part: bytes) -> None:
+    def _send_part(self, part: bytearray) -> None:
         if self._upload_id is None:
             self._upload_id = self.s3.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key, ChecksumAlgorithm="SHA256", Metadata=self.metadata
             )["UploadId"]
-        number = len(self._parts) + 1
+            self.multipart = True
+            self._pool = ThreadPoolExecutor(max_workers=self.parts_in_flight, thread_name_prefix="vault-part")
+        while len(self._in_flight) >= self.parts_in_flight:
+            self._collect(self._in_flight.popleft())
+        number = len(self._parts) + len(self._in_flight) + 1
+        assert self._pool is not None
+        self._in_flight.append(self._pool.submit(self._upload_part, self._upload_id, number, part))
+
+    def _upload_part(self, upload_id: str, number: int, part: bytearray) -> dict[str, Any]:
         digest = hashlib.sha256(part).digest()
         response = self.s3.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=part,
+            Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=part,
             ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(digest),  # given, so botocore does not hash the part again
         )
         returned = response.get("ChecksumSHA256")
         if returned is not None and returned != _b64(digest):
             raise StorageVerificationError(f"S3 stored part {number} of s3://{self.bucket}/{self.key} with a different checksum")
-        self._parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)})
-        self._part_digests.append(digest)
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest), "digest": digest}
+
+    def _collect(self, future: "Future[dict[str, Any]]") -> None:
+        part = future.result()  # a failed part raises here, in the writer's thread
+        self._part_digests.append(part.pop("digest"))
+        self._parts.append(part)
 
     def close(self) -> StoredObject:
         if self._upload_id is None:
             return self._put_single()
         if self._buffer:
-            self._upload_part(bytes(self._buffer))
-            self._buffer.clear()
+            part, self._buffer = self._buffer, bytearray()
+            self._send_part(part)
+        while self._in_flight:
+            self._collect(self._in_flight.popleft())
         response = self.s3.complete_multipart_upload(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
         )
         self._upload_id = None
+        self._shutdown()
         expected = _b64(hashlib.sha256(b"".join(self._part_digests)).digest())
+        # S3 answers with the composite checksum of the parts ("<base64>-<parts>"), each part
+        # already checked against the checksum sent with it: equal to ours, nothing is left
+        # to read back. Without it (an older S3-compatible store, the local emulator), ask.
+        returned = response.get("ChecksumSHA256")
+        if returned is not None and returned.split("-")[0] == expected:
+            return self._stored(response.get("VersionId"), returned)
         return self._confirm(response.get("VersionId"), expected, composite=True)
 
     def _put_single(self) -> StoredObject:
-        body = bytes(self._buffer)
-        self._buffer.clear()
-        response = self.s3.put_object(
-            Bucket=self.bucket, Key=self.key, Body=body, ChecksumAlgorithm="SHA256", Metadata=self.metadata
-        )
-        expected = _b64(hashlib.sha256(body).digest())
+        body = self._buffer
+        digest = hashlib.sha256(body).digest()
+        kwargs: dict[str, Any] = {"IfNoneMatch": "*"} if self.if_absent else {}
+        try:
+            response = self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=body, ChecksumAlgorithm="SHA256",
+                                          ChecksumSHA256=_b64(digest), Metadata=self.metadata, **kwargs)
+        except ClientError as error:
+            if self.if_absent and error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise VaultKeyTaken(self.key) from None
+            raise
+        self._buffer = bytearray()
+        expected = _b64(digest)
         returned = response.get("ChecksumSHA256")
         if returned is not None and returned == expected:
             return self._stored(response.get("VersionId"), returned)
         return self._confirm(response.get("VersionId"), expected, composite=False)
+
+    def overwrite(self) -> StoredObject:
+        """After `VaultKeyTaken`: store the same body without the condition (a new version)."""
+        self.if_absent = False
+        return self._put_single()
 
     def _confirm(self, version_id: str | None, expected: str, composite: bool) -> StoredObject:
         """Read back S3's own checksum of what it stored and compare it with ours."""
@@ -143,6 +209,15 @@ class MultipartWriter:
         return StoredObject(self.bucket, self.key, version_id, self._size, self._whole.hexdigest(), checksum)
 
     def abort(self) -> None:
+        for future in self._in_flight:
+            future.cancel()
+        for future in self._in_flight:  # a part still uploading would land after the abort
+            try:
+                future.result()
+            except Exception:  # the abort below is what matters now
+                pass
+        self._in_flight.clear()
+        self._shutdown()
         if self._upload_id is None:
             return
         try:
@@ -150,6 +225,11 @@ class MultipartWriter:
         except Exception:  # the bucket's lifecycle rule removes what we could not
             log.warning("could not abort multipart upload", extra={"vault_key": self.key}, exc_info=True)
         self._upload_id = None
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def abort_open_uploads(s3: Any, bucket: str, key: str) -> int:
