@@ -196,8 +196,8 @@ def test_a_checksum_mismatch_on_store_keeps_the_plaintext_and_records_nothing(se
     pipeline = EncryptPipeline.from_settings(settings, clients)
 
     def corrupt(parsed, **_):
-        if "ChecksumSHA256" in parsed:
-            parsed["ChecksumSHA256"] = "AAAA" + parsed["ChecksumSHA256"][4:]
+        for field in [f for f in parsed if f.startswith("Checksum") and f not in ("ChecksumType", "ChecksumAlgorithm")]:
+            parsed[field] = "AAAAAA==" if parsed[field] != "AAAAAA==" else "BBBBBB=="
 
     clients.s3.meta.events.register("after-call.s3.PutObject", corrupt)
     clients.s3.meta.events.register("after-call.s3.HeadObject", corrupt)

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from atrest.core.errors import StorageVerificationError
-from atrest.storage.vault import MultipartWriter, VaultKeyTaken
+from atrest.storage.vault import CHECKSUM_ALGORITHM, MultipartWriter, VaultKeyTaken
 
 pytestmark = pytest.mark.local_only("writes scratch keys into the vault bucket")
 
@@ -98,7 +98,8 @@ def test_a_part_that_fails_aborts_the_upload_and_leaves_nothing_at_the_key(setti
 def test_a_part_s3_stores_with_another_checksum_is_refused(settings, s3, key):
     def corrupt(http_response: Any, model: Any, parsed: dict[str, Any], **_: Any) -> None:
         if model.name == "UploadPart":
-            parsed["ChecksumSHA256"] = "AAAA" + parsed.get("ChecksumSHA256", "")[4:]
+            field = f"Checksum{CHECKSUM_ALGORITHM}"
+            parsed[field] = "AAAAAA==" if parsed.get(field) != "AAAAAA==" else "BBBBBB=="
 
     s3.meta.events.register("after-call.s3.UploadPart", corrupt)
     with pytest.raises(StorageVerificationError, match="different checksum"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,12 +47,25 @@ class StoredObject:
     key: str
     version_id: str | None
     size: int
-    sha256: str  # hex digest of the whole ciphertext
-    s3_checksum: str  # S3's SHA-256 checksum (full object, or composite of parts)
+    sha256: str  # hex digest of the whole ciphertext (what a reader verifies the download against)
+    s3_checksum: str  # S3's checksum: CRC32, of the object or composite of its parts ("<base64>-<parts>")
 
 
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
+
+
+# What S3 checks each request body against. It guards the transfer: the record's SHA-256 of
+# the whole ciphertext (computed once, while writing) is what a reader verifies, and the
+# ESDK's tags authenticate every frame. A CRC costs a fraction of a SHA-256 pass
+# (bench/results.md: ~5x here; more on CPUs without SHA extensions), as the S3 Encryption
+# Client and boto3's own default do. Records written before issue 17 hold SHA-256 here.
+CHECKSUM_ALGORITHM = "CRC32"
+_CHECKSUM_FIELD = f"Checksum{CHECKSUM_ALGORITHM}"
+
+
+def _crc32(data: bytes | bytearray) -> bytes:
+    return zlib.crc32(data).to_bytes(4, "big")
 
 
 class VaultKeyTaken(Exception):
@@ -65,8 +79,8 @@ class MultipartWriter:
     """Writes a stream to S3 in parts of `part_size`, at most `parts_in_flight` of them
     uploading while the next one fills.
 
-    Small results go in one PutObject; larger ones in a multipart upload with a SHA-256
-    checksum per part. `close()` confirms S3's checksum equals the one computed while
+    Small results go in one PutObject; larger ones in a multipart upload with a CRC32
+    checksum per part (`CHECKSUM_ALGORITHM`). `close()` confirms S3's checksum equals the one computed while
     writing; any failure aborts the multipart upload, so no orphaned parts are left.
 
     Uploading a part takes a round trip and the part's transfer; encrypting the next one
@@ -120,7 +134,7 @@ class MultipartWriter:
     def _send_part(self, part: bytearray) -> None:
         if self._upload_id is None:
             self._upload_id = self.s3.create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm="SHA256", Metadata=self.metadata
+                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=CHECKSUM_ALGORITHM, Metadata=self.metadata
             )["UploadId"]
             self.multipart = True
             self._pool = ThreadPoolExecutor(max_workers=self.parts_in_flight, thread_name_prefix="vault-part")
@@ -131,15 +145,16 @@ class MultipartWriter:
         self._in_flight.append(self._pool.submit(self._upload_part, self._upload_id, number, part))
 
     def _upload_part(self, upload_id: str, number: int, part: bytearray) -> dict[str, Any]:
-        digest = hashlib.sha256(part).digest()
+        digest = _crc32(part)
         response = self.s3.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=part,
-            ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(digest),  # given, so botocore does not hash the part again
+            # Given, so botocore does not compute it again.
+            ChecksumAlgorithm=CHECKSUM_ALGORITHM, **{_CHECKSUM_FIELD: _b64(digest)},
         )
-        returned = response.get("ChecksumSHA256")
+        returned = response.get(_CHECKSUM_FIELD)
         if returned is not None and returned != _b64(digest):
             raise StorageVerificationError(f"S3 stored part {number} of s3://{self.bucket}/{self.key} with a different checksum")
-        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest), "digest": digest}
+        return {"PartNumber": number, "ETag": response["ETag"], _CHECKSUM_FIELD: _b64(digest), "digest": digest}
 
     def _collect(self, future: "Future[dict[str, Any]]") -> None:
         part = future.result()  # a failed part raises here, in the writer's thread
@@ -159,29 +174,29 @@ class MultipartWriter:
         )
         self._upload_id = None
         self._shutdown()
-        expected = _b64(hashlib.sha256(b"".join(self._part_digests)).digest())
+        expected = _b64(_crc32(b"".join(self._part_digests)))
         # S3 answers with the composite checksum of the parts ("<base64>-<parts>"), each part
         # already checked against the checksum sent with it: equal to ours, nothing is left
         # to read back. Without it (an older S3-compatible store, the local emulator), ask.
-        returned = response.get("ChecksumSHA256")
+        returned = response.get(_CHECKSUM_FIELD)
         if returned is not None and returned.split("-")[0] == expected:
             return self._stored(response.get("VersionId"), returned)
         return self._confirm(response.get("VersionId"), expected, composite=True)
 
     def _put_single(self) -> StoredObject:
         body = self._buffer
-        digest = hashlib.sha256(body).digest()
+        digest = _crc32(body)
         kwargs: dict[str, Any] = {"IfNoneMatch": "*"} if self.if_absent else {}
         try:
-            response = self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=body, ChecksumAlgorithm="SHA256",
-                                          ChecksumSHA256=_b64(digest), Metadata=self.metadata, **kwargs)
+            response = self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=body, ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                                          Metadata=self.metadata, **{_CHECKSUM_FIELD: _b64(digest)}, **kwargs)
         except ClientError as error:
             if self.if_absent and error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
                 raise VaultKeyTaken(self.key) from None
             raise
         self._buffer = bytearray()
         expected = _b64(digest)
-        returned = response.get("ChecksumSHA256")
+        returned = response.get(_CHECKSUM_FIELD)
         if returned is not None and returned == expected:
             return self._stored(response.get("VersionId"), returned)
         return self._confirm(response.get("VersionId"), expected, composite=False)
@@ -195,7 +210,7 @@ class MultipartWriter:
         """Read back S3's own checksum of what it stored and compare it with ours."""
         kwargs = {"VersionId": version_id} if version_id and version_id != "null" else {}
         head = self.s3.head_object(Bucket=self.bucket, Key=self.key, ChecksumMode="ENABLED", **kwargs)
-        stored = head.get("ChecksumSHA256") or ""
+        stored = head.get(_CHECKSUM_FIELD) or ""
         # Composite checksums read "<base64>-<parts>" on S3; compare the digest part.
         digest = stored.split("-")[0] if composite else stored
         if head.get("ContentLength") != self._size or digest != expected:
