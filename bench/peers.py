@@ -5,8 +5,13 @@ ciphertext in the vault bucket; `calls` counts every AWS call the peer makes, pe
 service (botocore `before-call` hooks). `core(data) -> int` is the same encryption in
 memory only (no S3), returning the ciphertext length.
 
+`encrypt_many(bucket, keys, size) -> dests` is a batch: by default one `encrypt` after
+another; atrest's takes the SQS batches its function is given.
+
 - `Atrest`: EncryptObjectFunction's handler itself (`functions/encrypt_object/app.py`,
-  imported as Lambda imports it), invoked with the S3 "Object Created" event of each object:
+  imported as Lambda imports it), invoked with the S3 "Object Created" event of each object
+  (throughput), or with SQS batches of 10 such events, the template's BatchSize (the batch
+  phase: the handler encrypts a batch's messages concurrently, each with a pipeline of its own):
   `EncryptPipeline.encrypt` (hierarchical keyring, cached branch keys, 1 MiB frames,
   committing suite, checksummed multipart upload, metadata record: its conditional write is
   also what makes a repeated delivery idempotent). Every AWS call the handler makes goes
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import time
 import uuid
@@ -47,6 +53,7 @@ def _context(bucket: str, key: str) -> dict[str, str]:
 class Peer:
     name = "peer"
     label = "peer"
+    batch_size = 1  # objects per `encrypt_many` in the batch phase
 
     def __init__(self) -> None:
         self.calls: Counter = Counter()
@@ -60,6 +67,11 @@ class Peer:
 
     def encrypt(self, bucket: str, key: str) -> str:
         raise NotImplementedError
+
+    def encrypt_many(self, bucket: str, keys: list[str], size: int) -> list[str]:
+        """A batch of objects of `size` bytes: one `encrypt` after another (what a user of the
+        peer's library writes)."""
+        return [self.encrypt(bucket, key) for key in keys]
 
     def core(self, data: bytes) -> int:
         raise NotImplementedError
@@ -98,9 +110,19 @@ class Atrest(Peer):
         self.app = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.app)
         self.settings = self.app.settings
-        self.calls = self.app.clients.calls  # the handler counts its own calls, per service
         self.pipeline = self.app.pipeline
         self._versions: dict[str, str | None] = {}
+        # An SQS batch answers only its failures: the outcome of each message is taken where
+        # the handler counts it (its metrics step), to check that each object was encrypted.
+        self._outcomes: dict[str, dict[str, Any]] = {}
+        count = self.app._count
+
+        def counted(*args: Any) -> dict[str, Any]:
+            result = count(*args)
+            self._outcomes[result["source"]["key"]] = result
+            return result
+
+        self.app._count = counted
         # Uncounted clients: set-up and clean-up only.
         self._setup_s3 = self.session.client("s3")
         self._setup = self.session.client("dynamodb")
@@ -110,15 +132,52 @@ class Atrest(Peer):
         self._versions[key] = version_id
         return key
 
-    def encrypt(self, bucket: str, key: str) -> str:
-        # The EventBridge shape: the handler's SQS path adds no AWS call (SQS deletes the
-        # message on the handler's answer), and this one returns the outcome to check.
-        event = {"source": "aws.s3", "detail-type": "Object Created",
-                 "detail": {"bucket": {"name": bucket}, "object": {"key": key, "version-id": self._versions.get(key)}}}
-        outcome = self.app.lambda_handler(event, _lambda_context())
+    batch_size = 10  # template.yaml's EncryptQueue event source BatchSize
+
+    @property
+    def calls(self) -> Counter:
+        """The handler's own counts, per service, over every pipeline it has built (one per
+        message in flight)."""
+        total: Counter = Counter()
+        # Before the handler is loaded (the base class counting its own set-up client): nothing.
+        for pipeline in self.app.pipelines.built if "app" in vars(self) else ():
+            total.update(pipeline.clients.calls)
+        return total
+
+    @calls.setter
+    def calls(self, _: Counter) -> None:
+        pass  # the base class's counter: the handler counts its calls itself (above)
+
+    def _event(self, bucket: str, key: str, size: int | None = None) -> dict[str, Any]:
+        obj = {"key": key, "version-id": self._versions.get(key)} | ({"size": size} if size is not None else {})
+        return {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": bucket}, "object": obj}}
+
+    def _check(self, key: str, outcome: dict[str, Any]) -> str:
         if outcome.get("outcome") != "encrypted" or outcome.get("repeated"):
             raise RuntimeError(f"atrest did not encrypt {key}: {outcome}")
         return outcome["vault_key"]
+
+    def encrypt(self, bucket: str, key: str) -> str:
+        # The EventBridge shape: the handler's SQS path adds no AWS call (SQS deletes the
+        # message on the handler's answer), and this one returns the outcome to check.
+        return self._check(key, self.app.lambda_handler(self._event(bucket, key), _lambda_context()))
+
+    def encrypt_many(self, bucket: str, keys: list[str], size: int) -> list[str]:
+        """SQS events of `batch_size` messages, as the function's event source mapping delivers
+        them (each body an "Object Created" event with the object's size, as S3 sends it)."""
+        dests = []
+        for start in range(0, len(keys), self.batch_size):
+            chunk = keys[start:start + self.batch_size]
+            self._outcomes.clear()
+            records = [{"messageId": str(n), "receiptHandle": str(n), "body": json.dumps(self._event(bucket, key, size)),
+                        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:bench",
+                        "awsRegion": "us-east-1"} for n, key in enumerate(chunk)]
+            response = self.app.lambda_handler({"Records": records}, _lambda_context())
+            if response.get("batchItemFailures"):
+                raise RuntimeError(f"atrest failed {len(response['batchItemFailures'])} of {len(chunk)} messages")
+            dests += [self._check(key, self._outcomes.get(key, {})) for key in chunk]
+        return dests
 
     def cleanup(self, bucket: str, done: list[tuple[str, str]], objects: bool) -> None:
         # The source is kept (ATREST_KEEP_SOURCE=true), so the next run can encrypt the same

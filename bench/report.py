@@ -16,7 +16,10 @@ LABELS = {
 }
 WHAT = {
     "atrest": "EncryptObjectFunction's handler (`functions/encrypt_object/app.py`, an S3 \"Object Created\" event per "
-              "object): `EncryptPipeline.encrypt`: hierarchical keyring with branch keys cached 300 s, "
+              "object; in the batch phase SQS events of 10 such messages, the template's BatchSize, whose messages the "
+              "handler encrypts concurrently, up to ATREST_ENCRYPT_CONCURRENCY=4 at once, each with a pipeline of its "
+              "own, while the other peers encrypt one object after another as their libraries are used): "
+              "`EncryptPipeline.encrypt`: hierarchical keyring with branch keys cached 300 s, "
               "committing non-signing suite, 1 MiB frames, SHA-256-checksummed multipart upload (8 MiB parts) confirmed "
               "against S3, metadata record in DynamoDB. Sources kept.",
     "s3ec": "`amazon-s3-encryption-client-python` 4.0.0, `KmsKeyring` (one GenerateDataKey per object), default suite "
@@ -229,7 +232,8 @@ def _profile_sections(w: Callable[[str], None], profile: str, view: dict[str, An
     batch = view.get("batch", {})
     if batch:
         cells = [f"{batch[p]['objects_per_s']:,.1f} obj/s, {batch[p]['mb_per_s']:,.2f} MB/s" if p in batch else "error" for p in peers]
-        w(f"| batch of {settings['batch']:,} x 10 KiB (new process) | " + " | ".join(cells) + " |")
+        w(f"| batch of {settings['batch']:,} x 10 KiB (new process; atrest: SQS batches of 10, concurrent; "
+          "the others: one by one) | " + " | ".join(cells) + " |")
     w("")
     if "atrest" in batch or any("atrest" in row for row in throughput.values()):
         w("| ratio atrest / peer | " + " | ".join(LABELS[p] for p in peers if p != "atrest") + " |")

@@ -4,7 +4,8 @@
 
 Prints {"ready": ...} once the peer is built, then answers each command with one line:
   {"op": "encrypt", "bucket": B, "keys": [...], "versions": {key: version id}, "size": bytes each,
-   "verify": decrypt the first object and compare it with its source}
+   "verify": decrypt the first object and compare it with its source,
+   "batch": encrypt them as the peer's batch (`Peer.encrypt_many`: atrest's SQS batches)}
       -> seconds (encryption only: set-up and clean-up are not timed), objects, bytes,
          calls (per service, during the timed work), kms_cumulative (KMS calls after each
          object), peak_rss_mib, rss_mib
@@ -32,15 +33,17 @@ CLEANUP_FROM = 1024 * 1024  # objects this large are deleted after each run (the
 
 
 def encrypt(peer: Peer, bucket: str, keys: list[str], versions: dict[str, str | None], size: int,
-            verify: bool = False) -> dict[str, Any]:
+            verify: bool = False, batch: bool = False) -> dict[str, Any]:
     sources = [peer.prepare(bucket, key, versions.get(key)) for key in keys]
     before = peer.calls.copy()
     kms_cumulative = []
     dests = []
     started = time.perf_counter()
-    for source in sources:
-        dests.append(peer.encrypt(bucket, source))
-        kms_cumulative.append(peer.calls["kms"] - before["kms"])
+    step = peer.batch_size if batch else 1  # the peer's own batches (atrest: SQS batches of 10)
+    for start in range(0, len(sources), step):
+        chunk = sources[start:start + step]
+        dests += peer.encrypt_many(bucket, chunk, size) if batch else [peer.encrypt(bucket, chunk[0])]
+        kms_cumulative += [peer.calls["kms"] - before["kms"]] * len(chunk)  # known per batch, not per object
     seconds = time.perf_counter() - started
     calls = {service: peer.calls[service] - before[service] for service in peer.calls if peer.calls[service] - before[service]}
     if verify:  # untimed; run.py asks only for small objects (this holds both in memory, which would show in VmHWM)
@@ -130,7 +133,7 @@ def main() -> None:
         try:
             if op == "encrypt":
                 answer = encrypt(peer, command["bucket"], command["keys"], command.get("versions", {}),
-                                 command["size"], command.get("verify", False))
+                                 command["size"], command.get("verify", False), command.get("batch", False))
             elif op == "profile_core":
                 answer = profile_core(peer, command["size"], command.get("seed", 0))
             elif op == "core":

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from atrest.core.clients import AwsClients
+from atrest.core.concurrency import Budget, Pool
 from atrest.events.shapes import (
     is_backfill_batch,
     is_eventbridge_event,
@@ -20,7 +24,7 @@ from atrest.events.shapes import (
     sources_from_backfill_batch,
 )
 from atrest.core.settings import Settings
-from atrest.flows.encrypt_object import EncryptPipeline, Outcome
+from atrest.flows.encrypt_object import EncryptOutcome, EncryptPipeline, Outcome
 from atrest.storage.intake import SourceObject
 
 logger = Logger()
@@ -31,17 +35,48 @@ metrics = Metrics()
 settings = Settings.for_function("EncryptObjectFunction")
 clients = AwsClients()
 pipeline = EncryptPipeline.from_settings(settings, clients)
-processor = BatchProcessor(event_type=EventType.SQS)
+# The messages of one batch are encrypted concurrently, each by a pipeline of its own (own
+# boto3 session and clients, own key stores and keyrings: the MPL's KMS components, and
+# boto3 sessions, are not thread-safe). The init phase's pipeline is the first, so a lone
+# message finds warm caches; the others are built the first time they are needed.
+pipelines: Pool[EncryptPipeline] = Pool(lambda: EncryptPipeline.from_settings(settings, AwsClients()),
+                                        settings.encrypt_concurrency, first=pipeline)
+# Memory: a small object takes one slot; one above a part (or of unknown size) takes them all,
+# so ten large recordings stream one after another as before, through ~8 MiB parts each.
+budget = Budget(settings.encrypt_concurrency)
+workers = ThreadPoolExecutor(max_workers=settings.encrypt_concurrency, thread_name_prefix="encrypt")
+processor = AsyncBatchProcessor(event_type=EventType.SQS)
+
+
+def runs_alone(source: SourceObject) -> bool:
+    return source.size is None or source.size > settings.part_size
+
+
+def _encrypt_in_worker(source: SourceObject) -> tuple[EncryptOutcome, int]:
+    """In a worker thread: the outcome and the KMS calls it took. No metric here: Powertools
+    Metrics is not thread-safe, so the caller's thread counts."""
+    with budget.hold(whole=runs_alone(source)), pipelines.use() as own:
+        kms_before = own.clients.calls["kms"]
+        try:
+            outcome = own.encrypt(source)
+        except Exception:
+            logger.exception("encryption failed; the message will be retried, then dead-lettered",
+                             extra={"bucket": source.bucket, "key": source.key, "version_id": source.version_id})
+            raise
+        return outcome, own.clients.calls["kms"] - kms_before
+
+
+def _submit(source: SourceObject) -> Any:
+    # The worker runs in this invocation's context (logger keys, tracing), as asyncio.to_thread would.
+    return workers.submit(contextvars.copy_context().run, _encrypt_in_worker, source)
 
 
 # One source object version is one piece of work, however often S3/EventBridge/SQS deliver
 # it: the pipeline's conditional record write decides which delivery did the work (a
 # duplicate finds the record, or loses the write and discards its copy), so no separate
 # idempotency record is kept (docs/reliability.md, "Duplicates").
-def encrypt(source: dict[str, Any]) -> dict[str, Any]:
-    kms_before = clients.calls["kms"]
-    outcome = pipeline.encrypt(SourceObject(**source))
-    metrics.add_metric(name="KmsCalls", unit=MetricUnit.Count, value=clients.calls["kms"] - kms_before)
+def _count(outcome: EncryptOutcome, kms_calls: int) -> dict[str, Any]:
+    metrics.add_metric(name="KmsCalls", unit=MetricUnit.Count, value=kms_calls)
     if outcome.outcome is Outcome.ENCRYPTED and not outcome.repeated:
         metrics.add_metric(name="ObjectsEncrypted", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="BytesEncrypted", unit=MetricUnit.Bytes, value=outcome.plaintext_size or 0)
@@ -50,18 +85,21 @@ def encrypt(source: dict[str, Any]) -> dict[str, Any]:
     return outcome.as_dict()
 
 
+def _count_failure() -> None:
+    metrics.add_metric(name="EncryptFailures", unit=MetricUnit.Count, value=1)
+
+
 def _encrypt_source(source: SourceObject) -> dict[str, Any]:
     metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=1)
     try:
-        return encrypt(source=source.as_dict())
+        return _count(*_submit(source).result())
     except Exception:
-        metrics.add_metric(name="EncryptFailures", unit=MetricUnit.Count, value=1)
-        logger.exception("encryption failed; the message will be retried, then dead-lettered",
-                         extra={"bucket": source.bucket, "key": source.key, "version_id": source.version_id})
+        _count_failure()
         raise
 
 
-def record_handler(record: SQSRecord) -> dict[str, Any]:
+async def record_handler(record: SQSRecord) -> dict[str, Any]:
+    # Runs on the event loop's thread, so metrics are added from one thread only.
     try:
         source = source_from_sqs_body(record.body)
     except Exception as error:
@@ -69,20 +107,31 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         logger.error("malformed event; it will be dead-lettered after its retries",
                      extra={"message_id": record.message_id, "reason": str(error)})
         raise
-    return _encrypt_source(source)
+    metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=1)
+    try:
+        result = await asyncio.wrap_future(_submit(source))
+    except Exception:
+        _count_failure()
+        raise
+    return _count(*result)
 
 
 def _encrypt_backfill_batch(sources: list[SourceObject]) -> dict[str, Any]:
-    """A Distributed Map batch: every object is tried; if any failed, the batch fails so the
-    state machine retries it (finished objects are passed over) and counts it against its threshold."""
+    """A Distributed Map batch: every object is tried (as many at once as a batch of messages);
+    if any failed, the batch fails so the state machine retries it (finished objects are passed
+    over) and counts it against its threshold."""
     outcomes: dict[str, int] = {}
     failed: list[str] = []
-    for source in sources:
-        try:
-            result = _encrypt_source(source)
-        except Exception:  # already logged with its reason by _encrypt_source
+    for _ in sources:
+        metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=1)
+    futures = [_submit(source) for source in sources]
+    wait(futures)
+    for source, future in zip(sources, futures):
+        if future.exception() is not None:  # already logged with its reason by the worker
+            _count_failure()
             failed.append(source.key)
             continue
+        result = _count(*future.result())
         label = result.get("reason") or result["outcome"]
         outcomes[label] = outcomes.get(label, 0) + 1
     if failed:
@@ -102,4 +151,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _encrypt_source(source_from_object_created(event))
     if is_backfill_batch(event):
         return _encrypt_backfill_batch(sources_from_backfill_batch(event))
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return async_process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                          context=context)

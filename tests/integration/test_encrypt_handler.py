@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 import uuid
 from dataclasses import replace
@@ -14,20 +13,11 @@ import pytest
 
 from atrest_cli.demos.samples import chat_transcript, connect_key
 
-from s3_events import object_created
+from s3_events import object_created, sqs_batch
 
 pytestmark = pytest.mark.local_only("invokes EncryptObjectFunction's handler in this process")
 
 WHEN = datetime(2026, 11, 30, 5, 0, tzinfo=timezone.utc)
-
-
-def sqs_batch(*bodies):
-    return {"Records": [
-        {"messageId": f"m{n}", "receiptHandle": f"h{n}", "body": body if isinstance(body, str) else json.dumps(body),
-         "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0", "SenderId": "x", "ApproximateFirstReceiveTimestamp": "0"},
-         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
-        for n, body in enumerate(bodies)]}
 
 
 def transcript_key(settings):

@@ -35,8 +35,9 @@ def test_a_malformed_event_and_an_object_that_always_fails_are_dead_lettered_wit
         if params["Bucket"] == settings.intake_bucket and params["Key"] == poison_key:
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "kms:Decrypt denied"}}, "GetObject")
 
-    runner.function("EncryptObjectFunction").module.clients.s3.meta.events.register(
-        "before-parameter-build.s3.GetObject", access_denied)
+    # Every pipeline of the function (one per message in flight), built now or later.
+    runner.function("EncryptObjectFunction").module.pipelines.each(
+        lambda pipeline: pipeline.clients.s3.meta.events.register("before-parameter-build.s3.GetObject", access_denied))
     poison = upload(settings, poison_key, b"unreadable for the function")
     good = upload(settings, transcript_key(settings), b'{"Transcript": []}')
     queue_url, dlq_url = clean_stack.outputs["EncryptQueueUrl"], clean_stack.outputs["EncryptDeadLetterQueueUrl"]

@@ -16,11 +16,12 @@ without `role_arn` keeps them too.
 
 On Lambda each function has a process of its own with its role's credentials in its
 environment. Here functions share a process with the runner, the tests and the CLI, so
-the credentials are bound to the invoking thread instead of `os.environ`: every botocore
-session resolves them first from the function running in the current thread (a
+the credentials are bound to the invoking thread's context instead of `os.environ`: every
+botocore session resolves them first from the function running in the current context (a
 provider put ahead of the environment in botocore's chain), and `boto3.client(...)` in a
-function uses a default session of that function's own. Another thread creating a
-client at the same moment keeps its own (administrator) credentials. Clients that code
+function uses a default session of that function's own. Worker threads a handler runs in a
+copy of its context (`contextvars.copy_context().run`) are that function too; another
+thread creating a client at the same moment keeps its own (administrator) credentials. Clients that code
 caches in module globals of a shared layer are shared between functions, though.
 
 Limits of running in one process: handlers share the interpreter, so a module that
@@ -39,6 +40,7 @@ directly) goes to stderr, as Python's own last-resort handler would send it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib.util
 import json
 import logging
@@ -66,7 +68,10 @@ log = logging.getLogger(__name__)
 _module_numbers = count(1)
 # os.environ and sys.stdout are process-wide: one in-process invocation at a time.
 _invocation_lock = threading.RLock()
-_running_here = threading.local()  # .function: the InProcessFunction this thread is running
+# The InProcessFunction running in this context: a context variable, not a thread-local, so
+# that the worker threads a handler runs in its invocation's context (EncryptObject's batch
+# workers, `contextvars.copy_context().run`) get the function role's credentials too.
+_running_here: contextvars.ContextVar[Any] = contextvars.ContextVar("atrest_local_function", default=None)
 
 
 class _InvocationStdout:
@@ -124,7 +129,7 @@ class _FunctionRoleCredentials(botocore.credentials.CredentialProvider):
     CANONICAL_NAME = "AtrestLocalFunctionRole"
 
     def load(self) -> botocore.credentials.Credentials | None:
-        function = getattr(_running_here, "function", None)
+        function = _running_here.get()
         credentials = function._role_credentials if function is not None else None
         if not credentials:
             return None
@@ -148,7 +153,7 @@ def _install_credential_hooks() -> None:
         return resolver
 
     def get_default_session() -> boto3.session.Session:
-        function = getattr(_running_here, "function", None)
+        function = _running_here.get()
         if function is None:
             return default_session()
         if function._default_session is None:
@@ -290,12 +295,11 @@ class InProcessFunction:
     @contextlib.contextmanager
     def _in_this_thread(self) -> Iterator[None]:
         _install_credential_hooks()
-        previous = getattr(_running_here, "function", None)
-        _running_here.function = self
+        token = _running_here.set(self)
         try:
             yield
         finally:
-            _running_here.function = previous
+            _running_here.reset(token)
 
     def _load(self) -> Callable[[Any, Any], Any]:
         if self._handler is not None:

@@ -245,6 +245,11 @@ class Settings:
                                 parameter="FrameLengthBytes", doc="the ESDK frame length in bytes")
     part_size: int = setting("ATREST_PART_SIZE", Integer(MIN_PART_SIZE), 8 * 1024 * 1024,
                              doc="the multipart part size of vault objects in bytes (at least 5 MiB)")
+    # EncryptObject's messages in flight at once, each with its own pipeline (the MPL's KMS
+    # components are not thread-safe); an object above one part runs alone (atrest.core.concurrency).
+    encrypt_concurrency: int = setting("ATREST_ENCRYPT_CONCURRENCY", Integer(1, 10), 4, cli=False,
+                                       doc="objects of one batch encrypted at once (an object above one part "
+                                           "runs alone)")
     keep_source: bool = setting("ATREST_KEEP_SOURCE", Boolean(), False, parameter="KeepSourceObjects",
                                 doc="true keeps plaintext sources after encryption")
     # Key lifetimes (docs/keys.md): instance keys protect contact PII and are short-lived.
@@ -372,7 +377,8 @@ _RETRIEVALS = frozenset({"retrieval_bucket", "retrieval_lifetime_minutes"})
 # The template's function logical id -> the settings its handler reads (`Settings.for_function`).
 FUNCTION_SETTINGS: Mapping[str, frozenset[str]] = MappingProxyType({
     "EncryptObjectFunction": _KEY_STORE | _CLASS_KEYS | {"intake_bucket", "vault_bucket", "metadata_table",
-                                                         "frame_length", "part_size", "keep_source"},
+                                                         "frame_length", "part_size", "keep_source",
+                                                         "encrypt_concurrency"},
     "ProtectContactFunction": _KEY_STORE | {"metadata_table", "contact_clear_fields"},
     "ExpireKeysFunction": _KEY_STORE | _CLASS_KEYS | _LIFETIMES | {"metadata_table"},
     "ReadObjectFunction": _KEY_STORE | _CLASS_KEYS | _RETRIEVALS | {"vault_bucket", "metadata_table", "audit_table"},
