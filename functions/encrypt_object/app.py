@@ -52,13 +52,13 @@ def runs_alone(source: SourceObject) -> bool:
     return source.size is None or source.size > settings.part_size
 
 
-def _encrypt_in_worker(source: SourceObject) -> tuple[EncryptOutcome, int]:
+def _encrypt_in_worker(source: SourceObject, may_be_retry: bool) -> tuple[EncryptOutcome, int]:
     """In a worker thread: the outcome and the KMS calls it took. No metric here: Powertools
     Metrics is not thread-safe, so the caller's thread counts."""
     with budget.hold(whole=runs_alone(source)), pipelines.use() as own:
         kms_before = own.clients.calls["kms"]
         try:
-            outcome = own.encrypt(source)
+            outcome = own.encrypt(source, may_be_retry=may_be_retry)
         except Exception:
             logger.exception("encryption failed; the message will be retried, then dead-lettered",
                              extra={"bucket": source.bucket, "key": source.key, "version_id": source.version_id})
@@ -66,9 +66,9 @@ def _encrypt_in_worker(source: SourceObject) -> tuple[EncryptOutcome, int]:
         return outcome, own.clients.calls["kms"] - kms_before
 
 
-def _submit(source: SourceObject) -> Any:
+def _submit(source: SourceObject, may_be_retry: bool = True) -> Any:
     # The worker runs in this invocation's context (logger keys, tracing), as asyncio.to_thread would.
-    return workers.submit(contextvars.copy_context().run, _encrypt_in_worker, source)
+    return workers.submit(contextvars.copy_context().run, _encrypt_in_worker, source, may_be_retry)
 
 
 # One source object version is one piece of work, however often S3/EventBridge/SQS deliver
@@ -109,7 +109,10 @@ async def record_handler(record: SQSRecord) -> dict[str, Any]:
         raise
     metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=1)
     try:
-        result = await asyncio.wrap_future(_submit(source))
+        # A message received for the first time cannot follow an attempt killed mid-upload:
+        # the pipeline then need not look for its open uploads (a LIST request, docs/cost.md).
+        first_receive = record.attributes.approximate_receive_count == "1"
+        result = await asyncio.wrap_future(_submit(source, may_be_retry=not first_receive))
     except Exception:
         _count_failure()
         raise

@@ -4,6 +4,7 @@ tests/stack_fixtures.py for it, the emulator and `settings`)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import pytest
@@ -134,3 +135,16 @@ def trail(settings: Settings) -> AuditTrail:
     import boto3
 
     return AuditTrail(boto3.client("dynamodb"), settings.audit_table)
+
+
+@pytest.fixture
+def cold_function(local_stack, emulator, settings):
+    """A function of its own, loaded (an empty backfill batch: no AWS call), so that the hooks a
+    test puts on its pipelines leave the other tests' function alone."""
+    from atrest_cli.local.lambda_runtime import InProcessFunction
+
+    function = InProcessFunction(local_stack.function("EncryptObjectFunction"), emulator.environment())
+    with warnings.catch_warnings():  # Powertools warns that an empty batch published no metric
+        warnings.simplefilter("ignore", UserWarning)
+        assert function.invoke({"Items": [], "BatchInput": {"bucket": settings.intake_bucket}}).succeeded
+    return function

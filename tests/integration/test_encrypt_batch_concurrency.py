@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-import warnings
 from datetime import datetime, timezone
 
 import boto3
@@ -32,19 +31,6 @@ def new_object(settings, body=b'{"Transcript": []}', size=None):
 def encrypted(settings, key):
     """Encrypted, then its plaintext removed."""
     return boto3.client("s3").list_object_versions(Bucket=settings.intake_bucket, Prefix=key).get("Versions", []) == []
-
-
-@pytest.fixture
-def cold_function(local_stack, emulator, settings):
-    """A function of its own, loaded (an empty backfill batch: no AWS call), so that the hooks a
-    test puts on its pipelines leave the other tests' function alone."""
-    from atrest_cli.local.lambda_runtime import InProcessFunction
-
-    function = InProcessFunction(local_stack.function("EncryptObjectFunction"), emulator.environment())
-    with warnings.catch_warnings():  # Powertools warns that an empty batch published no metric
-        warnings.simplefilter("ignore", UserWarning)
-        assert function.invoke({"Items": [], "BatchInput": {"bucket": settings.intake_bucket}}).succeeded
-    return function
 
 
 class Gate:
@@ -126,12 +112,12 @@ def test_an_object_above_one_part_is_encrypted_alone_while_small_ones_share(sett
     def instrument(pipeline):
         original = pipeline.encrypt
 
-        def encrypt(source):
+        def encrypt(source, **options):
             with lock:
                 running.add(source.key)
                 seen_together.append(frozenset(running))
             try:
-                return original(source)
+                return original(source, **options)
             finally:
                 with lock:
                     running.discard(source.key)

@@ -142,3 +142,24 @@ def test_a_backfill_batch_passes_over_objects_older_than_since(settings, encrypt
     items = [{"Key": key, "Etag": '"x"', "Size": 2, "LastModified": "2020-01-01T00:00:00.000Z"}]
     result = encrypt_handler({"Items": items, "BatchInput": {"bucket": settings.intake_bucket, "since": "2021-01-01T00:00:00Z"}})
     assert result == {"objects": 0, "outcomes": {}}
+
+
+def test_open_uploads_are_looked_for_only_when_the_message_was_received_before(settings, cold_function):
+    """An SQS message received for the first time follows no attempt that could have died
+    mid-upload: no ListMultipartUploads for it. A message received again (a retry) looks."""
+    made: list[str] = []
+    cold_function.module.pipelines.each(
+        lambda pipeline: pipeline.clients.s3.meta.events.register("before-call.s3", lambda model, **_: made.append(model.name)))
+    receive_counts = {}
+    for receive_count in ("1", "2"):
+        key = transcript_key(settings)
+        body = b"{" + b" " * (settings.part_size + 1) + b"}"  # above one part: a multipart upload
+        batch = sqs_batch(object_created(settings.intake_bucket, key, put(settings, key, body), size=len(body)))
+        batch["Records"][0]["attributes"]["ApproximateReceiveCount"] = receive_count
+        made.clear()
+        invocation = cold_function.invoke(batch)
+        assert invocation.succeeded and invocation.response == {"batchItemFailures": []}, invocation.error
+        receive_counts[receive_count] = list(made)
+
+    assert "CompleteMultipartUpload" in receive_counts["1"] and "ListMultipartUploads" not in receive_counts["1"]
+    assert "ListMultipartUploads" in receive_counts["2"]
