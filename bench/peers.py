@@ -213,21 +213,34 @@ class Atrest(Peer):
         plaintext, _ = self.pipeline.esdk.decrypt(source=ciphertext, keyring=keyring)
         return plaintext
 
-    def core(self, data: bytes) -> int:
-        """The pipeline's encryption step on bytes in memory: same client, keyring, suite,
-        frame length, context shape and read pattern as `EncryptPipeline._encrypt_stream`."""
+    def core(self, data: bytes, checksum: bool = True) -> int:
+        """The pipeline's encryption step on bytes in memory: the function
+        `EncryptPipeline._encrypt_stream` calls (`atrest.crypto.framing.encrypt_frames`), with
+        its client, keyring, suite, frame length, context shape, source type (a PlaintextStream
+        after a peeked prefix) and keyed plaintext checksum. Not the vault writer's SHA-256s
+        (storage, measured beside it: `sha256_seconds`). `checksum=False`: the ESDK's framing alone."""
         from atrest.catalog.scopes import BranchKeyScope
-        from atrest.crypto.envelope import SUITE, encryption_context
+        from atrest.crypto.envelope import encryption_context
+        from atrest.crypto.framing import encrypt_frames
+        from atrest.flows.encrypt_object import PEEK_BYTES
+        from atrest.storage.intake import PlaintextStream
 
         scope = BranchKeyScope.account(self.settings.account_id)
-        self.pipeline.keystore.ensure(scope)
-        keyring = self.pipeline.keystore.keyring(scope.branch_key_id)
+        keystore = self.pipeline.keystore
+        keystore.ensure(scope)
+        keyring = keystore.keyring(scope.branch_key_id)
         context = encryption_context(self.settings.account_id, "bench", "call-recording", "bucket", "memory")
+        body = io.BytesIO(data)  # shares `data`; each read hands out fresh bytes, as an S3 body does
+        plaintext = PlaintextStream(body.read(PEEK_BYTES), body)  # as the pipeline peeks the header
         size = 0
-        with self.pipeline.esdk.stream(mode="e", source=io.BytesIO(data), keyring=keyring, encryption_context=context,
-                                       frame_length=self.settings.frame_length, algorithm=SUITE) as encryptor:
-            while chunk := encryptor.read(self.settings.frame_length):  # as the pipeline reads
-                size += len(chunk)
+
+        def count(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+
+        encrypt_frames(self.pipeline.esdk, plaintext, count, keyring=keyring, encryption_context=context,
+                       frame_length=self.settings.frame_length,
+                       checksum=keystore.checksum_key(scope.branch_key_id).new() if checksum else None)
         return size
 
 
@@ -341,6 +354,18 @@ def raw_aes_gcm(data: bytes, chunk: int = MiB) -> int:
         size += len(encryptor.update(view[start:start + chunk]))
     size += len(encryptor.finalize()) + len(encryptor.tag)
     return size
+
+
+def sha256_pass(data: bytes, chunk: int = MiB) -> str:
+    """One SHA-256 over the same bytes in 1 MiB updates (OpenSSL through hashlib, as both the
+    keyed plaintext checksum and the vault writer's checksums run it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    view = memoryview(data)
+    for start in range(0, len(data), chunk):
+        digest.update(view[start:start + chunk])
+    return digest.hexdigest()
 
 
 def raw_aes_gcm_one_shot(data: bytes) -> int:

@@ -10,8 +10,9 @@ an emulator of that profile (moto, in its own process via `atrest local up`):
 - AWS calls per object (KMS, DynamoDB, S3), counted with botocore event hooks;
 - peak RSS per object size, each peer in a fresh process (and 1 GiB with --big);
 and once (they do not depend on the emulator's latency), under the first profile:
-- the crypto core alone (memory to memory, 256 MiB) against raw AES-256-GCM, and a cProfile
-  of atrest's (where the time of the ESDK's 1 MiB framing goes);
+- the crypto core alone (memory to memory, 256 MiB) against raw AES-256-GCM: atrest's as the
+  pipeline runs it (atrest.crypto.framing, with the keyed plaintext checksum), its ESDK framing
+  without the checksum, one SHA-256 pass; and a cProfile of atrest's (where the time goes);
 - cold start of every handler module in template.yaml (fresh process, median of 5);
 and writes bench/results.md and bench/results.png (--quick: into bench/out/quick/).
 Each peer runs in a process of its own (bench/worker.py); see bench/peers.py for what
@@ -335,9 +336,12 @@ class Bench:
                     rows[worker.peer].append(worker.call(op="core", size=self.args.core_size, seed=0,
                                                          raw=worker.peer == "atrest"))
             size = self.args.core_size
-            core = {peer: {"mb_per_s": median(size / r["seconds"] / 1e6 for r in runs), "runs": len(runs)}
+            core = {peer: {"mb_per_s": median(size / r["seconds"] / 1e6 for r in runs), "runs": len(runs),
+                           "faults_per_mib": median(r["faults_per_mib"] for r in runs)}
                     for peer, runs in rows.items()}
             if rows.get("atrest"):
+                core["atrest_framing"] = {"mb_per_s": median(size / r["framing_seconds"] / 1e6 for r in rows["atrest"])}
+                core["sha256"] = {"mb_per_s": median(size / r["sha256_seconds"] / 1e6 for r in rows["atrest"])}
                 core["raw"] = {"mb_per_s": median(size / r["raw_seconds"] / 1e6 for r in rows["atrest"])}
                 core["raw_one_shot"] = {"mb_per_s": median(size / r["raw_one_shot_seconds"] / 1e6 for r in rows["atrest"])}
             core["size"] = size

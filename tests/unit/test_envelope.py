@@ -4,9 +4,6 @@ import io
 import os
 
 import pytest
-from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
-from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
-from aws_cryptographic_material_providers.mpl.models import AesWrappingAlg, CreateRawAesKeyringInput
 
 from atrest.crypto import envelope
 from atrest.crypto.envelope import (
@@ -20,15 +17,6 @@ from atrest.crypto.envelope import (
     is_atrest_message,
     read_header,
 )
-
-
-@pytest.fixture(scope="module")
-def raw_keyring():
-    providers = AwsCryptographicMaterialProviders(MaterialProvidersConfig())
-    return providers.create_raw_aes_keyring(
-        CreateRawAesKeyringInput(key_namespace="test", key_name="k", wrapping_key=os.urandom(32),
-                                 wrapping_alg=AesWrappingAlg.ALG_AES256_GCM_IV12_TAG16)
-    )
 
 
 def encrypt(keyring, plaintext, context):

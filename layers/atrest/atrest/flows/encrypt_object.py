@@ -27,12 +27,12 @@ from botocore.exceptions import ClientError
 
 from atrest.catalog.data_classes import Classification, DataClassCatalog, DataClassifier, Exclusion
 from atrest.core.clients import AwsClients
-from atrest.crypto.checksums import ChecksummedStream
 from atrest.crypto.envelope import (
     SUITE, context_differences, encryption_client, encryption_context, is_atrest_message, message_key, read_header,
 )
 from atrest.core.errors import AtrestError
 from atrest.core.settings import Settings
+from atrest.crypto.framing import encrypt_frames
 from atrest.crypto.keystore import BranchKeyStore, KeyStores
 from atrest.crypto.object_metadata import ObjectMetadata, bounded_content_type, seal_metadata
 from atrest.crypto.verification import LARGEST_FRAME_LENGTH, Verdict, verify_message
@@ -268,20 +268,9 @@ class EncryptPipeline:
         overwrote = False
         with MultipartWriter(self.clients.s3, self.settings.vault_bucket, vault_key, part_size, metadata,
                              if_absent=conditional) as writer:
-            with self.esdk.stream(
-                mode="e",
-                source=ChecksummedStream(plaintext, checksum),
-                keyring=keyring,
-                encryption_context=context,
-                frame_length=self.settings.frame_length,
-                algorithm=SUITE,
-            ) as encryptor:
-                # Read a frame at a time: asked for more, the ESDK builds its answer by
-                # concatenating frames and re-slicing the rest (quadratic copying); frame-sized
-                # reads run the crypto core ~5x faster (bench/results.md). The writer batches parts.
-                while chunk := encryptor.read(self.settings.frame_length):
-                    writer.write(chunk)
-                header = encryptor.header
+            # Frame by frame into the writer, which batches parts (atrest.crypto.framing).
+            header = encrypt_frames(self.esdk, plaintext, writer.write, keyring=keyring, encryption_context=context,
+                                    frame_length=self.settings.frame_length, checksum=checksum)
             try:
                 stored = writer.close()
             except VaultKeyTaken:
