@@ -103,12 +103,15 @@ class Atrest(Peer):
     FUNCTION_DIR = ROOT / "functions" / "encrypt_object"
 
     def __init__(self) -> None:
-        super().__init__()
         # The handler module, initialised as Lambda's init phase does (settings, clients,
-        # pipeline).
+        # pipeline), before the bench's own clients: built first, those would parse their
+        # service models apart from the handler's (atrest.core.clients shares one loader with
+        # every session created after it is imported) and show in peak RSS, which Lambda's
+        # process would not hold.
         spec = importlib.util.spec_from_file_location("encrypt_object_app", self.FUNCTION_DIR / "app.py")
         self.app = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.app)
+        super().__init__()
         self.settings = self.app.settings
         self.pipeline = self.app.pipeline
         self._versions: dict[str, str | None] = {}

@@ -16,7 +16,8 @@ and once (they do not depend on the emulator's latency), under the first profile
 - cold start of every handler module in template.yaml (fresh process, median of 5);
 and writes bench/results.md and bench/results.png (--quick: into bench/out/quick/).
 Each peer runs in a process of its own (bench/worker.py); see bench/peers.py for what
-each peer is.
+each peer is. Peak RSS alone, for sizes of your choice and in under a minute:
+bench/rss_probe.py.
 """
 
 from __future__ import annotations

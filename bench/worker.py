@@ -2,11 +2,13 @@
 
     python bench/worker.py PEER
 
-Prints {"ready": ...} once the peer is built, then answers each command with one line:
+Prints {"ready": ...} once the peer is built (init_seconds, rss_mib, and peak_rss_mib: what
+importing and initialising the peer cost), then answers each command with one line:
   {"op": "encrypt", "bucket": B, "keys": [...], "versions": {key: version id}, "size": bytes each,
    "verify": decrypt the first object and compare it with its source,
    "batch": encrypt them as the peer's batch (`Peer.encrypt_many`: atrest's SQS batches)}
-      -> seconds (encryption only: set-up and clean-up are not timed), objects, bytes,
+      -> seconds (encryption only: set-up and clean-up are not timed), cpu_seconds (this
+         process's user + system CPU over the same span), objects, bytes,
          calls (per service, during the timed work), kms_cumulative (KMS calls after each
          object), peak_rss_mib, rss_mib
   {"op": "core", "size": N, "seed": S, "raw": bool}
@@ -27,7 +29,7 @@ import time
 import traceback
 from typing import Any
 
-from measure import MiB, peak_rss_mib, rss_mib
+from measure import MiB, peak_rss_mib, process_time, rss_mib
 from peers import PEERS, Peer, raw_aes_gcm, raw_aes_gcm_one_shot, sha256_pass
 
 CLEANUP_FROM = 1024 * 1024  # objects this large are deleted after each run (the emulator holds them in memory)
@@ -39,19 +41,19 @@ def encrypt(peer: Peer, bucket: str, keys: list[str], versions: dict[str, str | 
     before = peer.calls.copy()
     kms_cumulative = []
     dests = []
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), process_time()
     step = peer.batch_size if batch else 1  # the peer's own batches (atrest: SQS batches of 10)
     for start in range(0, len(sources), step):
         chunk = sources[start:start + step]
         dests += peer.encrypt_many(bucket, chunk, size) if batch else [peer.encrypt(bucket, chunk[0])]
         kms_cumulative += [peer.calls["kms"] - before["kms"]] * len(chunk)  # known per batch, not per object
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, process_time() - cpu_started
     calls = {service: peer.calls[service] - before[service] for service in peer.calls if peer.calls[service] - before[service]}
     if verify:  # untimed; run.py asks only for small objects (this holds both in memory, which would show in VmHWM)
         peer.verify(bucket, sources[0], dests[0])
     peer.cleanup(bucket, list(zip(sources, dests)), objects=size >= CLEANUP_FROM)
     return {
-        "seconds": seconds, "objects": len(keys), "bytes": size * len(keys), "calls": calls,
+        "seconds": seconds, "cpu_seconds": cpu_seconds, "objects": len(keys), "bytes": size * len(keys), "calls": calls,
         "kms_cumulative": kms_cumulative, "peak_rss_mib": peak_rss_mib(), "rss_mib": rss_mib(),
     }
 
@@ -137,7 +139,8 @@ def main() -> None:
     sys.stdout = sys.stderr
     started = time.perf_counter()
     peer = PEERS[name]()
-    print(json.dumps({"ready": name, "init_seconds": time.perf_counter() - started, "rss_mib": rss_mib()}),
+    print(json.dumps({"ready": name, "init_seconds": time.perf_counter() - started, "rss_mib": rss_mib(),
+                      "peak_rss_mib": peak_rss_mib()}),
           file=protocol, flush=True)
     for line in sys.stdin:
         command = json.loads(line)

@@ -27,3 +27,36 @@ def test_clients_of_separate_aws_clients_load_the_same_service_model_once():
     # The loader's cache hands both clients the very same parsed model document.
     assert one.s3.meta.service_model._service_description is two.s3.meta.service_model._service_description
     assert one.s3 is not two.s3
+
+
+def test_sessions_atrest_does_not_build_share_the_loader_too():
+    # The X-Ray SDK's sampling client (Powertools' Tracer) is built on a plain botocore
+    # session: with a loader of its own it parsed endpoints.json and the rest a second time.
+    import boto3
+    import botocore.session
+
+    from atrest.core.clients import shared_loader
+
+    plain = botocore.session.Session()
+    assert plain.get_component("data_loader") is shared_loader()
+    assert plain.create_client("xray", region_name="us-east-1").meta.service_model.service_name == "xray"
+
+    # boto3 sessions built outside new_session append boto3's data path to the shared loader:
+    # it is kept once, however many there are.
+    boto3.session.Session(region_name="us-east-1")
+    paths = list(shared_loader().search_paths)
+    for _ in range(3):
+        boto3.session.Session(region_name="us-east-1")
+    assert shared_loader().search_paths == paths
+    assert len(paths) == len(set(paths))
+
+
+def test_a_session_with_a_data_path_of_its_own_keeps_its_own_loader(tmp_path, monkeypatch):
+    import botocore.session
+
+    from atrest.core.clients import shared_loader
+
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    own = botocore.session.Session().get_component("data_loader")
+    assert own is not shared_loader()
+    assert str(tmp_path) in own.search_paths

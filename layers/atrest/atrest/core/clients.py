@@ -13,14 +13,51 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import botocore.loaders
 import botocore.session
 from botocore.config import Config
-from botocore.loaders import Loader, create_loader
+from botocore.loaders import Loader
 
 _RETRIES = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=5, read_timeout=60)
 
 _loader: Loader | None = None
 _loader_lock = threading.Lock()
+_botocore_create_loader = botocore.loaders.create_loader  # the loaders module's own, never replaced
+
+
+class _SearchPaths(list):
+    """A loader's search path that ignores a path it already holds: boto3 appends its own data
+    path to the loader of every session it wraps, and with one loader for the process (boto3
+    sessions built outside `new_session` included) the list would otherwise grow with each."""
+
+    def append(self, path: Any) -> None:
+        if path not in self:
+            super().append(path)
+
+
+def shared_loader() -> Loader:
+    """The process's one service model loader (built on first use)."""
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = _botocore_create_loader()
+            _loader._search_paths = _SearchPaths(_loader.search_paths)  # what `search_paths` returns
+        return _loader
+
+
+def _create_loader(search_path_string: str | None = None) -> Loader:
+    # What every botocore session in the process builds its data loader with (see below).
+    # A session given its own data path (AWS_DATA_PATH) keeps a loader of its own.
+    return _botocore_create_loader(search_path_string) if search_path_string else shared_loader()
+
+
+# Sessions atrest does not build share the loader too: the X-Ray SDK that Powertools' Tracer
+# loads builds a botocore session of its own for its sampling client, and with a loader of its
+# own that session parsed endpoints.json (1.2 MB of JSON) and the rest again: ~16 MiB more
+# resident for the life of a Lambda environment (bench/rss_probe.py). botocore looks the
+# factory up in its session module at each session's first data load, so this reaches every
+# session created after atrest.core.clients is imported (handlers import it before Tracer()).
+botocore.session.create_loader = _create_loader
 
 
 def new_session(**options: Any) -> boto3.session.Session:
@@ -29,19 +66,10 @@ def new_session(**options: Any) -> boto3.session.Session:
     (about 0.1 s of CPU per client): backfill threads, each with its own `AwsClients`, and a
     process that runs many functions locally paid that again and again. `options`: boto3
     Session's own (credentials, region)."""
-    global _loader
-    with _loader_lock:
-        if _loader is None:
-            _loader = create_loader()
-        loader = _loader
+    loader = shared_loader()
     core = botocore.session.get_session()
     core.register_component("data_loader", loader)
-    session = boto3.session.Session(botocore_session=core, **options)
-    # boto3 appends its own data path to the loader of every session it wraps: with one
-    # loader for all, keep a single copy, or the search path grows with every session.
-    with _loader_lock:
-        loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))
-    return session
+    return boto3.session.Session(botocore_session=core, **options)
 
 
 @dataclass
