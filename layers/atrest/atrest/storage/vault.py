@@ -86,7 +86,9 @@ class MultipartWriter:
     Uploading a part takes a round trip and the part's transfer; encrypting the next one
     needs only the CPU. Overlapping them (boto3 clients are thread-safe; hashlib and the
     socket release the GIL) is what the transfer manager does for a plain copy. Memory: the
-    filling part plus the parts in flight, each handed over without a copy.
+    filling part plus the parts in flight, each handed over without a copy, their buffers
+    reused once uploaded (no growing and freeing 8 MiB blocks: peak RSS stays flat in the
+    object's size, bench/results.md).
 
     `if_absent`: a single PutObject is made only if no object is at the key (S3 conditional
     write, `If-None-Match: *`); `close()` then raises `VaultKeyTaken` instead of writing over it.
@@ -101,7 +103,11 @@ class MultipartWriter:
         self.metadata = dict(metadata or {})
         self.if_absent = if_absent
         self.parts_in_flight = max(1, parts_in_flight)
+        # The part being filled: its first `_filled` bytes. The first grows as written (a small
+        # object never takes a whole part); later ones are whole parts, reused (`_spare`).
         self._buffer = bytearray()
+        self._filled = 0
+        self._spare: list[bytearray] = []
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: deque[Future[dict[str, Any]]] = deque()
@@ -122,14 +128,24 @@ class MultipartWriter:
     def write(self, data: bytes) -> None:
         self._whole.update(data)
         self._size += len(data)
-        self._buffer += data
-        while len(self._buffer) >= self.part_size:
-            # Hand the filled buffer over as the part (no copy of it); what ran past the
-            # part size (less than one write) starts the next one.
-            part, rest = self._buffer, self._buffer[self.part_size:]
-            del part[self.part_size:]
-            self._buffer = rest
-            self._send_part(part)
+        view = memoryview(data)
+        while view:
+            chunk = view[:self.part_size - self._filled]
+            # Into the buffer in place (extending it while it is the first, growing one).
+            self._buffer[self._filled:self._filled + len(chunk)] = chunk
+            self._filled += len(chunk)
+            view = view[len(chunk):]
+            if self._filled == self.part_size:
+                part = self._buffer
+                self._buffer, self._filled = (self._spare.pop() if self._spare else bytearray(self.part_size)), 0
+                self._send_part(part)
+
+    def _take_filled(self) -> bytearray:
+        """The buffer as filled so far, handed over (no copy); the writer starts an empty one."""
+        part = self._buffer
+        del part[self._filled:]
+        self._buffer, self._filled = bytearray(), 0
+        return part
 
     def _send_part(self, part: bytearray) -> None:
         if self._upload_id is None:
@@ -154,19 +170,22 @@ class MultipartWriter:
         returned = response.get(_CHECKSUM_FIELD)
         if returned is not None and returned != _b64(digest):
             raise StorageVerificationError(f"S3 stored part {number} of s3://{self.bucket}/{self.key} with a different checksum")
-        return {"PartNumber": number, "ETag": response["ETag"], _CHECKSUM_FIELD: _b64(digest), "digest": digest}
+        return {"PartNumber": number, "ETag": response["ETag"], _CHECKSUM_FIELD: _b64(digest), "digest": digest,
+                "buffer": part}
 
     def _collect(self, future: "Future[dict[str, Any]]") -> None:
         part = future.result()  # a failed part raises here, in the writer's thread
         self._part_digests.append(part.pop("digest"))
+        buffer = part.pop("buffer")
+        if len(buffer) == self.part_size:  # a whole part's buffer fills the next one
+            self._spare.append(buffer)
         self._parts.append(part)
 
     def close(self) -> StoredObject:
         if self._upload_id is None:
             return self._put_single()
-        if self._buffer:
-            part, self._buffer = self._buffer, bytearray()
-            self._send_part(part)
+        if self._filled:
+            self._send_part(self._take_filled())
         while self._in_flight:
             self._collect(self._in_flight.popleft())
         response = self.s3.complete_multipart_upload(
@@ -185,6 +204,7 @@ class MultipartWriter:
 
     def _put_single(self) -> StoredObject:
         body = self._buffer
+        del body[self._filled:]
         digest = _crc32(body)
         kwargs: dict[str, Any] = {"IfNoneMatch": "*"} if self.if_absent else {}
         try:
@@ -194,7 +214,7 @@ class MultipartWriter:
             if self.if_absent and error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
                 raise VaultKeyTaken(self.key) from None
             raise
-        self._buffer = bytearray()
+        self._buffer, self._filled = bytearray(), 0
         expected = _b64(digest)
         returned = response.get(_CHECKSUM_FIELD)
         if returned is not None and returned == expected:
