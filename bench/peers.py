@@ -9,8 +9,8 @@ memory only (no S3), returning the ciphertext length.
 another; atrest's takes the SQS batches its function is given.
 
 - `Atrest`: EncryptObjectFunction's handler itself (`functions/encrypt_object/app.py`,
-  imported as Lambda imports it), invoked with the S3 "Object Created" event of each object
-  (throughput), or with SQS batches of 10 such events, the template's BatchSize (the batch
+  imported as Lambda imports it), invoked as the deployed function is: with an SQS event of one
+  S3 "Object Created" message per object (throughput), or with SQS batches of 10 such messages, the template's BatchSize (the batch
   phase: the handler encrypts a batch's messages concurrently, each with a pipeline of its own):
   `EncryptPipeline.encrypt` (hierarchical keyring, cached branch keys, 1 MiB frames,
   committing suite, checksummed multipart upload, metadata record: its conditional write is
@@ -115,6 +115,7 @@ class Atrest(Peer):
         self.settings = self.app.settings
         self.pipeline = self.app.pipeline
         self._versions: dict[str, str | None] = {}
+        self._sizes: dict[str, int] = {}
         # An SQS batch answers only its failures: the outcome of each message is taken where
         # the handler counts it (its metrics step), to check that each object was encrypted.
         self._outcomes: dict[str, dict[str, Any]] = {}
@@ -131,8 +132,10 @@ class Atrest(Peer):
         self._setup = self.session.client("dynamodb")
 
     def prepare(self, bucket: str, key: str, version_id: str | None) -> str:
-        # Encrypt the exact version, as an S3 event names it.
+        # Encrypt the exact version, as an S3 event names it (with its size, as S3's do).
         self._versions[key] = version_id
+        self._sizes[key] = self._setup_s3.head_object(Bucket=bucket, Key=key, **(
+            {"VersionId": version_id} if version_id else {}))["ContentLength"]
         return key
 
     batch_size = 10  # template.yaml's EncryptQueue event source BatchSize
@@ -161,9 +164,10 @@ class Atrest(Peer):
         return outcome["vault_key"]
 
     def encrypt(self, bucket: str, key: str) -> str:
-        # The EventBridge shape: the handler's SQS path adds no AWS call (SQS deletes the
-        # message on the handler's answer), and this one returns the outcome to check.
-        return self._check(key, self.app.lambda_handler(self._event(bucket, key), _lambda_context()))
+        # What the deployed function receives: an SQS batch (here of one message, delivered for
+        # the first time), template.yaml's only event source for it. The handler's bare
+        # EventBridge path is for replaying events locally.
+        return self.encrypt_many(bucket, [key], self._sizes[key])[0]
 
     def encrypt_many(self, bucket: str, keys: list[str], size: int) -> list[str]:
         """SQS events of `batch_size` messages, as the function's event source mapping delivers

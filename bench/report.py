@@ -15,8 +15,9 @@ LABELS = {
     "copy": "(c) plain copy",
 }
 WHAT = {
-    "atrest": "EncryptObjectFunction's handler (`functions/encrypt_object/app.py`, an S3 \"Object Created\" event per "
-              "object; in the batch phase SQS events of 10 such messages, the template's BatchSize, whose messages the "
+    "atrest": "EncryptObjectFunction's handler (`functions/encrypt_object/app.py`, an SQS event of one S3 \"Object Created\" "
+              "message per object, received for the first time, as the deployed function is invoked; in the batch "
+              "phase SQS events of 10 such messages, the template's BatchSize, whose messages the "
               "handler encrypts concurrently, up to ATREST_ENCRYPT_CONCURRENCY=4 at once, each with a pipeline of its "
               "own, while the other peers encrypt one object after another as their libraries are used): "
               "`EncryptPipeline.encrypt`: hierarchical keyring with branch keys cached 300 s, "

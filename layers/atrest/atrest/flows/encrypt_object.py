@@ -142,13 +142,13 @@ class EncryptPipeline:
         # only after its upload, so only then can one exist (a first delivery reads no record).
         # Ciphertext that fits one PutObject is written only if the key is free (an S3
         # conditional write): S3 answers the question, no HEAD is needed. Parts are worth a
-        # HEAD first: an earlier delivery's whole upload is not repeated.
-        conditional = self._fits_one_put(source.size)
+        # HEAD first, before the source is read: an earlier delivery's whole upload is not
+        # repeated. The stored size decides (the event's may be missing or wrong).
+        probed = not self._fits_one_put(source.size) and source.size is not None
         earlier_write = False
-        if not conditional:
-            earlier_write = self._vault_object_exists(vault_key)
-            if earlier_write and (existing := self.records.get_object(vault_key)) is not None:
-                # An earlier delivery got as far as the record: only the source step can be missing.
+        if probed:
+            earlier_write, existing = self._written_earlier(vault_key)
+            if existing is not None:  # an earlier delivery got as far as the record: only the source step can be missing
                 return self._finish_source(existing, source, started, repeated=True)
 
         try:
@@ -162,11 +162,11 @@ class EncryptPipeline:
         source = replace(source, size=response.get("ContentLength", source.size))
         body = response["Body"]
         try:
-            if conditional and not self._fits_one_put(source.size):
-                # The event understated the size: this goes up in parts after all, unconditionally.
-                conditional = False
-                earlier_write = self._vault_object_exists(vault_key)
-                if earlier_write and (existing := self.records.get_object(vault_key)) is not None:
+            conditional = self._fits_one_put(source.size) and not earlier_write
+            if not conditional and not probed:
+                # Parts after all (the event gave no size, or too small a one): ask before reading.
+                earlier_write, existing = self._written_earlier(vault_key)
+                if existing is not None:
                     return self._finish_source(existing, source, started, repeated=True)
             prefix = body.read(PEEK_BYTES)
             if is_atrest_message(prefix):
@@ -384,6 +384,12 @@ class EncryptPipeline:
             except ClientError as error:  # the winner's clean-up may have removed it already
                 if error.response.get("Error", {}).get("Code") not in _GONE:
                     raise
+
+    def _written_earlier(self, vault_key: str) -> tuple[bool, ObjectRecord | None]:
+        """Whether ciphertext is stored at `vault_key` already, and its record if it has one."""
+        if not self._vault_object_exists(vault_key):
+            return False, None
+        return True, self.records.get_object(vault_key)
 
     def _vault_object_exists(self, vault_key: str) -> bool:
         try:
