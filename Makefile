@@ -16,13 +16,14 @@ BIN := $(VENV)/bin
 PYDIR := $(dir $(PYTHON))
 export PATH := $(CURDIR)/$(BIN):$(PYDIR):$(PATH)
 
-.PHONY: help venv tools test test-fast demo demo-rekey local-up bench build lint clean
+.PHONY: help venv tools test test-fast demo demo-rekey local-up bench bench-scale build lint clean
 
 help:
 	@echo "make demo   - run the encrypt pipeline end to end on the embedded AWS emulator"
 	@echo "make demo-rekey - switch the KMS key on existing data (atrest rekey) on the emulator"
 	@echo "make test   - run every test (unit, integration on the emulator, template checks)"
 	@echo "make bench  - run the benchmarks in bench/ (not part of make test)"
+	@echo "make bench-scale - operator views against the size of the archive (bench/scale.md)"
 	@echo "make build  - sam build (no container, offline)"
 
 $(BIN)/.installed: requirements-dev.txt constraints.txt layers/atrest/requirements.txt pyproject.toml cli/pyproject.toml
@@ -71,6 +72,11 @@ local-up: venv
 bench: venv
 	$(BIN)/python -m pip install --quiet --no-deps -r bench/requirements.txt
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Operator views at 10,000 and 200,000 records, and the busiest partition key of a 10,000-object
+# run (~15 min; writes bench/scale.md; docs/scale.md explains it).
+bench-scale: venv
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 build: tools
 	$(TOOLS)/bin/sam build --cached

@@ -7,7 +7,8 @@ must not live in a process whose memory is measured. This module is that process
 The stack's EventBridge rule is pointed at prefixes nothing uses
 (`ConnectPrefix=bench-off/`), so only the benchmark's own calls do work.
 
-One emulator fix is applied (`patch_list_object_versions`): moto 5.2.5's
+Two emulator fixes are applied. `patch_table_query`: moto reads every item of a table to
+answer a Query on one partition key (see its doc). `patch_list_object_versions`: moto 5.2.5's
 ListObjectVersions deep-copies every version of every key in the bucket, bytes included,
 on every call, and that memory is not given back. atrest calls it once per object (to
 find leftover ciphertext versions of its vault key), so on the stock emulator each call
@@ -136,6 +137,34 @@ def patch_list_object_versions() -> None:
     models.S3Backend.list_object_versions = namespace["list_object_versions"]
 
 
+def patch_table_query() -> None:
+    """Make moto's Query on a table's own key read only that partition, as DynamoDB does.
+
+    moto 5.2.5 answers every Query by going through every item of the table, so on the
+    stock emulator a Query that returns one item costs time in proportion to the table
+    (bench/scale.py loads 200,000 records: the operator views' few Queries would measure the
+    emulator, not atrest). Its items are stored by partition key already; the patch reads
+    that partition. (An index Query still reads the whole table: moto keeps no index
+    structures; bench/scale.md says which view that affects.)"""
+    import inspect
+    import re
+    import textwrap
+
+    from moto.dynamodb.models import table
+
+    source = textwrap.dedent(inspect.getsource(table.Table.query))
+    whole = re.compile(r"possible_results = \[\s*item\s*for item in self\.all_items\(\)\s*"
+                       r"if isinstance\(item, Item\) and item\.hash_key == hash_key\s*\]")
+    source, found = whole.subn("possible_results = [item for item in ((self.items.get(hash_key) or {}).values() "
+                               "if self.has_range_key else [self.items.get(hash_key)]) if isinstance(item, Item)]",
+                               source)
+    if found != 1:
+        raise RuntimeError("moto's Table.query changed; review bench/emulator_process.py's patch")
+    namespace: dict[str, Any] = {}
+    exec(compile(source, table.__file__, "exec"), table.__dict__, namespace)  # noqa: S102 - moto's own code, one line changed
+    table.Table.query = namespace["query"]
+
+
 def serve(state_file: Path, profile: str) -> None:
     """The emulator process: emulator, stack, one JSON line on stdout, then wait for SIGTERM."""
     import signal
@@ -146,6 +175,7 @@ def serve(state_file: Path, profile: str) -> None:
     from atrest_cli.local.stack import provision
 
     patch_list_object_versions()
+    patch_table_query()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -89,8 +89,9 @@ def evaluate_profile(profile: str, view: dict[str, Any]) -> list[dict[str, str]]
         b = batch.get("esdk", {}).get("kms_per_object_warm")
         add("KMS calls per object at steady state <= 0.01 (peer b: 1.0)",
             f"atrest {warm:.4f} (first {atrest_batch['objects_per_run']:,} objects of a new process: {cold:.4f}); "
-            f"peer b {_num(b, 2)}", warm <= 0.01 and cold <= 0.01,
-            "" if warm <= 0.01 and cold <= 0.01 else
+            # The target is the steady state; a new process's first run is shown beside it.
+            f"peer b {_num(b, 2)}", warm <= 0.01,
+            "" if warm <= 0.01 else
             f"a new process fetches its branch key once (KMS Decrypt, and the first object's other key store calls); "
             f"spread over the first run's {atrest_batch['objects_per_run']:,} objects that is {cold:.4f} per object"
             + (" (a --quick batch is too short to reach 0.01; the full run's 1,000 objects are not)"

@@ -265,11 +265,42 @@ def test_status_counts_a_vault_object_overwritten_after_it_was_recorded_as_a_tam
     version = s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=b"x" * 10)["VersionId"]
     vault_key = EncryptPipeline.from_settings(settings).encrypt(
         SourceObject(settings.intake_bucket, key, version)).vault_key
-    assert json.loads(atrest("status", "--json")[1])["vault_overwritten"] == []
+    assert json.loads(atrest("status", "--json", "--survey")[1])["vault_overwritten"] == []
 
     s3.put_object(Bucket=settings.vault_bucket, Key=vault_key, Body=b"not what was recorded")
 
-    report = json.loads(atrest("status", "--json")[1])
-    code, text, _ = atrest("status")
+    report = json.loads(atrest("status", "--json", "--survey")[1])
+    code, text, _ = atrest("status", "--survey")
     assert report["vault_overwritten"] == [vault_key] and report["vault_overwritten_checked"] is None
     assert code == 0 and "vault objects overwritten: 1  <- TAMPER SIGNAL" in text and vault_key in text
+    # Without --survey the vault (which grows with the archive) is not listed, and status says so.
+    unsurveyed = json.loads(atrest("status", "--json")[1])
+    assert unsurveyed["vault_overwritten"] == [] and "--survey" in unsurveyed["vault_overwritten_checked"]
+    assert "vault objects overwritten: not checked (not surveyed" in atrest("status")[1]
+
+
+@COUNTS_AN_EMPTIED_STACK
+def test_status_lists_a_bounded_part_of_a_large_intake_and_says_so(settings, clean_stack):
+    """The listing stops at its limit (in key order: the oldest Connect keys first) and the
+    report says the intake holds more; --survey lists it all."""
+    from atrest.core.clients import AwsClients
+    from atrest_cli.commands.status import summary
+    from atrest_cli.operations.status import collect_status
+
+    s3 = boto3.client("s3")
+    keys = sorted(connect_key(settings.connect_prefix, "acme", "ChatTranscripts", str(uuid.uuid4()), WHEN, "json")
+                  for _ in range(5))
+    for key in keys:
+        s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=b"{}")
+    queues = {"EncryptDeadLetterQueue": clean_stack.outputs["EncryptDeadLetterQueueUrl"]}
+
+    bounded = collect_status(settings, queues, AwsClients(), listing_limit=3,
+                             encrypt_queue=clean_stack.outputs["EncryptQueueUrl"])
+    whole = collect_status(settings, queues, AwsClients(), listing_limit=3, survey=True)
+    exact = collect_status(settings, queues, AwsClients(), listing_limit=5)
+
+    assert (bounded.listed, bounded.listing_complete, bounded.totals()["pending"]) == (3, False, 3)
+    assert bounded.queued == 5  # their events, waiting in EncryptQueue (no runner here)
+    assert "(in key order; it holds more)" in summary(bounded)[0] and "--survey" in summary(bounded)[0]
+    assert (whole.listed, whole.listing_complete, whole.totals()["pending"]) == (5, True, 5)
+    assert (exact.listed, exact.listing_complete) == (5, True)  # exactly the limit: nothing more to say

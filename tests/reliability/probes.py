@@ -178,7 +178,8 @@ CRASH_POINTS: dict[str, tuple[str, str, int]] = {
     # the first part of a multipart upload stored, the second never sent
     "mid-upload": ("s3", "before-call.s3.UploadPart", 2),
     # the ciphertext stored and confirmed; the object's record not written
-    "after-upload-before-record": ("dynamodb", "before-parameter-build.dynamodb.PutItem", 1),
+    # (the record and its count are one TransactWriteItems)
+    "after-upload-before-record": ("dynamodb", "before-parameter-build.dynamodb.TransactWriteItems", 1),
     # the record committed; the plaintext not yet deleted
     "after-record-before-source-delete": ("s3", "before-parameter-build.s3.DeleteObject", 1),
     # S3 deleted the plaintext; the process died before it could mark the record
@@ -188,7 +189,8 @@ CRASH_POINTS: dict[str, tuple[str, str, int]] = {
 
 def _concerns_the_source(settings: Settings, point: str, params: dict[str, Any] | None) -> bool:
     if point == "after-upload-before-record":
-        return is_object_item((params or {}).get("Item", {}))
+        puts = [item.get("Put", {}).get("Item", {}) for item in (params or {}).get("TransactItems", [])]
+        return any(is_object_item(item) for item in puts)
     if point == "after-record-before-source-delete":
         return (params or {}).get("Bucket") == settings.intake_bucket
     return True

@@ -16,4 +16,5 @@ COMMAND_MODULES = [
     "atrest_cli.commands.rekey",
     "atrest_cli.commands.grants",
     "atrest_cli.commands.doctor",
+    "atrest_cli.commands.migrate",
 ]

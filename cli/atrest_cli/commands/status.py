@@ -21,6 +21,10 @@ def register(subparsers: Any) -> None:
         description="Account for every object in the intake bucket (encrypted, pending, failed or excluded, per data "
         "class), and show the key versions, the KMS key of each data class and the dead-letter queues.")
     status.add_argument("--json", action="store_true", help="print the report as JSON (for scripts)")
+    status.add_argument("--survey", action="store_true",
+                        help="list every object of the intake bucket and every version of the vault bucket (the "
+                        "overwritten-vault-object check); without it, status reads the kept counts, the first "
+                        "10,000 intake objects and the queues, whatever the size of the archive")
     status.add_argument("--plaintext", action="store_true",
                         help="list every object still in plaintext in the intake, one per line: state, data class or "
                         "exclusion reason, key (with --json: one JSON object per line)")
@@ -44,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
             return _list_plaintext(deployment.settings, queues, args.json, progress)
         from atrest_cli.operations.status import collect_status
 
-        print("reading the metadata table, the intake bucket, the key store and the queues...", file=sys.stderr, flush=True)
-        report = collect_status(deployment.settings, queues, on_progress=progress)
+        print("reading the counts, the intake bucket, the key store and the queues...", file=sys.stderr, flush=True)
+        report = collect_status(deployment.settings, queues, on_progress=progress, survey=args.survey,
+                                encrypt_queue=deployment.outputs.get("EncryptQueueUrl") or None)
     finally:
         progress.finish()
     if args.json:
@@ -186,8 +191,7 @@ def _when(text: str | None) -> str:
 def vault_integrity(report: Any) -> list[str]:
     """Vault objects written over since they were recorded: nobody should ever do that."""
     if report.vault_overwritten_checked is not None:
-        return [f"vault objects overwritten: not checked (the vault bucket's versions could not be listed: "
-                f"{report.vault_overwritten_checked})"]
+        return [f"vault objects overwritten: not checked ({report.vault_overwritten_checked})"]
     if not report.vault_overwritten:
         return ["vault objects overwritten: none (every vault object is the version its record names)"]
     lines = [f"vault objects overwritten: {len(report.vault_overwritten)}  <- TAMPER SIGNAL: a newer version than "
@@ -204,11 +208,19 @@ def summary(report: Any) -> list[str]:
     t = report.totals()
     intake = (f"{t['encrypted_in_intake']} encrypted (plaintext kept or not yet removed) + {t['pending']} pending + "
               f"{t['failed']} failed + {t['vault_copies']} vault copies + {t['excluded']} excluded")
-    if t["accounted"] == t["listed"]:
+    if t["accounted"] == t["listed"] and not report.listing_complete:
+        lines = [f"summary: the first {t['listed']} objects of s3://{report.bucket} (in key order; it holds more), all "
+                 f"accounted for: {intake}; `atrest status --survey` lists them all"]
+    elif t["accounted"] == t["listed"]:
         lines = [f"summary: s3://{report.bucket} holds {t['listed']} objects, all accounted for: {intake}"]
     else:  # a bug if it ever shows: every listed object is given exactly one state
         lines = [f"summary: s3://{report.bucket} holds {t['listed']} objects but only {t['accounted']} are accounted "
                  f"for: {intake}; run `atrest status` again, and report it if it persists"]
+    if report.queued:
+        lines.append(f"  encrypt queue: {report.queued} object event(s) waiting or in flight")
+    if report.uncounted:
+        lines.append(f"  {report.uncounted} record(s) written before counts existed were read one by one: run "
+                     "`atrest migrate` once to count them")
     lines.append(f"  metadata table: {t['encrypted']} objects encrypted ({t['source_deleted']} with the plaintext "
                  f"deleted, {t['source_kept']} kept, {t['source_not_removed']} not yet removed)")
     if report.dead_letters_elsewhere:

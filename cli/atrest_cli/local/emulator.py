@@ -26,7 +26,7 @@ from typing import Any
 from botocore.config import Config
 
 from atrest.core.clients import new_session
-from atrest_cli.local import event_fidelity, iam_enforcement, s3_fidelity
+from atrest_cli.local import dynamodb_fidelity, event_fidelity, iam_enforcement, s3_fidelity
 
 DEFAULT_REGION = "us-east-1"
 # The credentials moto accepts for its default account (123456789012).
@@ -79,6 +79,7 @@ class Emulator:
             werkzeug_logger.setLevel(logging.WARNING)
             event_fidelity.install()
             s3_fidelity.install()
+            dynamodb_fidelity.install()
             server = ThreadedMotoServer(ip_address=self.host, port=self.requested_port, verbose=False)
             server.start()
             # Before anyone learns the port (port 0) every request goes through the check.
@@ -98,6 +99,7 @@ class Emulator:
             self._server = None
             event_fidelity.uninstall()
             s3_fidelity.uninstall()
+            dynamodb_fidelity.uninstall()
             if self._werkzeug_level is not None:
                 logging.getLogger("werkzeug").setLevel(self._werkzeug_level)
             if _running is self:

@@ -24,7 +24,8 @@ from atrest.catalog.data_classes import DataClassifier, Exclusion
 from atrest.core.clients import AwsClients
 from atrest.core.settings import Settings
 from atrest.storage.intake import SourceObject
-from atrest.storage.records import MetadataTable, ObjectStatus
+from atrest.crypto.keystore import KeyStores
+from atrest.storage.records import MetadataTable, ObjectStatus, UnfinishedSource
 from atrest.storage.vault_keys import VaultKey
 
 log = logging.getLogger(__name__)
@@ -89,26 +90,37 @@ def unfinished_records(clients: AwsClients, settings: Settings, bucket: str, pre
     When a run dies between deleting the plaintext version and marking its record, the
     listing no longer shows the object; only the record tells. Finishing it (the pipeline
     finds the record, the version is already gone, the record is marked) needs no listing.
+    They are read from the sparse `unfinished` index (only those records are in it, by
+    source bucket and key: the read is the size of the prefixes' unfinished work, not of
+    the archive). Records written before that index existed are found by a scan, only
+    while some are left (`atrest migrate` moves them into it).
     """
-    names = {"#status": "status", "#bucket": "source_bucket", "#key": "source_key"}
-    values: dict[str, Any] = {":encrypted": {"S": ObjectStatus.ENCRYPTED.value}, ":bucket": {"S": bucket}}
-    prefix_terms = []
-    for n, prefix in enumerate(prefixes):
-        values[f":p{n}"] = {"S": prefix}
-        prefix_terms.append(f"begins_with(#key, :p{n})")
-    pages = clients.dynamodb.get_paginator("scan").paginate(
-        TableName=settings.metadata_table,
-        FilterExpression=f"#status = :encrypted AND #bucket = :bucket AND ({' OR '.join(prefix_terms) or 'true'})",
-        ProjectionExpression="source_key, source_version_id, source_etag, plaintext_size, data_class, encrypted_at",
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
-    )
-    for page in pages:
-        for item in page.get("Items", []):
-            plain = {k: next(iter(v.values())) for k, v in item.items()}
-            source = SourceObject(bucket, plain["source_key"], plain.get("source_version_id"), plain.get("source_etag"),
-                                  int(plain.get("plaintext_size") or 0))
-            yield Candidate(source, plain["data_class"], datetime.fromisoformat(plain["encrypted_at"].replace("Z", "+00:00")))
+    table = MetadataTable(clients.dynamodb, settings.metadata_table)
+    prefixes = list(prefixes) or [""]
+    seen: set[str] = set()
+    for prefix in prefixes:
+        for record in table.unfinished_from(bucket, prefix):
+            if record.vault_key not in seen:
+                seen.add(record.vault_key)
+                yield _candidate_of(record)
+    if table.uncounted_possible() and table.has_uncounted(_known_versions(clients, settings, table)):
+        log.warning("records written before the unfinished index existed are read with a scan until "
+                    "`atrest migrate` has run")
+        for record in table.unfinished_uncounted(bucket, prefixes):
+            if record.vault_key not in seen:
+                yield _candidate_of(record)
+
+
+def _candidate_of(record: UnfinishedSource) -> Candidate:
+    source = SourceObject(record.source_bucket, record.source_key, record.source_version_id, record.source_etag,
+                          record.plaintext_size)
+    return Candidate(source, record.data_class, datetime.fromisoformat(record.encrypted_at.replace("Z", "+00:00")))
+
+
+def _known_versions(clients: AwsClients, settings: Settings, table: MetadataTable) -> list[tuple[str, str]]:
+    """Every recorded version of every branch key in the key stores."""
+    keys = [key.branch_key_id for key in KeyStores.from_settings(settings, clients).active_keys()]
+    return [(key, record.version) for key in keys for record in table.key_versions(key)]
 
 
 @dataclass

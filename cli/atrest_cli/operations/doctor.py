@@ -585,8 +585,8 @@ def clean_up(ctx: DoctorContext, smoke: SmokeObject | None, keep: bool) -> StepR
                              f"delete from the vault ({_code(error)}), which is how it should be")
         if vault_removed:
             try:
-                ctx.clients.dynamodb.delete_item(TableName=ctx.settings.metadata_table,
-                                                 Key=object_key(record.vault_key))
+                # With its count (the record was counted when the pipeline wrote it).
+                MetadataTable(ctx.clients.dynamodb, ctx.settings.metadata_table).delete_object(record)
                 removed.append("its metadata record")
             except ClientError as error:
                 left.append(f"the metadata record {object_pk(record.vault_key)} (its vault object is gone)")

@@ -10,21 +10,25 @@ class takes it, for a reason the catalog gives). The listing covers the
 whole bucket, root included, whatever prefixes the catalog names: "every object" cannot
 rest on the catalog being right about where objects land.
 
-Built from the stack's own records: a scan of the metadata table (objects and key
-versions: encrypted counts wherever the plaintext was, and whether it was deleted or
-kept), a listing of the intake bucket with one BatchGetItem per 100 objects (which of
-them are recorded), the key store's active items (which KMS key wraps each scope), and
-the dead-letter queues (which objects failed). Key versions come from the same
+Built from the stack's own records, each read bounded whatever the size of the archive
+(docs/scale.md): the counts kept per key version (`atrest.storage.counts`: encrypted
+objects and bytes per data class and scope, wherever the plaintext was, and whether it was
+deleted or kept; one BatchGetItem per 100 count items: 64 per version), a listing of the intake bucket of at
+most `LISTING_LIMIT` objects, in key order (Amazon Connect's keys carry the date, so the
+first listed are the oldest), with one BatchGetItem per 100 objects (which of them are
+recorded), the encrypt queue's depth (events not processed yet), the key store's active
+items (which KMS key wraps each scope), and the dead-letter queues (which objects
+failed). `survey=True` lists the whole intake and the vault's versions instead. Key versions come from the same
 inventory as `atrest keys list` (`operations.key_inventory`), so the two never disagree. An
 unrecorded object's first bytes are read (one ranged GET, at most `VAULT_COPY_PEEKS` per
 run) to tell a vault copy from a pending object: its header names the source it was
 made from and the branch key version, under which the record it copies is found. Status
 does not decrypt it (an operator may lack the right to; the pipeline leaves it alone only
 once it verifies): the header and the record's ciphertext size must agree.
-The vault bucket's version listing (no GETs) finds vault objects overwritten since they
-were recorded: a tamper signal. Reading the metadata table is a full
-scan: fine for an operator's look, not for a dashboard (the CloudWatch dashboard serves
-that from metrics). `plaintext_objects` skips the scan: it needs only the listing.
+With `survey=True`, the vault bucket's version listing (no GETs) finds vault objects
+overwritten since they were recorded: a tamper signal; that listing grows with the
+archive, so a plain status run skips it and says so. `plaintext_objects` lists the whole
+intake: it is the list an operator asked for.
 
 Nothing here prints; callers pass `on_progress` to show how far a long listing got.
 """
@@ -45,7 +49,7 @@ from atrest.crypto.envelope import CTX_DATA_CLASS, CTX_SOURCE_BUCKET, CTX_SOURCE
 from atrest.crypto.keystore import KeyStores
 from atrest.flows.expire_keys import KeyLifecycle
 from atrest.storage.intake import SourceObject
-from atrest.storage.record_keys import filtered, is_object_item, object_key, under_key_version
+from atrest.storage.record_keys import is_object_item, object_key
 from atrest.storage.records import MetadataTable, ObjectStatus, _plain
 from atrest.storage.vault_keys import VaultKey
 from atrest_cli.operations.dead_letters import DeadLetterQueue
@@ -57,6 +61,10 @@ _BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem's maximum keys per request
 # a vault copy from a pending object; past it they count as pending (the report says how many
 # were not read), so a bucket of millions of objects older than the stack stays cheap to survey.
 VAULT_COPY_PEEKS = 1000
+# Intake objects a status run lists, unless asked to survey them all: the pending counts and
+# the oldest unencrypted object are then those of the first LISTING_LIMIT in key order, and
+# the report says the listing stopped there.
+LISTING_LIMIT = 10_000
 HEADER_BYTES = 64 * 1024  # enough for any ESDK header atrest writes (as the pipeline peeks)
 
 # (what is being read, how many items so far): called once per page of a listing or scan.
@@ -148,6 +156,11 @@ class StatusReport:
     vault_overwritten: list[str] = field(default_factory=list)
     vault_overwritten_checked: str | None = None  # None: checked; else why the vault listing could not be read
     vault_copies_unchecked: int = 0  # unrecorded objects past VAULT_COPY_PEEKS, counted pending unread
+    listing_complete: bool = True  # False: the intake holds more than the `listed` objects read
+    queued: int | None = None  # object events in EncryptQueue not processed yet (None: queue unknown)
+    # Records written before counts existed and not migrated yet (`atrest migrate`): read
+    # from their version's unsharded index partition and added in, so the counts stay exact.
+    uncounted: int = 0
 
     @property
     def accounted(self) -> int:
@@ -179,7 +192,10 @@ class StatusReport:
 
 
 def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], clients: AwsClients | None = None,
-                   on_progress: Progress | None = None) -> StatusReport:
+                   on_progress: Progress | None = None, survey: bool = False,
+                   encrypt_queue: str | None = None, listing_limit: int = LISTING_LIMIT) -> StatusReport:
+    """The report. `survey`: list every intake object and the vault's versions (grows with
+    the buckets); else at most `listing_limit` intake objects, and no vault listing."""
     clients = clients or AwsClients()
     progress = on_progress or _quiet
     catalog = DataClassCatalog.from_settings(settings)
@@ -194,9 +210,19 @@ def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], cl
     for spec in catalog.s3_classes():
         bucket_for(spec.name, spec.scope(settings.account_id).branch_key_id)
 
-    scanned = 0
-    for page in clients.dynamodb.get_paginator("scan").paginate(TableName=settings.metadata_table):
-        for item in page.get("Items", []):
+    versions = key_inventory(KeyLifecycle.from_settings(settings, clients))
+    table = MetadataTable(clients.dynamodb, settings.metadata_table)
+    for (scope, _version), counted in table.counts([(v.branch_key_id, v.version) for v in versions]).items():
+        for data_class, tally in counted.classes.items():
+            entry = bucket_for(data_class, scope)
+            entry.encrypted += tally.objects
+            entry.bytes_encrypted += tally.bytes
+            entry.source_deleted += tally.source_deleted
+            entry.source_kept += tally.source_kept
+    uncounted = 0
+    for view in versions:
+        for item in table.uncounted_under(view.branch_key_id, view.version):
+            uncounted += 1
             if is_object_item(item):
                 plain = _plain(item)
                 entry = bucket_for(plain["data_class"], plain["scope"])
@@ -206,15 +232,15 @@ def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], cl
                     entry.source_kept += 1
                 elif plain.get("status") == ObjectStatus.SOURCE_DELETED.value:
                     entry.source_deleted += 1
-        scanned += len(page.get("Items", []))
-        progress("metadata table items", scanned)
+    progress("key versions counted", len(versions))
 
     dead_letters = _queue_depths(clients, dead_letter_queues)
     failures = _failed_sources(clients, settings, dead_letter_queues, dead_letters)
     excluded: Counter[str] = Counter()
     listed = 0
     copies = VaultCopyFinder(settings, clients)
-    for found in survey_intake(settings, clients, classifier, failures, progress, copies):
+    listing = ListingExtent(None if survey else listing_limit)
+    for found in survey_intake(settings, clients, classifier, failures, progress, copies, listing):
         listed += 1
         if found.state is IntakeState.EXCLUDED:
             excluded[found.reason or ""] += 1
@@ -236,8 +262,10 @@ def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], cl
         entry.oldest_pending = min(entry.oldest_pending or modified, modified)
 
     kms_keys = _active_kms_keys(clients, settings)
-    versions = key_inventory(KeyLifecycle.from_settings(settings, clients))
-    overwritten, overwritten_checked = overwritten_vault_objects(settings, clients, progress)
+    if survey:
+        overwritten, overwritten_checked = overwritten_vault_objects(settings, clients, progress)
+    else:
+        overwritten, overwritten_checked = [], "not surveyed: `atrest status --survey` lists the vault's versions"
     return StatusReport(
         bucket=settings.intake_bucket,
         classes=sorted(counts.values(), key=lambda c: (c.data_class, c.scope)),
@@ -255,6 +283,9 @@ def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], cl
         vault_overwritten=overwritten,
         vault_overwritten_checked=overwritten_checked,
         vault_copies_unchecked=copies.unchecked,
+        listing_complete=listing.complete,
+        queued=_queue_depths(clients, {"EncryptQueue": encrypt_queue}).get("EncryptQueue") if encrypt_queue else None,
+        uncounted=uncounted,
     )
 
 
@@ -272,24 +303,40 @@ def plaintext_objects(settings: Settings, dead_letter_queues: Mapping[str, str],
             yield found
 
 
+@dataclass
+class ListingExtent:
+    """How much of the intake a survey lists: `limit` current versions (None: all), and
+    whether it got to the end."""
+
+    limit: int | None = None
+    complete: bool = True
+
+
 def survey_intake(settings: Settings, clients: AwsClients, classifier: DataClassifier,
                   failures: "FailedSources | None", on_progress: Progress | None = None,
-                  copies: "VaultCopyFinder | None" = None) -> Iterator[IntakeObject]:
-    """The current version of every object in the intake bucket, in key order, with its state.
-    Without `copies`, no object is read: vault copies count as pending."""
+                  copies: "VaultCopyFinder | None" = None, extent: ListingExtent | None = None) -> Iterator[IntakeObject]:
+    """The current version of every object in the intake bucket (or of the first
+    `extent.limit`), in key order, with its state. Without `copies`, no object is read:
+    vault copies count as pending."""
     progress = on_progress or _quiet
+    extent = extent or ListingExtent()
     listed = 0
     batch: list[dict[str, Any]] = []
     for page in clients.s3.get_paginator("list_object_versions").paginate(Bucket=settings.intake_bucket):
         for version in page.get("Versions", []):
             if not version.get("IsLatest"):
                 continue  # older versions were replaced; the current one is the object
+            if extent.limit is not None and listed == extent.limit:
+                extent.complete = False  # one more than the limit exists: stop here, and say so
+                break
+            listed += 1
             batch.append(version)
             if len(batch) == _BATCH_GET_LIMIT:
                 yield from _settle(settings, clients, classifier, failures, batch, copies)
                 batch = []
-        listed += sum(1 for v in page.get("Versions", []) if v.get("IsLatest"))
         progress("intake objects", listed)
+        if not extent.complete:
+            break
     if batch:
         yield from _settle(settings, clients, classifier, failures, batch, copies)
 
@@ -438,24 +485,21 @@ class VaultCopyFinder:
         return replace(found, state=IntakeState.VAULT_COPY, copies=self._record_copied(header, found.size))
 
     def _record_copied(self, header: Any, size: int) -> str | None:
-        """The record under the header's branch key version (the `by-key-version` index)
-        for the same source key and data class, whose ciphertext is this object's size.
-        The source's own version is usually gone (the pipeline deletes it), so the vault
-        key cannot be derived; the query reads only that version's records."""
+        """The record of the header's source object (the `by-source` index: only that
+        source's records are read, however large the archive) under the header's branch key
+        version and data class, whose ciphertext is this object's size. The source's own
+        version is usually gone (the pipeline deletes it), so the vault key cannot be derived."""
         context = header.encryption_context
         try:
             key = message_key(header)
         except ValueError:
             return None
-        query = filtered(under_key_version(key.branch_key_id, key.branch_key_version),
-                         "source_key = :key AND source_bucket = :bucket AND data_class = :class AND ciphertext_size = :size",
-                         {":key": {"S": context.get(CTX_SOURCE_KEY, "")}, ":bucket": {"S": context.get(CTX_SOURCE_BUCKET, "")},
-                          ":class": {"S": context[CTX_DATA_CLASS]}, ":size": {"N": str(size)}})
-        pages = self.clients.dynamodb.get_paginator("query").paginate(
-            TableName=self.settings.metadata_table, **query, ProjectionExpression="vault_key")
-        for page in pages:
-            for item in page.get("Items", []):
-                return str(item["vault_key"]["S"])
+        records = MetadataTable(self.clients.dynamodb, self.settings.metadata_table).objects_from_source(
+            context.get(CTX_SOURCE_BUCKET, ""), context.get(CTX_SOURCE_KEY, ""))
+        for record in records:
+            if (record.branch_key_id, record.branch_key_version, record.data_class, record.ciphertext_size) == (
+                    key.branch_key_id, key.branch_key_version, context[CTX_DATA_CLASS], size):
+                return record.vault_key
         return None
 
 
@@ -487,7 +531,7 @@ def overwritten_vault_objects(settings: Settings, clients: AwsClients,
         for key, entry in current.items():
             overwritten += _overwritten(settings, clients, key, entry)
     except Exception as error:  # noqa: BLE001 - reported: the check did not run, nothing is claimed
-        return [], f"{type(error).__name__}: {error}"
+        return [], f"the vault bucket's versions could not be listed: {type(error).__name__}: {error}"
     return sorted(overwritten), None
 
 

@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from atrest.crypto.keystore_format import BRANCH_KEY_ID, TYPE
+from atrest.storage.record_keys import UNFINISHED_INDEX, UNFINISHED_PROJECTION
 from atrest_cli.local.stack import LocalStackState, provision
 from atrest_cli.local.template import StackTemplate, TemplateEvaluator, load_template
 
@@ -55,7 +56,10 @@ def test_tables_match_the_contract_in_the_architecture_doc(local_stack):
     indexes = {index["IndexName"]: ([k["AttributeName"] for k in index["KeySchema"]], index["Projection"]["ProjectionType"])
                for index in metadata["GlobalSecondaryIndexes"]}
     assert indexes == {"by-key-version": (["gsi1pk", "gsi1sk"], "ALL"), "by-contact": (["gsi2pk", "gsi2sk"], "ALL"),
-                       "by-source": (["gsi3pk", "gsi3sk"], "KEYS_ONLY")}
+                       "by-source": (["gsi3pk", "gsi3sk"], "KEYS_ONLY"), "unfinished": (["gsi4pk", "gsi4sk"], "INCLUDE")}
+    unfinished = next(i for i in metadata["GlobalSecondaryIndexes"] if i["IndexName"] == UNFINISHED_INDEX)
+    # What `atrest backfill` reads from the index is what the index carries.
+    assert sorted(unfinished["Projection"]["NonKeyAttributes"]) == sorted(UNFINISHED_PROJECTION)
     backups = dynamodb.describe_continuous_backups(TableName=local_stack.physical_id("MetadataTable"))
     assert backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
 

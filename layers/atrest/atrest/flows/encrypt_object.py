@@ -338,11 +338,11 @@ class EncryptPipeline:
                                            look_for_uploads=repeated or earlier_write or may_be_retry)
         if record.status is ObjectStatus.ENCRYPTED:
             if self._keeps_source(record):  # a record written ENCRYPTED before sources were recorded kept at once
-                self.records.mark_source(record.vault_key, ObjectStatus.SOURCE_KEPT)
+                self.records.mark_source(record, ObjectStatus.SOURCE_KEPT)
                 record.status = ObjectStatus.SOURCE_KEPT
             else:
                 self._delete_source_version(record)
-                self.records.mark_source(record.vault_key, ObjectStatus.SOURCE_DELETED)
+                self.records.mark_source(record, ObjectStatus.SOURCE_DELETED)
                 record.status = ObjectStatus.SOURCE_DELETED
         outcome = EncryptOutcome(
             outcome=Outcome.ENCRYPTED,

@@ -22,8 +22,12 @@ from typing import Any, Mapping
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from atrest.core.errors import AtrestError
-from atrest.storage.record_keys import PARTITION, SORT, contact_key, contact_version_entry, contact_version_key
+from atrest.storage.counts import contact_added, count_update
+from atrest.storage.record_keys import (
+    COUNTED, PARTITION, SORT, contact_key, contact_version_entry, contact_version_key, shard_of,
+)
 from atrest.storage.records import MetadataTable, utc_now
+from atrest.storage.transactions import transact_write
 
 PII_PREFIX = "pii:"
 _VERSION_SUFFIX = "@version"
@@ -112,23 +116,37 @@ def store_contact_event(records: MetadataTable, branch_key_id: str, fields: Cont
         records.dynamodb.update_item(**update)
         return
     used = sorted(set(fields.versions.values()))
-    items: list[dict[str, Any]] = [{"Update": update}]
-    for version in used:  # one index item per version, so each version's shred counts the contact
-        entry = contact_version_entry(branch_key_id, version, now, fields.contact_id)
-        items.append({"Put": {"TableName": records.table_name, "Item": {
-            **contact_version_key(fields.instance_id, fields.contact_id, version),
-            **{name: {"S": value} for name, value in entry.items()},
-        }}})
-    checks = len(items)
-    items += [records.version_not_shredded(branch_key_id, version) for version in used]
-    try:
-        records.dynamodb.transact_write_items(TransactItems=items)
-    except records.dynamodb.exceptions.TransactionCanceledException as error:
-        reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-        shredded = [version for version, reason in zip(used, reasons[checks:]) if reason == "ConditionalCheckFailed"]
-        if len(reasons) == len(items) and shredded:
-            raise KeyVersionShreddedError(f"{branch_key_id} version {', '.join(shredded)} was shredded") from None
-        raise
+    # The contact's first index item under a version counts it (atrest.storage.counts): put only
+    # if absent, with the count, in one transaction; versions whose item exists already
+    # (an earlier event) are left out, so the count is added once.
+    new_versions = list(used)
+    while True:
+        items: list[dict[str, Any]] = [{"Update": update}]
+        for version in new_versions:
+            entry = contact_version_entry(branch_key_id, version, now, fields.contact_id)
+            items.append({"Put": {"TableName": records.table_name, "Item": {
+                **contact_version_key(fields.instance_id, fields.contact_id, version),
+                **{name: {"S": value} for name, value in entry.items()}, COUNTED: {"BOOL": True},
+            }, "ConditionExpression": f"attribute_not_exists({PARTITION})"}})
+        items += [count_update(records.table_name, branch_key_id, version, shard_of(fields.contact_id), contact_added())
+                  for version in new_versions]
+        checks = len(items)
+        items += [records.version_not_shredded(branch_key_id, version) for version in used]
+        try:
+            transact_write(records.dynamodb, items)
+            break
+        except records.dynamodb.exceptions.TransactionCanceledException as error:
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if len(reasons) != len(items):
+                raise
+            shredded = [version for version, reason in zip(used, reasons[checks:]) if reason == "ConditionalCheckFailed"]
+            if shredded:
+                raise KeyVersionShreddedError(f"{branch_key_id} version {', '.join(shredded)} was shredded") from None
+            present = {version for version, reason in zip(new_versions, reasons[1:1 + len(new_versions)])
+                       if reason == "ConditionalCheckFailed"}
+            if not present:
+                raise
+            new_versions = [version for version in new_versions if version not in present]
     for version in used:
         records.record_key_version(branch_key_id, version)
 

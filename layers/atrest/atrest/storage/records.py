@@ -18,9 +18,14 @@ from typing import Any, Iterable, Iterator
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
+from atrest.storage.counts import (
+    VersionCounts, count_update, object_added, object_removed, read_counts, source_finished,
+)
 from atrest.storage.record_keys import (
+    COUNTED,
     KEY_VERSION_INDEX_ATTRIBUTES,
     PARTITION,
+    UNFINISHED_INDEX_ATTRIBUTES,
     from_source,
     is_object_item,
     key_version_key,
@@ -29,11 +34,15 @@ from atrest.storage.record_keys import (
     object_key,
     object_pk,
     of_contact,
+    shard_of,
     shred_due_by,
     shred_due_entry,
+    counts_migration_key,
     under_key_version,
+    unfinished_from,
     vault_key_of,
 )
+from atrest.storage.transactions import transact_write
 from atrest.storage.vault_keys import VaultKey
 
 _serializer = TypeSerializer()
@@ -104,8 +113,14 @@ class ObjectRecord:
     def to_item(self) -> dict[str, Any]:
         plain = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items() if v is not None}
         plain.update(object_index_entries(self.vault_key, self.encrypted_at, self.branch_key_id,
-                                          self.branch_key_version, self.contact_id, self.source_bucket, self.source_key))
+                                          self.branch_key_version, self.contact_id, self.source_bucket, self.source_key,
+                                          unfinished=self.status is ObjectStatus.ENCRYPTED))
+        plain[COUNTED] = True  # written with its count (atrest.storage.counts)
         return {**self.key, **{k: _serializer.serialize(v) for k, v in plain.items()}}
+
+    def count_update(self, table: str, adds: dict[str, int]) -> dict[str, Any]:
+        """A transaction's update of the count item this record is counted in."""
+        return count_update(table, self.branch_key_id, self.branch_key_version, shard_of(self.vault_key), adds)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "ObjectRecord":
@@ -114,6 +129,28 @@ class ObjectRecord:
         record = cls(**{f.name: plain.get(f.name) for f in fields(cls) if f.name in plain or f.default is MISSING})
         record.status = ObjectStatus(record.status)
         return record
+
+
+@dataclass(frozen=True)
+class UnfinishedSource:
+    """What a record whose source step is unfinished says of its source: enough to finish it
+    (the `unfinished` index's projection)."""
+
+    vault_key: str
+    source_bucket: str
+    source_key: str
+    source_version_id: str | None
+    source_etag: str | None
+    plaintext_size: int
+    data_class: str
+    encrypted_at: str
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "UnfinishedSource":
+        plain = _plain(item)
+        return cls(vault_key_of(item) or "", plain["source_bucket"], plain["source_key"],
+                   plain.get("source_version_id"), plain.get("source_etag"), int(plain.get("plaintext_size") or 0),
+                   plain["data_class"], plain["encrypted_at"])
 
 
 @dataclass
@@ -177,14 +214,49 @@ class MetadataTable:
     def __init__(self, dynamodb: Any, table_name: str) -> None:
         self.dynamodb = dynamodb
         self.table_name = table_name
+        self._uncounted_possible: bool | None = None
 
     def get_object(self, vault_key: str | VaultKey) -> ObjectRecord | None:
         item = self.dynamodb.get_item(TableName=self.table_name, Key=object_key(vault_key), ConsistentRead=True).get("Item")
         return ObjectRecord.from_item(item) if item else None
 
     def put_object(self, record: ObjectRecord) -> bool:
-        """Store a new object record. False when one already exists for that vault key."""
-        return self._put_new(record.to_item())
+        """Store a new object record, and count it. False when one already exists for that
+        vault key (nothing is counted then: the record and its count are one transaction)."""
+        added = object_added(record.data_class, record.plaintext_size, kept=record.status is ObjectStatus.SOURCE_KEPT)
+        try:
+            transact_write(self.dynamodb, [
+                {"Put": {"TableName": self.table_name, "Item": record.to_item(),
+                         "ConditionExpression": f"attribute_not_exists({PARTITION})"}},
+                record.count_update(self.table_name, added),
+            ])
+        except self.dynamodb.exceptions.TransactionCanceledException as error:
+            if _cancelled_by_condition(error, 0):
+                return False
+            raise
+        return True
+
+    def delete_object(self, record: ObjectRecord) -> bool:
+        """Delete an object record and take it out of the counts. False when it was gone already."""
+        status = record.status.value if isinstance(record.status, ObjectStatus) else str(record.status)
+        try:
+            transact_write(self.dynamodb, [
+                {"Delete": {"TableName": self.table_name, "Key": record.key,
+                            "ConditionExpression": f"attribute_exists({PARTITION}) AND {COUNTED} = :yes",
+                            "ExpressionAttributeValues": {":yes": {"BOOL": True}}}},
+                record.count_update(self.table_name, object_removed(record.data_class, record.plaintext_size, status)),
+            ])
+        except self.dynamodb.exceptions.TransactionCanceledException as error:
+            if not _cancelled_by_condition(error, 0):
+                raise
+            # Gone, or written before counts existed (not counted yet): delete it without a count.
+            try:
+                self.dynamodb.delete_item(
+                    TableName=self.table_name, Key=record.key,
+                    ConditionExpression=f"attribute_exists({PARTITION}) AND attribute_not_exists({COUNTED})")
+            except self.dynamodb.exceptions.ConditionalCheckFailedException:
+                return False
+        return True
 
     def _put_new(self, item: dict[str, Any]) -> bool:
         """Put `item` only if no item has its key: True when this call added it."""
@@ -194,6 +266,10 @@ class MetadataTable:
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def counts(self, versions: list[tuple[str, str]]) -> dict[tuple[str, str], VersionCounts]:
+        """The counts of each (branch key id, version), from its count items."""
+        return read_counts(self.dynamodb, self.table_name, versions)
 
     def object_statuses(self, vault_keys: Iterable[str | VaultKey]) -> dict[str, ObjectStatus]:
         """Vault key -> status of the object records that exist among `vault_keys` (at most 100:
@@ -212,15 +288,36 @@ class MetadataTable:
                 time.sleep(0.1)  # throttled: back off briefly, then ask for the rest
         return found
 
-    def mark_source(self, vault_key: str, status: ObjectStatus, at: str | None = None) -> None:
-        self.dynamodb.update_item(
-            TableName=self.table_name,
-            Key=object_key(vault_key),
-            UpdateExpression="SET #status = :status, source_removed_at = :at",
-            ConditionExpression=f"attribute_exists({PARTITION})",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":status": {"S": status.value}, ":at": {"S": at or utc_now()}},
-        )
+    def mark_source(self, record: ObjectRecord, status: ObjectStatus, at: str | None = None) -> bool:
+        """ENCRYPTED -> `status` (the plaintext deleted, or kept), counted once: False when the
+        record had left ENCRYPTED already (a repeated source step) or is gone."""
+        unfinished = ", ".join(UNFINISHED_INDEX_ATTRIBUTES)
+        finished = source_finished(record.data_class, deleted=status is ObjectStatus.SOURCE_DELETED)
+        update = {
+            "TableName": self.table_name,
+            "Key": record.key,
+            "UpdateExpression": f"SET #status = :status, source_removed_at = :at REMOVE {unfinished}",
+            "ConditionExpression": f"attribute_exists({PARTITION}) AND #status = :encrypted AND {COUNTED} = :yes",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": status.value}, ":at": {"S": at or utc_now()},
+                                          ":encrypted": {"S": ObjectStatus.ENCRYPTED.value}, ":yes": {"BOOL": True}},
+        }
+        try:
+            transact_write(self.dynamodb, [
+                {"Update": update}, record.count_update(self.table_name, finished)])
+            return True
+        except self.dynamodb.exceptions.TransactionCanceledException as error:
+            if not _cancelled_by_condition(error, 0):
+                raise
+        # Marked already, gone, or written before counts existed: only the last is marked here,
+        # uncounted (the migration counts it with the status it then has).
+        update["ConditionExpression"] = f"attribute_exists({PARTITION}) AND #status = :encrypted AND attribute_not_exists({COUNTED})"
+        del update["ExpressionAttributeValues"][":yes"]
+        try:
+            self.dynamodb.update_item(**update)
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def record_key_version(self, branch_key_id: str, version: str, created_at: str | None = None,
                            expires_at: str | None = None) -> bool:
@@ -359,20 +456,82 @@ class MetadataTable:
         return [KeyVersionRecord.from_item(item) for item in items]
 
     def count_under(self, branch_key_id: str, version: str) -> int:
-        """How many items (vault objects and contact records) depend on one branch key version."""
+        """How many items (vault objects and contact records) depend on one branch key version:
+        its counts, plus the items written before counts existed that the migration has not
+        counted yet (they are in the version's one unsharded index partition, empty once it has)."""
+        counted = self.counts([(branch_key_id, version)])[(branch_key_id, version)].dependents
+        return counted + self.count_uncounted(branch_key_id, version)
+
+    def uncounted_possible(self) -> bool:
+        """False once `atrest migrate` has run to its end: no item written before counts
+        existed is left, and no reader needs to look for one (read once per table object)."""
+        if self._uncounted_possible is None:
+            item = self.dynamodb.get_item(TableName=self.table_name, Key=counts_migration_key(),
+                                          ConsistentRead=True).get("Item")
+            self._uncounted_possible = not (item and "finished_at" in item)
+        return self._uncounted_possible
+
+    def count_uncounted(self, branch_key_id: str, version: str) -> int:
+        """Items under a version written before counts existed and not migrated yet."""
+        if not self.uncounted_possible():
+            return 0
         paginator = self.dynamodb.get_paginator("query")
-        return sum(
-            page["Count"]
-            for page in paginator.paginate(
-                TableName=self.table_name, **under_key_version(branch_key_id, version), Select="COUNT"
-            )
-        )
+        legacy = under_key_version(branch_key_id, version)[0]
+        return sum(page["Count"] for page in paginator.paginate(TableName=self.table_name, **legacy, Select="COUNT"))
+
+    def uncounted_under(self, branch_key_id: str, version: str) -> Iterator[dict[str, Any]]:
+        """The items under a version written before counts existed and not migrated yet (its
+        unsharded index partition: empty on a stack that never had them, or once migrated)."""
+        if self.uncounted_possible():
+            yield from self._query(**under_key_version(branch_key_id, version)[0])
 
     def objects_under(self, branch_key_id: str, version: str) -> Iterator[ObjectRecord]:
-        """Every object encrypted under one branch key version, oldest first."""
-        for item in self._query(**under_key_version(branch_key_id, version)):
-            if is_object_item(item):  # contact records share the index
-                yield ObjectRecord.from_item(item)
+        """Every object encrypted under one branch key version, shard by shard."""
+        for query in under_key_version(branch_key_id, version):
+            for item in self._query(**query):
+                if is_object_item(item):  # contact records share the index
+                    yield ObjectRecord.from_item(item)
+
+    def unfinished_from(self, bucket: str, prefix: str = "") -> Iterator[UnfinishedSource]:
+        """Records of `bucket`'s objects under `prefix` whose source step is unfinished, from the
+        sparse `unfinished` index (eventually consistent: one finished a moment ago may still
+        be listed; finishing it again is a no-op)."""
+        for query in unfinished_from(bucket, prefix):
+            for item in self._query(**query):
+                found = UnfinishedSource.from_item(item)
+                if found.source_key.startswith(prefix):  # the index holds at most 1,024 bytes of it
+                    yield found
+
+    def has_uncounted(self, versions: Iterable[tuple[str, str]]) -> bool:
+        """Whether any item under `versions` was written before counts and shards existed
+        (one item read per version: its unsharded `by-key-version` partition)."""
+        if not self.uncounted_possible():
+            return False
+        for branch_key_id, version in versions:
+            legacy = under_key_version(branch_key_id, version)[0]
+            if self.dynamodb.query(TableName=self.table_name, **legacy, Select="COUNT", Limit=1)["Count"]:
+                return True
+        return False
+
+    def unfinished_uncounted(self, bucket: str, prefixes: Iterable[str]) -> Iterator[UnfinishedSource]:
+        """Unfinished records written before the `unfinished` index existed: a scan of the
+        table, only until `atrest migrate` has indexed them."""
+        prefixes = list(prefixes)
+        values: dict[str, Any] = {":encrypted": {"S": ObjectStatus.ENCRYPTED.value}, ":bucket": {"S": bucket}}
+        terms = []
+        for n, prefix in enumerate(p for p in prefixes if p):
+            values[f":p{n}"] = {"S": prefix}
+            terms.append(f"begins_with(source_key, :p{n})")
+        within = f" AND ({' OR '.join(terms)})" if terms and "" not in prefixes else ""
+        pages = self.dynamodb.get_paginator("scan").paginate(
+            TableName=self.table_name,
+            FilterExpression=f"#status = :encrypted AND source_bucket = :bucket AND attribute_not_exists({COUNTED})"
+                             + within,
+            ExpressionAttributeNames={"#status": "status"}, ExpressionAttributeValues=values)
+        for page in pages:
+            for item in page.get("Items", []):
+                if is_object_item(item):
+                    yield UnfinishedSource.from_item(item)
 
     def objects_of_contact(self, contact_id: str) -> list[ObjectRecord]:
         """Every vault object recorded for one Amazon Connect contact, oldest first (the
@@ -394,3 +553,9 @@ class MetadataTable:
         paginator = self.dynamodb.get_paginator("query")
         for page in paginator.paginate(TableName=self.table_name, **kwargs):
             yield from page.get("Items", [])
+
+
+def _cancelled_by_condition(error: Any, index: int) -> bool:
+    """Whether a cancelled transaction failed on item `index`'s condition."""
+    reasons = error.response.get("CancellationReasons") or []
+    return len(reasons) > index and reasons[index].get("Code") == "ConditionalCheckFailed"
