@@ -18,8 +18,9 @@ DEAD_LETTER_OUTPUTS = {
 def register(subparsers: Any) -> None:
     status = subparsers.add_parser(
         "status", help="every intake object accounted for: encrypted, pending, failed, excluded; key versions; KMS keys",
-        description="Account for every object in the intake bucket (encrypted, pending, failed or excluded, per data "
-        "class), and show the key versions, the KMS key of each data class and the dead-letter queues.")
+        description="Account for the objects in the intake bucket (encrypted, pending, failed or excluded, per data "
+        "class: the first 10,000 in key order, every one with --survey), and show what the metadata table counts "
+        "per data class and key version, the KMS key of each data class and the queues.")
     status.add_argument("--json", action="store_true", help="print the report as JSON (for scripts)")
     status.add_argument("--survey", action="store_true",
                         help="list every object of the intake bucket and every version of the vault bucket (the "
