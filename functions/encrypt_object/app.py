@@ -24,8 +24,13 @@ from atrest.events.shapes import (
     sources_from_backfill_batch,
 )
 from atrest.core.settings import Settings
+from atrest.crypto.framing import steady_allocator
 from atrest.flows.encrypt_object import EncryptOutcome, EncryptPipeline, Outcome
 from atrest.storage.intake import SourceObject
+
+# Before any thread of the function allocates: one malloc arena for all the workers below
+# (each would keep its own freed buffers: atrest.crypto.framing.steady_allocator).
+steady_allocator()
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"atrest"})

@@ -10,6 +10,9 @@ import hmac
 import io
 import os
 import platform
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from aws_encryption_sdk.identifiers import ContentType
@@ -109,7 +112,53 @@ def test_without_a_checksum_the_plaintext_is_read_as_given(raw_keyring):
 
 
 def test_the_allocator_is_set_once_and_only_on_glibc():
-    first = framing._steady_allocator()
-    assert framing._steady_allocator() is first
+    first = framing.steady_allocator()
+    assert framing.steady_allocator() is first
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert first is glibc
+
+
+@pytest.mark.skipif(not (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"), reason="glibc only")
+def test_workers_taking_large_buffers_in_turn_reuse_the_memory_one_freed():
+    """Four threads each allocating and freeing part-sized buffers in turn, as the encrypt
+    function's workers do: with the allocator steadied, the process grows by about one set
+    of buffers, not one per thread (each thread's arena kept its own before)."""
+    probe = textwrap.dedent("""
+        import sys
+        from concurrent.futures import ThreadPoolExecutor
+        from atrest.crypto import framing
+        if sys.argv[1] == "steadied":
+            framing.steady_allocator()
+        else:  # as before the arena limit: the thresholds alone
+            import ctypes
+            mallopt = ctypes.CDLL(None).mallopt
+            mallopt(framing._M_MMAP_THRESHOLD, framing.MMAP_THRESHOLD)
+            mallopt(framing._M_TRIM_THRESHOLD, framing.TRIM_THRESHOLD)
+        def rss():
+            for line in open("/proc/self/status"):
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        def work(_):
+            parts = [bytearray(8 << 20) for _ in range(3)]  # three 8 MiB parts
+            for part in parts:
+                part[::4096] = b"x" * len(range(0, len(part), 4096))  # every page touched
+            del parts
+        import threading
+        meet = threading.Barrier(4)
+        def start(_):
+            meet.wait()  # all four threads at once: each makes its first allocation
+            bytearray(1 << 20)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(start, range(4)))
+            before = rss()
+            for turn in range(16):
+                pool.submit(work, turn).result()  # one at a time; idle threads take turns
+            print(rss() - before)
+    """)
+    grown = {}
+    for mode in ("steadied", "thresholds only"):
+        result = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        grown[mode] = float(result.stdout.strip())
+    # One set of three parts (24 MiB) stays for the next turn; not one set per thread.
+    assert grown["steadied"] <= 30 and grown["thresholds only"] >= grown["steadied"] + 30, grown
