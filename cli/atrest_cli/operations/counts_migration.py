@@ -27,7 +27,7 @@ from atrest.storage.record_keys import (
     COUNTED, INDEX_ATTRIBUTES, BY_KEY_VERSION_INDEX, OBJECT_SK, PARTITION, SORT, counts_migration_key,
     is_contact_version_item, key_version_gsi, shard_of, unfinished_entry,
 )
-from atrest.storage.records import ObjectRecord, ObjectStatus, utc_now
+from atrest.storage.records import ObjectRecord, ObjectStatus, cancelled_by_condition, utc_now
 from atrest.storage.transactions import transact_write
 
 # (items read so far, items migrated so far): called once per page.
@@ -111,8 +111,7 @@ def _migrate_object(dynamodb: Any, table: str, item: Mapping[str, Any]) -> bool:
             ])
             return True
         except dynamodb.exceptions.TransactionCanceledException as error:
-            reasons = error.response.get("CancellationReasons") or []
-            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+            if not cancelled_by_condition(error, 0):
                 raise
         # Counted, deleted or moved on since the scan read it: read it again.
         item = dynamodb.get_item(TableName=table, Key=record.key, ConsistentRead=True).get("Item")
@@ -148,8 +147,7 @@ def _migrate_contact(dynamodb: Any, table: str, item: Mapping[str, Any]) -> bool
             count_update(table, branch_key_id, version, shard_of(contact_id), contact_added()),
         ])
     except dynamodb.exceptions.TransactionCanceledException as error:
-        reasons = error.response.get("CancellationReasons") or []
-        if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+        if cancelled_by_condition(error, 0):
             return False
         raise
     return True

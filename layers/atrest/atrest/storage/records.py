@@ -231,7 +231,7 @@ class MetadataTable:
                 record.count_update(self.table_name, added),
             ])
         except self.dynamodb.exceptions.TransactionCanceledException as error:
-            if _cancelled_by_condition(error, 0):
+            if cancelled_by_condition(error, 0):
                 return False
             raise
         return True
@@ -247,7 +247,7 @@ class MetadataTable:
                 record.count_update(self.table_name, object_removed(record.data_class, record.plaintext_size, status)),
             ])
         except self.dynamodb.exceptions.TransactionCanceledException as error:
-            if not _cancelled_by_condition(error, 0):
+            if not cancelled_by_condition(error, 0):
                 raise
             # Gone, or written before counts existed (not counted yet): delete it without a count.
             try:
@@ -307,7 +307,7 @@ class MetadataTable:
                 {"Update": update}, record.count_update(self.table_name, finished)])
             return True
         except self.dynamodb.exceptions.TransactionCanceledException as error:
-            if not _cancelled_by_condition(error, 0):
+            if not cancelled_by_condition(error, 0):
                 raise
         # Marked already, gone, or written before counts existed: only the last is marked here,
         # uncounted (the migration counts it with the status it then has).
@@ -555,7 +555,7 @@ class MetadataTable:
             yield from page.get("Items", [])
 
 
-def _cancelled_by_condition(error: Any, index: int) -> bool:
+def cancelled_by_condition(error: Any, index: int) -> bool:
     """Whether a cancelled transaction failed on item `index`'s condition."""
     reasons = error.response.get("CancellationReasons") or []
     return len(reasons) > index and reasons[index].get("Code") == "ConditionalCheckFailed"
