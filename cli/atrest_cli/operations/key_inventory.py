@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from atrest.core.clock import from_text, to_text
 from atrest.flows.expire_keys import KeyLifecycle
+from atrest.storage.counts import VersionCounts
 from atrest.storage.records import KeyVersionState
 
 
@@ -24,8 +25,15 @@ class KeyVersionView:
 
 def key_inventory(lifecycle: KeyLifecycle, branch_key_id: str | None = None) -> list[KeyVersionView]:
     """Every version of one branch key (or of every key in the store), oldest first per key."""
+    return inventory_and_counts(lifecycle, branch_key_id)[0]
+
+
+def inventory_and_counts(lifecycle: KeyLifecycle, branch_key_id: str | None = None
+                         ) -> tuple[list[KeyVersionView], dict[tuple[str, str], VersionCounts]]:
+    """The inventory, and the counts it was made from (per branch key id and version), read
+    once for every version: `atrest status` breaks them down by data class."""
     keys = [branch_key_id] if branch_key_id else [k.branch_key_id for k in lifecycle.keystore.active_keys()]
-    views: list[KeyVersionView] = []
+    found: list[tuple[str, str, str, str, str | None]] = []
     for key in keys:
         policy = lifecycle.lifetimes.for_branch_key(key)
         recorded = {r.version: r for r in lifecycle.records.key_versions(key)}
@@ -46,6 +54,9 @@ def key_inventory(lifecycle: KeyLifecycle, branch_key_id: str | None = None) -> 
                 expires = record.shredded_at if record else None
             else:
                 expires = record.shred_after if record and record.shred_after else None
-            views.append(KeyVersionView(key, version, state, to_text(created), expires,
-                                        lifecycle.records.count_under(key, version)))
-    return sorted(views, key=lambda v: (v.branch_key_id, v.created))
+            found.append((key, version, state, to_text(created), expires))
+    counts = lifecycle.records.counts([(key, version) for key, version, *_ in found])
+    views = [KeyVersionView(key, version, state, created, expires,
+                            counts[(key, version)].dependents + lifecycle.records.count_uncounted(key, version))
+             for key, version, state, created, expires in found]
+    return sorted(views, key=lambda v: (v.branch_key_id, v.created)), counts

@@ -53,7 +53,7 @@ from atrest.storage.record_keys import is_object_item, object_key
 from atrest.storage.records import MetadataTable, ObjectStatus, _plain
 from atrest.storage.vault_keys import VaultKey
 from atrest_cli.operations.dead_letters import DeadLetterQueue
-from atrest_cli.operations.key_inventory import KeyVersionView, key_inventory
+from atrest_cli.operations.key_inventory import KeyVersionView, inventory_and_counts
 
 ENCRYPT_DEAD_LETTER_QUEUE = "EncryptDeadLetterQueue"
 _BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem's maximum keys per request
@@ -210,9 +210,9 @@ def collect_status(settings: Settings, dead_letter_queues: Mapping[str, str], cl
     for spec in catalog.s3_classes():
         bucket_for(spec.name, spec.scope(settings.account_id).branch_key_id)
 
-    versions = key_inventory(KeyLifecycle.from_settings(settings, clients))
+    versions, version_counts = inventory_and_counts(KeyLifecycle.from_settings(settings, clients))
     table = MetadataTable(clients.dynamodb, settings.metadata_table)
-    for (scope, _version), counted in table.counts([(v.branch_key_id, v.version) for v in versions]).items():
+    for (scope, _version), counted in version_counts.items():
         for data_class, tally in counted.classes.items():
             entry = bucket_for(data_class, scope)
             entry.encrypted += tally.objects
