@@ -144,16 +144,13 @@ class Loader:
         self.day_prefix = ""
 
     def load_to(self, total: int, on_progress: Callable[[int], None]) -> None:
-        from atrest.storage.counts import count_update, object_added, source_finished
+        from atrest.storage.counts import count_update, of_record
         from atrest.storage.record_keys import shard_of
-        from atrest.storage.records import ObjectStatus
 
         counts: dict[int, Counter[str]] = defaultdict(Counter)
         batch: list[dict[str, Any]] = []
         for record in self._records(total - self.loaded):
-            adds = object_added(record.data_class, record.plaintext_size)
-            if record.status is ObjectStatus.SOURCE_DELETED:
-                adds |= source_finished(record.data_class, deleted=True)
+            adds = of_record(record.data_class, record.plaintext_size, record.status.value)
             counts[shard_of(record.vault_key)].update(adds)
             batch.append({"PutRequest": {"Item": record.to_item()}})
             if len(batch) == 25:

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from atrest.storage.counts import contact_added, count_update, object_added, source_finished
+from atrest.storage.counts import contact_added, count_update, of_record
 from atrest.storage.record_keys import (
     COUNTED, INDEX_ATTRIBUTES, BY_KEY_VERSION_INDEX, OBJECT_SK, PARTITION, SORT, counts_migration_key,
     is_contact_version_item, key_version_gsi, shard_of, unfinished_entry,
@@ -87,9 +87,7 @@ def _migrate_object(dynamodb: Any, table: str, item: Mapping[str, Any]) -> bool:
     """Count one record written before counts: True when this call counted it."""
     for _ in range(_ATTEMPTS):
         record = ObjectRecord.from_item(dict(item))
-        adds = object_added(record.data_class, record.plaintext_size, kept=record.status is ObjectStatus.SOURCE_KEPT)
-        if record.status is ObjectStatus.SOURCE_DELETED:
-            adds |= source_finished(record.data_class, deleted=True)
+        adds = of_record(record.data_class, record.plaintext_size, record.status.value)
         partition, sort = INDEX_ATTRIBUTES[BY_KEY_VERSION_INDEX]
         sets = {COUNTED: {"BOOL": True},
                 partition: {"S": key_version_gsi(record.branch_key_id, record.branch_key_version, shard_of(record.vault_key))}}

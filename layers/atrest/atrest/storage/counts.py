@@ -88,14 +88,18 @@ def source_finished(data_class: str, deleted: bool) -> dict[str, int]:
     return {(_CLASS_DELETED if deleted else _CLASS_KEPT) + data_class: 1}
 
 
+def of_record(data_class: str, size: int, status: str) -> dict[str, int]:
+    """Everything a record with `status` has added to its version's counts: its first write,
+    and its source step once finished (ENCRYPTED: unfinished; SOURCE_DELETED; SOURCE_KEPT)."""
+    adds = object_added(data_class, size)
+    if status in ("SOURCE_DELETED", "SOURCE_KEPT"):
+        adds |= source_finished(data_class, deleted=status == "SOURCE_DELETED")
+    return adds
+
+
 def object_removed(data_class: str, size: int, status: str) -> dict[str, int]:
     """What deleting an object record takes away (the opposite of everything it added)."""
-    removed = {name: -value for name, value in object_added(data_class, size).items()}
-    if status == "SOURCE_DELETED":
-        removed[_CLASS_DELETED + data_class] = -1
-    elif status == "SOURCE_KEPT":
-        removed[_CLASS_KEPT + data_class] = -1
-    return removed
+    return {name: -value for name, value in of_record(data_class, size, status).items()}
 
 
 def contact_added() -> dict[str, int]:

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from atrest.storage.counts import (
-    VersionCounts, count_update, object_added, object_removed, read_counts, source_finished,
+    VersionCounts, count_update, object_removed, of_record, read_counts, source_finished,
 )
 from atrest.storage.record_keys import (
     COUNTED,
@@ -223,7 +223,7 @@ class MetadataTable:
     def put_object(self, record: ObjectRecord) -> bool:
         """Store a new object record, and count it. False when one already exists for that
         vault key (nothing is counted then: the record and its count are one transaction)."""
-        added = object_added(record.data_class, record.plaintext_size, kept=record.status is ObjectStatus.SOURCE_KEPT)
+        added = of_record(record.data_class, record.plaintext_size, record.status.value)
         try:
             transact_write(self.dynamodb, [
                 {"Put": {"TableName": self.table_name, "Item": record.to_item(),
