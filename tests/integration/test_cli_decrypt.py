@@ -46,10 +46,14 @@ def test_decrypt_writes_the_original_bytes_and_says_what_it_decrypted(settings, 
 @ENCRYPTS_INTAKE_OBJECTS_HERE
 def test_decrypt_refuses_with_a_reason_and_a_non_zero_exit_when_the_record_disagrees(settings, cli_environment, tmp_path):
     outcome, _ = encrypted_recording(settings)
+    # A record that holds its context whole (as records written before rebuilding it did), edited.
+    context = {"atrest:account": settings.account_id, "atrest:instance": "another-instance",
+               "atrest:data-class": "call-recording", "atrest:source-bucket": settings.intake_bucket,
+               "atrest:source-key": outcome.source.key}
     boto3.client("dynamodb").update_item(
         TableName=settings.metadata_table, Key=object_key(outcome.vault_key),
-        UpdateExpression="SET encryption_context.#k = :v", ExpressionAttributeNames={"#k": "atrest:instance"},
-        ExpressionAttributeValues={":v": {"S": "another-instance"}})
+        UpdateExpression="SET encryption_context = :v",
+        ExpressionAttributeValues={":v": {"M": {k: {"S": v} for k, v in context.items()}}})
     result = atrest(cli_environment, "decrypt", f"s3://{settings.vault_bucket}/{outcome.vault_key}", "-o", "call.wav",
                     "--reason", "test: decrypt a recording", cwd=tmp_path)
     assert result.returncode == 1

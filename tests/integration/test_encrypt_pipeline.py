@@ -24,9 +24,10 @@ from atrest.flows.decrypt_object import VaultReader
 from atrest.flows.encrypt_object import EncryptPipeline, Outcome, SkipReason
 from atrest.storage.intake import SourceObject
 from atrest.storage.record_keys import object_key
-from atrest.storage.records import MetadataTable, ObjectStatus
+from atrest.storage.records import MetadataTable, ObjectRecord, ObjectStatus
 from atrest.storage.vault_keys import VaultKey
 from atrest_cli.demos.samples import call_recording_wav, chat_transcript, connect_key
+from dynamodb_units import INDEX_ENTRY_OVERHEAD, KB, item_size, whole_entry_units, write_units
 
 pytestmark = pytest.mark.local_only("encrypts intake objects in this process, which the deployed EncryptObject function would take too")
 
@@ -79,6 +80,26 @@ def test_a_recording_becomes_a_recorded_vault_object_and_its_plaintext_version_i
     }
     assert versions_of(settings.intake_bucket, source.key) == []
     assert decrypt(settings, outcome.vault_key, tmp_path) == audio
+
+
+def test_a_recordings_record_costs_two_write_units_in_the_table_and_in_each_index_that_holds_it_whole(settings, pipeline):
+    # Most of what atrest costs per recording is its record's write units (docs/cost.md): one
+    # per KB of item, in the table and in each ALL-projected index. A Connect recording's
+    # record, as first written (unfinished, in the `unfinished` index too) and as it ends.
+    audio = call_recording_wav(seconds=1)
+    outcome = pipeline.encrypt(upload(settings, recording_key(settings), audio))
+    dynamodb = boto3.client("dynamodb")
+    final = dynamodb.get_item(TableName=settings.metadata_table, Key=object_key(outcome.vault_key))["Item"]
+    record = ObjectRecord.from_item(final)
+    first = replace(record, status=ObjectStatus.ENCRYPTED, source_removed_at=None).to_item()
+
+    for item in (first, final):
+        assert "vault_key" not in item and "encryption_context" not in item, sorted(item)
+        assert write_units(item) == 2, item_size(item)
+        assert whole_entry_units(item) == 2, item_size(item)
+    assert item_size(first) <= 2 * KB - INDEX_ENTRY_OVERHEAD - 150, "less than 150 bytes left for longer keys"
+    assert record.vault_key == outcome.vault_key
+    assert record.encryption_context["atrest:source-key"] == record.source_key  # rebuilt, as written
 
 
 def test_vault_objects_are_standard_esdk_messages_readable_with_the_key_store_alone(settings, pipeline):
@@ -243,7 +264,7 @@ class TestDecryptRefusals:
         b = self.encrypted(settings, pipeline, b"another call")
         s3 = boto3.client("s3")
         s3.copy_object(Bucket=settings.vault_bucket, Key=b.vault_key, CopySource={"Bucket": settings.vault_bucket, "Key": a.vault_key})
-        # Point b's record at the copied bytes' version, so only the context can tell.
+        # Point b's record at the copied bytes' version, so only the header can tell.
         table = MetadataTable(boto3.client("dynamodb"), settings.metadata_table)
         record = table.get_object(b.vault_key)
         latest = s3.head_object(Bucket=settings.vault_bucket, Key=b.vault_key)["VersionId"]
@@ -252,7 +273,7 @@ class TestDecryptRefusals:
             UpdateExpression="SET vault_version_id = :v", ExpressionAttributeValues={":v": {"S": latest}})
         out = tmp_path / "plain.wav"
 
-        with pytest.raises(DecryptRefusedError, match="encryption context does not match"):
+        with pytest.raises(DecryptRefusedError, match="source_key.* disagree with the verified message header"):
             VaultReader.from_settings(settings).decrypt_to_file(settings.vault_bucket, b.vault_key, out)
         assert list(tmp_path.iterdir()) == []
 
@@ -260,9 +281,21 @@ class TestDecryptRefusals:
         a = self.encrypted(settings, pipeline)
         boto3.client("dynamodb").update_item(
             TableName=settings.metadata_table, Key=object_key(a.vault_key),
-            UpdateExpression="SET encryption_context.#k = :v", ExpressionAttributeNames={"#k": "atrest:source-key"},
-            ExpressionAttributeValues={":v": {"S": "connect/other/CallRecordings/x.wav"}})
-        with pytest.raises(DecryptRefusedError, match="encryption context"):
+            UpdateExpression="SET source_key = :v", ExpressionAttributeValues={":v": {"S": "connect/other/CallRecordings/x.wav"}})
+        with pytest.raises(DecryptRefusedError, match="source_key"):
+            VaultReader.from_settings(settings).decrypt_to_file(settings.vault_bucket, a.vault_key, tmp_path / "x")
+        assert list(tmp_path.iterdir()) == []
+
+    def test_a_stored_context_edited_to_name_another_source_is_refused(self, settings, pipeline, tmp_path):
+        # Records written before the context was rebuilt from their fields hold it whole.
+        a = self.encrypted(settings, pipeline)
+        record = MetadataTable(boto3.client("dynamodb"), settings.metadata_table).get_object(a.vault_key)
+        edited = {**record.encryption_context, "atrest:source-key": "connect/other/CallRecordings/x.wav"}
+        boto3.client("dynamodb").update_item(
+            TableName=settings.metadata_table, Key=object_key(a.vault_key),
+            UpdateExpression="SET encryption_context = :v",
+            ExpressionAttributeValues={":v": {"M": {k: {"S": v} for k, v in edited.items()}}})
+        with pytest.raises(DecryptRefusedError, match="encryption context does not match its record"):
             VaultReader.from_settings(settings).decrypt_to_file(settings.vault_bucket, a.vault_key, tmp_path / "x")
         assert list(tmp_path.iterdir()) == []
 

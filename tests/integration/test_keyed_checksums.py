@@ -30,7 +30,7 @@ from aws_cryptographic_material_providers.keystore.models import (
 from atrest.core.errors import DecryptRefusedError
 from atrest.crypto.checksums import PURPOSE, ChecksumKey
 from atrest.flows.decrypt_object import VaultReader
-from atrest.storage.record_keys import is_object_item, object_key
+from atrest.storage.record_keys import is_object_item, object_key, vault_key_of
 from atrest_cli.demos.reads import catalog_with_decryptors, fetch, read_object_event, role_session_arn
 from atrest_cli.demos.samples import chat_transcript, connect_key
 
@@ -71,7 +71,7 @@ def encrypt_through_handler(settings: Any, encrypt_handler: Any, key: str, body:
         TableName=settings.metadata_table, FilterExpression="source_key = :k",
         ExpressionAttributeValues={":k": {"S": key}})["Items"] if is_object_item(item)]
     assert len(items) == 1, items
-    return items[0]["vault_key"]["S"]
+    return vault_key_of(items[0])
 
 
 def transcript(settings: Any, contact_id: str | None = None) -> tuple[str, bytes]:

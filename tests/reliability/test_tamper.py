@@ -47,7 +47,7 @@ def test_ciphertext_encrypted_for_instance_a_presented_as_instance_b_is_refused_
                             CopySource={"Bucket": settings.vault_bucket, "Key": instance_a.vault_key})
     point_record_at(settings, instance_b.vault_key, copied["VersionId"])
 
-    with pytest.raises(DecryptRefusedError, match="encryption context does not match its record"):
+    with pytest.raises(DecryptRefusedError, match="instance.* disagree with the verified message header"):
         VaultReader.from_settings(settings).decrypt_to_file(settings.vault_bucket, instance_b.vault_key, tmp_path / "b.wav")
     assert list(tmp_path.iterdir()) == []
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from atrest.storage.record_keys import objects_only
+from atrest.storage.record_keys import objects_only, vault_key_of
 from atrest.storage.records import ObjectStatus
 from atrest_cli.local.state_machine import UnsupportedDefinitionError, run_state_machine
 from atrest_cli.operations.deployment import settings_from_outputs
@@ -106,7 +106,7 @@ def backfill_input(settings):
 def object_records(settings):
     pages = boto3.client("dynamodb").get_paginator("scan").paginate(
         TableName=settings.metadata_table, **objects_only(),
-        ProjectionExpression="source_key, #s, vault_key", ExpressionAttributeNames={"#s": "status"})
+        ProjectionExpression="pk, sk, source_key, #s", ExpressionAttributeNames={"#s": "status"})
     return [item for page in pages for item in page["Items"]]
 
 
@@ -135,7 +135,7 @@ def assert_encrypted_exactly_once(settings, keys):
     records = object_records(settings)
     assert sorted(r["source_key"]["S"] for r in records) == sorted(keys)
     assert {r["status"]["S"] for r in records} == {ObjectStatus.SOURCE_DELETED.value}
-    assert sorted(vault_keys(settings)) == sorted(r["vault_key"]["S"] for r in records)
+    assert sorted(vault_keys(settings)) == sorted(vault_key_of(r) for r in records)
 
 
 def test_backfill_state_machine_encrypts_every_existing_object_once_and_lists_an_archived_one_it_tolerates(

@@ -13,6 +13,10 @@ from aws_encryption_sdk import CommitmentPolicy
 from aws_encryption_sdk.identifiers import Algorithm, SerializationVersion
 from aws_encryption_sdk.internal.formatting.deserialize import deserialize_header
 
+# The context every message is bound to (defined below crypto: records rebuild it too).
+from atrest.catalog.bindings import (
+    CTX_ACCOUNT, CTX_DATA_CLASS, CTX_INSTANCE, CTX_SOURCE_BUCKET, CTX_SOURCE_KEY, encryption_context,
+)
 from atrest.core.errors import AtrestError
 
 # Committing (key commitment) but not signing: every reader is also trusted to write,
@@ -27,12 +31,6 @@ KNOWN_MESSAGE_VERSIONS = frozenset({1, 2})
 # The first byte of a header: a version the installed ESDK can parse. Other bytes are plaintext.
 _PARSEABLE_VERSIONS = frozenset(version.value for version in SerializationVersion)
 
-# Encryption context keys. Prefixed so they never collide with the ESDK's own (aws-crypto-*).
-CTX_ACCOUNT = "atrest:account"
-CTX_INSTANCE = "atrest:instance"
-CTX_DATA_CLASS = "atrest:data-class"
-CTX_SOURCE_BUCKET = "atrest:source-bucket"
-CTX_SOURCE_KEY = "atrest:source-key"
 
 
 def encryption_client() -> aws_encryption_sdk.EncryptionSDKClient:
@@ -41,21 +39,6 @@ def encryption_client() -> aws_encryption_sdk.EncryptionSDKClient:
         commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT,
         max_encrypted_data_keys=1,
     )
-
-
-def encryption_context(
-    account_id: str, instance: str | None, data_class: str, source_bucket: str, source_key: str
-) -> dict[str, str]:
-    """What every object's message is bound to; decrypt must reproduce it exactly."""
-    context = {
-        CTX_ACCOUNT: account_id,
-        CTX_DATA_CLASS: data_class,
-        CTX_SOURCE_BUCKET: source_bucket,
-        CTX_SOURCE_KEY: source_key,
-    }
-    if instance:
-        context[CTX_INSTANCE] = instance
-    return context
 
 
 @dataclass(frozen=True)

@@ -211,22 +211,23 @@ class VaultReader:
             with os.fdopen(descriptor, "wb") as sink:
                 try:
                     keyring = self.keystore.keyring(record.branch_key_id)
-                    with self.esdk.stream(
-                        mode="d",
-                        source=body,
-                        keyring=keyring,
-                        encryption_context=record.encryption_context,
-                    ) as decryptor:
+                    # The record's context is compared with the header's below, field by field
+                    # first (the refusal names the edited field and the audit the header's
+                    # word), then whole; both before the first byte of plaintext. A record
+                    # rebuilds its context from those fields, so an edited field is a context
+                    # mismatch too, and handing the ESDK the context to require would refuse
+                    # it without saying which field.
+                    with self.esdk.stream(mode="d", source=body, keyring=keyring) as decryptor:
                         header_context = dict(decryptor.header.encryption_context)
-                        differences = context_differences(record.encryption_context, header_context)
-                        if differences:
-                            raise DecryptRefusedError(_mismatch(bucket, key, differences))
                         truth = self.header_truth(record, header_context)
                         disagreements = record_disagreements(record, truth)
                         if disagreements:
                             refusal = RecordMismatchError(_record_edited(bucket, key, disagreements, truth))
                             refusal.truth = truth  # what the audit records: the header's word, not the record's
                             raise refusal
+                        differences = context_differences(record.encryption_context, header_context)
+                        if differences:
+                            raise DecryptRefusedError(_mismatch(bucket, key, differences))
                         if record.plaintext_hmac is not None:
                             plaintext_hmac = self.keystore.checksum_key(record.branch_key_id).new()
                         if before_plaintext is not None:

@@ -5,7 +5,7 @@ and the key conditions that find items. Nothing else spells them (docs/architect
 - object: `OBJ#<vault key>` / `OBJECT`, in the `by-key-version` index (`BKV#<branch key
   id>#<version>#<shard>`: SHARDS partitions per version), the `by-contact` index
   (`CONTACT#<contact id>`) and the `by-source` index (`SRC#<bucket>#<key>`), each sorted by
-  `<encrypted at>#<vault key>`; while its source step is unfinished, also in the sparse
+  `<encrypted at>`; while its source step is unfinished, also in the sparse
   `unfinished` index (`UNFINISHED#<shard>`, sorted by `<source bucket>#<source key>`);
 - counts: `COUNT#<branch key id>#<version>#<shard>` / `COUNT`: how many objects (in total and
   per data class, with their bytes and source outcomes) and contacts depend on one version,
@@ -114,7 +114,10 @@ def object_index_entries(vault_key: str, encrypted_at: str, branch_key_id: str, 
                          unfinished: bool = False) -> dict[str, str]:
     """The index attributes of an object record: by key version, by contact (if it has one), by
     source, and unfinished (while its source step is)."""
-    sort = f"{encrypted_at}#{vault_key}"
+    # Time order is all a reader needs (an index's sort key need not be unique; a page's
+    # LastEvaluatedKey carries the table key too). Records written before also end in
+    # `#<vault key>`: same order, 90 bytes more in every index entry.
+    sort = encrypted_at
     entries = _entry(BY_KEY_VERSION_INDEX, key_version_gsi(branch_key_id, version, shard_of(vault_key)), sort)
     if contact_id:
         entries |= _entry(BY_CONTACT_INDEX, contact_objects_gsi(contact_id), sort)

@@ -18,6 +18,8 @@ from typing import Any, Iterable, Iterator
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
+from atrest.catalog.bindings import CTX_ACCOUNT, encryption_context
+
 from atrest.storage.counts import (
     VersionCounts, count_update, object_removed, of_record, read_counts, source_finished,
 )
@@ -45,6 +47,8 @@ from atrest.storage.record_keys import (
 from atrest.storage.transactions import transact_write
 from atrest.storage.vault_keys import VaultKey
 
+# An object record's account (its encryption context's), when the context is not stored whole.
+_ACCOUNT = "account"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -112,6 +116,14 @@ class ObjectRecord:
 
     def to_item(self) -> dict[str, Any]:
         plain = {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items() if v is not None}
+        # Not stored twice: the item's key names the vault key, and the encryption context is
+        # rebuilt from the fields beside it (from_item). A write costs a unit per KB of the item
+        # in the table and in each index projecting it whole (docs/cost.md).
+        del plain["vault_key"]
+        account = self.encryption_context.get(CTX_ACCOUNT)
+        if account and self.encryption_context == self._context_of(account):
+            del plain["encryption_context"]
+            plain[_ACCOUNT] = account
         plain.update(object_index_entries(self.vault_key, self.encrypted_at, self.branch_key_id,
                                           self.branch_key_version, self.contact_id, self.source_bucket, self.source_key,
                                           unfinished=self.status is ObjectStatus.ENCRYPTED))
@@ -122,9 +134,17 @@ class ObjectRecord:
         """A transaction's update of the count item this record is counted in."""
         return count_update(table, self.branch_key_id, self.branch_key_version, shard_of(self.vault_key), adds)
 
+    def _context_of(self, account: str) -> dict[str, str]:
+        return encryption_context(account, self.instance, self.data_class, self.source_bucket, self.source_key)
+
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "ObjectRecord":
         plain = _plain(item)
+        plain.setdefault("vault_key", vault_key_of(item))  # records written before hold it too
+        account = plain.pop(_ACCOUNT, None)
+        if "encryption_context" not in plain and account is not None:
+            plain["encryption_context"] = encryption_context(account, plain.get("instance"), plain["data_class"],
+                                                             plain["source_bucket"], plain["source_key"])
         # Absent attributes were None when written (to_item drops them).
         record = cls(**{f.name: plain.get(f.name) for f in fields(cls) if f.name in plain or f.default is MISSING})
         record.status = ObjectStatus(record.status)
