@@ -14,12 +14,11 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from atrest.catalog.bindings import CTX_ACCOUNT, encryption_context
-
 from atrest.storage.counts import (
     VersionCounts, count_update, object_removed, of_record, read_counts, source_finished,
 )
@@ -121,7 +120,7 @@ class ObjectRecord:
         # in the table and in each index projecting it whole (docs/cost.md).
         del plain["vault_key"]
         account = self.encryption_context.get(CTX_ACCOUNT)
-        if account and self.encryption_context == self._context_of(account):
+        if account and self.encryption_context == _context_named(account, plain):
             del plain["encryption_context"]
             plain[_ACCOUNT] = account
         plain.update(object_index_entries(self.vault_key, self.encrypted_at, self.branch_key_id,
@@ -134,17 +133,13 @@ class ObjectRecord:
         """A transaction's update of the count item this record is counted in."""
         return count_update(table, self.branch_key_id, self.branch_key_version, shard_of(self.vault_key), adds)
 
-    def _context_of(self, account: str) -> dict[str, str]:
-        return encryption_context(account, self.instance, self.data_class, self.source_bucket, self.source_key)
-
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "ObjectRecord":
         plain = _plain(item)
         plain.setdefault("vault_key", vault_key_of(item))  # records written before hold it too
         account = plain.pop(_ACCOUNT, None)
         if "encryption_context" not in plain and account is not None:
-            plain["encryption_context"] = encryption_context(account, plain.get("instance"), plain["data_class"],
-                                                             plain["source_bucket"], plain["source_key"])
+            plain["encryption_context"] = _context_named(account, plain)
         # Absent attributes were None when written (to_item drops them).
         record = cls(**{f.name: plain.get(f.name) for f in fields(cls) if f.name in plain or f.default is MISSING})
         record.status = ObjectStatus(record.status)
@@ -210,6 +205,13 @@ class KeyVersionRecord:
         record = cls(**{f.name: plain[f.name] for f in fields(cls) if f.name in plain})
         record.state = KeyVersionState(record.state)
         return record
+
+
+def _context_named(account: str, fields_: Mapping[str, Any]) -> dict[str, str]:
+    """The encryption context an object record's fields name (what to_item leaves out and
+    from_item rebuilds)."""
+    return encryption_context(account, fields_.get("instance"), fields_["data_class"], fields_["source_bucket"],
+                              fields_["source_key"])
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
