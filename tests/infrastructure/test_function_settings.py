@@ -97,3 +97,13 @@ def test_catalog_placeholders_are_stack_parameters(template):
     assert set(CATALOG_PLACEHOLDERS) >= {"connect_prefix", "knowledge_prefix"}
     for name in CATALOG_PLACEHOLDERS:
         assert DECLARATIONS[name].parameter in template["Parameters"], name
+
+
+def test_the_stack_tells_the_cli_the_record_format_its_functions_write(template):
+    # The CLI refuses a stack whose records are newer than it reads (deployment._check_record_format):
+    # the output must change with the records the functions of this release write.
+    from atrest.storage.records import RECORD_FORMAT
+
+    assert template["Outputs"]["RecordFormat"]["Value"] == str(RECORD_FORMAT)
+    assert deployment.OUTPUT_VARIABLES["RecordFormat"] == DECLARATIONS["record_format"].variable
+    assert not any("record_format" in needed for needed in FUNCTION_SETTINGS.values())  # the CLI's alone

@@ -127,3 +127,36 @@ def test_an_explicit_state_file_wins_over_atrest_variables_in_the_shell(local_st
 
     assert code == 0, captured.err
     assert json.loads(captured.out)["bucket"] == local_stack.outputs["IntakeBucketName"]
+
+
+def test_a_stack_writing_newer_records_than_this_cli_reads_is_refused_naming_what_to_run(
+        local_stack, elsewhere, monkeypatch, capsys):
+    # An operator's CLI from an older checkout than the deployed stack would misread its
+    # records (issue 17's record stores neither vault key nor context); it must refuse instead.
+    from atrest.storage.records import RECORD_FORMAT
+
+    assert local_stack.outputs["RecordFormat"] == str(RECORD_FORMAT)  # what the template gives a stack
+    path = _state_file(local_stack, elsewhere.stacks)
+    state = json.loads(path.read_text())
+    state["outputs"]["RecordFormat"] = str(RECORD_FORMAT + 1)
+    path.write_text(json.dumps(state))
+    monkeypatch.setenv("ATREST_STATE_FILE", str(path))
+
+    code, out, err = _status(capsys)
+
+    assert code != 0 and out == ""
+    assert f"metadata records of format {RECORD_FORMAT + 1}" in err, err
+    assert f"reads formats up to {RECORD_FORMAT}" in err and "the CLI of the release the stack was deployed from" in err
+
+
+def test_a_stack_whose_outputs_predate_the_record_format_is_read_as_before(local_stack, elsewhere, monkeypatch, capsys):
+    path = _state_file(local_stack, elsewhere.stacks)
+    state = json.loads(path.read_text())
+    del state["outputs"]["RecordFormat"]
+    path.write_text(json.dumps(state))
+    monkeypatch.setenv("ATREST_STATE_FILE", str(path))
+
+    code, out, err = _status(capsys)
+
+    assert code == 0, err
+    assert json.loads(out)["bucket"] == local_stack.outputs["IntakeBucketName"]

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from atrest.core.errors import ConfigurationError
 from atrest.core.settings import ACCOUNT_ID_VARIABLE, DECLARATIONS, Settings
+from atrest.storage.records import RECORD_FORMAT
 
 DEFAULT_STACK = "atrest"
 DEFAULT_STATE_FILE = Path(".atrest") / "local-stack.json"
@@ -47,7 +48,21 @@ def settings_from_outputs(outputs: Mapping[str, str], account_id: str, parameter
     env = {variable: outputs[name] for name, variable in OUTPUT_VARIABLES.items() if name in outputs}
     env.update({v: _parameter_text(parameters[p]) for p, v in PARAMETER_VARIABLES.items() if parameters and p in parameters})
     env[ACCOUNT_ID_VARIABLE] = account_id  # the stack id's account, as the template gives AWS::AccountId
-    return Settings.from_env(env)
+    settings = Settings.from_env(env)
+    _check_record_format(settings)
+    return settings
+
+
+def _check_record_format(settings: Settings) -> None:
+    """Refuse a stack whose functions write metadata records of a shape this CLI does not
+    know: it would misread them (an older CLI finds no vault key or encryption context in a
+    newer record) rather than fail clearly. A stack without the output predates it and writes
+    records every CLI with this check reads."""
+    if settings.record_format and settings.record_format > RECORD_FORMAT:
+        raise ConfigurationError(
+            f"the stack writes metadata records of format {settings.record_format} (its RecordFormat output), and "
+            f"this atrest CLI reads formats up to {RECORD_FORMAT}: run the CLI of the release the stack was deployed "
+            "from (in that checkout: `make venv`, then `.venv/bin/atrest`)")
 
 
 def load_local_state(path: Path, search: "StateFileSearch | None" = None) -> dict[str, Any]:

@@ -232,6 +232,10 @@ class Settings:
                                  doc="the logical key store name, bound into every branch key (default: the table name)")
     metadata_table: str = setting("ATREST_METADATA_TABLE", Text(required=True), "", output="MetadataTableName",
                                   doc="the metadata table")
+    # Read by the operator CLI only (every function comes from the same template as the records it reads).
+    record_format: int | None = setting("ATREST_RECORD_FORMAT", Integer(1), None, output="RecordFormat",
+                                        doc="the shape of the metadata records the stack's functions write "
+                                            "(atrest.storage.records.RECORD_FORMAT)")
     kms_key_arn: str = setting("ATREST_KMS_KEY_ARN", KeyArn(required=True), "", output="KmsKeyArn",
                                doc="the KMS key that wraps branch keys (the stack's own or CustomerManagedKeyArn)")
     connect_prefix: str = setting("ATREST_CONNECT_PREFIX", Prefix(), "connect/", parameter="ConnectPrefix",

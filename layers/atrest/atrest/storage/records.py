@@ -46,6 +46,12 @@ from atrest.storage.record_keys import (
 from atrest.storage.transactions import transact_write
 from atrest.storage.vault_keys import VaultKey
 
+# The shape of the object records this code writes, told to operators' CLIs through the
+# stack output `RecordFormat`: a CLI refuses a stack whose records are newer than it reads
+# (atrest_cli.operations.deployment) instead of misreading them. Readers read every format up
+# to theirs. 1: the vault key and encryption context stored as attributes; 2 (issue 17):
+# neither (from_item rebuilds them), index sort keys the time alone.
+RECORD_FORMAT = 2
 # An object record's account (its encryption context's), when the context is not stored whole.
 _ACCOUNT = "account"
 _serializer = TypeSerializer()
