@@ -69,9 +69,13 @@ def _gap(view: dict[str, Any], peer: str, row: dict[str, Any] | None) -> str:
     if not row or "atrest" not in row or peer not in row:
         return ""
     ours, theirs = row["atrest"]["calls_per_object"], row[peer]["calls_per_object"]
+    cpu = ""
+    if "cpu_ms_per_object" in row["atrest"] and "cpu_ms_per_object" in row[peer]:  # runs before it was measured lack it
+        cpu = (f"; atrest's process spends {row['atrest']['cpu_ms_per_object']:.0f} ms of CPU per object, "
+               f"{LABELS[peer]} {row[peer]['cpu_ms_per_object']:.0f} ms")
     return (f"per object atrest makes {_requests(ours)} requests, {LABELS[peer]} {_requests(theirs)}; at the region "
             f"profile's latencies that is {_modelled_ms(ours):.0f} ms against {_modelled_ms(theirs):.0f} ms of round "
-            "trips, one after another")
+            f"trips, one after another{cpu}")
 
 
 def evaluate_profile(profile: str, view: dict[str, Any]) -> list[dict[str, str]]:
@@ -226,6 +230,10 @@ def write_report(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
     return md, png
 
 
+def _cpu(summary: dict[str, Any]) -> str:
+    return f", {summary['cpu_ms_per_object']:,.1f} ms CPU per object" if "cpu_ms_per_object" in summary else ""
+
+
 def _profile_sections(w: Callable[[str], None], profile: str, view: dict[str, Any], peers: list[str],
                       settings: dict[str, Any]) -> None:
     throughput = view.get("throughput", {})
@@ -235,11 +243,13 @@ def _profile_sections(w: Callable[[str], None], profile: str, view: dict[str, An
     w("|---|" + "---|" * len(peers))
     for size, row in sorted(throughput.items(), key=lambda item: int(item[0])):
         count = next(iter(row.values()))["objects_per_run"] if row else 0
-        cells = [f"{row[p]['mb_per_s']:,.1f} MB/s, {row[p]['objects_per_s']:,.1f} obj/s" if p in row else "error" for p in peers]
+        cells = [f"{row[p]['mb_per_s']:,.1f} MB/s, {row[p]['objects_per_s']:,.1f} obj/s{_cpu(row[p])}" if p in row else "error"
+                 for p in peers]
         w(f"| {human(int(size))} ({count} per run) | " + " | ".join(cells) + " |")
     batch = view.get("batch", {})
     if batch:
-        cells = [f"{batch[p]['objects_per_s']:,.1f} obj/s, {batch[p]['mb_per_s']:,.2f} MB/s" if p in batch else "error" for p in peers]
+        cells = [f"{batch[p]['objects_per_s']:,.1f} obj/s, {batch[p]['mb_per_s']:,.2f} MB/s{_cpu(batch[p])}" if p in batch
+                 else "error" for p in peers]
         w(f"| batch of {settings['batch']:,} x 10 KiB (new process; atrest: SQS batches of 10, concurrent; "
           "the others: one by one) | " + " | ".join(cells) + " |")
     w("")
@@ -310,7 +320,8 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
     w(f"- **Method**: each peer in a process of its own (`bench/worker.py`), started fresh; medians of {settings['runs']} "
       "runs, the peers taking turns run by run. Only the encryption is timed (set-up and clean-up are not). "
       "AWS calls are counted per service with botocore `before-call` hooks; atrest's are its handler's own count "
-      "(`AwsClients.calls`). MB = 10^6 bytes.")
+      "(`AwsClients.calls`). CPU per object is the peer's own process (user + system time over the same span): "
+      "on one machine with the emulator, a client's CPU is also time the emulator waits. MB = 10^6 bytes.")
     w("")
     w("| peer | what runs |")
     w("|---|---|")
