@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -129,6 +129,16 @@ def test_an_explicit_state_file_wins_over_atrest_variables_in_the_shell(local_st
     assert json.loads(captured.out)["bucket"] == local_stack.outputs["IntakeBucketName"]
 
 
+def _use_state_with_outputs(local_stack: Any, elsewhere: Any, monkeypatch: pytest.MonkeyPatch,
+                            edit: Callable[[dict[str, Any]], Any]) -> None:
+    """The CLI's stack: the local one's state file with its outputs edited by `edit`."""
+    path = _state_file(local_stack, elsewhere.stacks)
+    state = json.loads(path.read_text())
+    edit(state["outputs"])
+    path.write_text(json.dumps(state))
+    monkeypatch.setenv("ATREST_STATE_FILE", str(path))
+
+
 def test_a_stack_writing_newer_records_than_this_cli_reads_is_refused_naming_what_to_run(
         local_stack, elsewhere, monkeypatch, capsys):
     # An operator's CLI from an older checkout than the deployed stack would misread its
@@ -136,11 +146,8 @@ def test_a_stack_writing_newer_records_than_this_cli_reads_is_refused_naming_wha
     from atrest.storage.records import RECORD_FORMAT
 
     assert local_stack.outputs["RecordFormat"] == str(RECORD_FORMAT)  # what the template gives a stack
-    path = _state_file(local_stack, elsewhere.stacks)
-    state = json.loads(path.read_text())
-    state["outputs"]["RecordFormat"] = str(RECORD_FORMAT + 1)
-    path.write_text(json.dumps(state))
-    monkeypatch.setenv("ATREST_STATE_FILE", str(path))
+    _use_state_with_outputs(local_stack, elsewhere, monkeypatch, lambda outputs: outputs.update(
+        RecordFormat=str(RECORD_FORMAT + 1)))
 
     code, out, err = _status(capsys)
 
@@ -150,11 +157,7 @@ def test_a_stack_writing_newer_records_than_this_cli_reads_is_refused_naming_wha
 
 
 def test_a_stack_whose_outputs_predate_the_record_format_is_read_as_before(local_stack, elsewhere, monkeypatch, capsys):
-    path = _state_file(local_stack, elsewhere.stacks)
-    state = json.loads(path.read_text())
-    del state["outputs"]["RecordFormat"]
-    path.write_text(json.dumps(state))
-    monkeypatch.setenv("ATREST_STATE_FILE", str(path))
+    _use_state_with_outputs(local_stack, elsewhere, monkeypatch, lambda outputs: outputs.pop("RecordFormat"))
 
     code, out, err = _status(capsys)
 
