@@ -102,7 +102,8 @@ def assert_encrypted_as_plaintext(settings, pipeline, reader, body, reason, capl
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "atrest.flows.encrypt_object"]
     assert [r.reason for r in warnings] == [reason.value]
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
-    assert "card number" not in logged and "4111" not in logged
+    # Markers with a space: a bare "4111" turns up in record timestamps and ids by chance.
+    assert "card number" not in logged and "4111 1111" not in logged
     return outcome
 
 
